@@ -1,0 +1,191 @@
+//! The command line of `bnx`, as clap sees it. Values are checked here; how they combine with the
+//! environment and files is `config.rs`'s business.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Parser};
+use clap_complete::Shell;
+
+use crate::error::EXIT_CODES;
+
+const ENVIRONMENT: &str = "\
+Environment:
+  BLUENEXUS_TOKEN       access token (prefer a token file or command: see Token)
+  BLUENEXUS_TOKEN_CMD   command printing the token, as --token-cmd
+  BLUENEXUS_AGENT       agent id, as --agent
+  BLUENEXUS_BASE_URL    API origin, as --base-url
+  HTTPS_PROXY, ALL_PROXY, NO_PROXY   proxy settings
+  SSL_CERT_FILE         extra CA bundle (the platform store is always used)
+  XDG_CONFIG_HOME, XDG_STATE_HOME    where the token file and conversations live
+
+Token (first found wins): --token-file, --token-cmd, BLUENEXUS_TOKEN, BLUENEXUS_TOKEN_CMD,
+  $XDG_CONFIG_HOME/bluenexus/token (else ~/.config/bluenexus/token). Token files must not be
+  readable by group or others (chmod 600). No flag takes the token itself: argv is public.";
+
+const EXAMPLES: &str = "\
+Examples:
+  git diff | bnx \"write a commit message for this diff\"
+  bnx --json \"What meetings do I have today?\" | jq -r '.choices[0].message.content'
+  bnx -s --system \"Answer in one line\" \"What is SSE?\"
+  bnx -c \"and the one after that?\"
+  bnx-mock -- bnx \"hi\"          # offline, no account";
+
+fn after_help() -> String {
+    format!("{ENVIRONMENT}\n\n{EXIT_CODES}\n\n{EXAMPLES}")
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bnx",
+    version,
+    about = "Ask a BlueNexus agent from the shell: prompt in, answer out, exit codes scripts can trust",
+    after_help = after_help(),
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// The prompt; words are joined with spaces. Piped stdin is appended after a blank line.
+    #[arg(value_name = "PROMPT")]
+    pub prompt: Vec<String>,
+
+    /// Agent to chat with [env: BLUENEXUS_AGENT] [default: default]
+    #[arg(short, long, value_name = "ID")]
+    pub agent: Option<String>,
+
+    /// API origin; plain http:// only for loopback [env: BLUENEXUS_BASE_URL]
+    /// [default: https://api.bluenexus.ai]
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+
+    /// File holding the access token (mode 600)
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+
+    /// Shell command that prints the token, e.g. a password manager [env: BLUENEXUS_TOKEN_CMD]
+    #[arg(long, value_name = "CMD")]
+    pub token_cmd: Option<String>,
+
+    /// Stream the answer, writing each piece as it arrives
+    #[arg(short, long)]
+    pub stream: bool,
+
+    /// Write JSON: the response plus a "bnx" key; with --stream, one line per event
+    #[arg(long)]
+    pub json: bool,
+
+    /// Sampling temperature, 0.0 to 2.0 [default: the agent's own]
+    #[arg(long, value_name = "F", value_parser = parse_temperature)]
+    pub temperature: Option<f64>,
+
+    /// Longest answer, in tokens [default: the agent's own]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_tokens: Option<u64>,
+
+    /// Continue the conversation with this id
+    #[arg(long, value_name = "ID", conflicts_with = "continue_")]
+    pub conversation: Option<String>,
+
+    /// Continue this agent's last conversation
+    #[arg(short = 'c', long = "continue")]
+    pub continue_: bool,
+
+    /// Seconds to wait for the answer to start (and, non-streaming, to finish); streaming, the
+    /// longest silence allowed between two events
+    #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_secs)]
+    pub timeout: Duration,
+
+    /// Seconds allowed for TCP and TLS connect
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
+    pub connect_timeout: Duration,
+
+    /// Retries on connect errors, timeouts, 429, 500, 502, 503 and 504
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub retries: u32,
+
+    /// Longest single wait before a retry; a longer Retry-After fails at once
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_wait)]
+    pub max_retry_wait: Duration,
+
+    /// Never read standard input
+    #[arg(long)]
+    pub no_stdin: bool,
+
+    /// JSON array of {"role","content"} messages to send ("-" for stdin)
+    #[arg(long, value_name = "FILE")]
+    pub messages: Option<PathBuf>,
+
+    /// System message put before the conversation
+    #[arg(long, value_name = "TEXT")]
+    pub system: Option<String>,
+
+    /// Print the request as JSON (token redacted) and send nothing; needs no token
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// No notices on stderr (errors still print)
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Request, status, timing, credits, conversation and retries on stderr
+    #[arg(short, long, action = ArgAction::SetTrue)]
+    pub verbose: bool,
+
+    /// Print the completion script for SHELL and exit
+    #[arg(long, value_name = "SHELL", exclusive = true)]
+    pub completions: Option<Shell>,
+}
+
+fn parse_temperature(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(t) if (0.0..=2.0).contains(&t) => Ok(t),
+        _ => Err("expected a number from 0.0 to 2.0".into()),
+    }
+}
+
+/// A positive number of seconds, fractions allowed.
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    match parse_wait(s)? {
+        d if d.is_zero() => Err("expected a number of seconds greater than 0".into()),
+        d => Ok(d),
+    }
+}
+
+/// A number of seconds, zero included.
+fn parse_wait(s: &str) -> Result<Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .filter(|d| *d <= Duration::from_secs(86_400 * 365))
+        .ok_or_else(|| "expected a number of seconds, such as 30 or 0.5".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn verify_app() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn values_are_checked() {
+        assert_eq!(parse_temperature("2"), Ok(2.0));
+        assert!(parse_temperature("2.01").is_err());
+        assert!(parse_temperature("nan").is_err());
+        assert_eq!(parse_secs("0.5"), Ok(Duration::from_millis(500)));
+        assert!(parse_secs("0").is_err());
+        assert!(parse_secs("-1").is_err());
+        assert!(parse_secs("inf").is_err());
+        assert_eq!(parse_wait("0"), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn prompt_words_and_flags_mix() {
+        let cli = Cli::try_parse_from(["bnx", "-s", "hello", "world", "--json"]).unwrap();
+        assert_eq!(cli.prompt, ["hello", "world"]);
+        assert!(cli.stream && cli.json);
+        assert!(Cli::try_parse_from(["bnx", "-c", "--conversation", "x"]).is_err());
+    }
+}

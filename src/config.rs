@@ -1,0 +1,309 @@
+//! Flags, environment and files resolved, in one place, into a validated `Config` that the rest
+//! of the program uses. Flags beat the environment; the environment beats files.
+
+use std::ffi::OsString;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use ureq::http::Uri;
+
+use crate::cli::Cli;
+use crate::error::{Error, Kind, Result};
+use crate::token::{self, Secret};
+use crate::wire;
+
+pub const DEFAULT_BASE_URL: &str = "https://api.bluenexus.ai";
+pub const DEFAULT_AGENT: &str = "default";
+
+/// Everything but RFC 3986's unreserved characters is encoded, `/` included, so an agent id is
+/// always exactly one path segment.
+const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Conversation {
+    #[default]
+    New,
+    Id(String),
+    /// The agent's last conversation, if one was saved.
+    Continue,
+}
+
+/// Where the prompt comes from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PromptSources {
+    pub words: Vec<String>,
+    pub read_stdin: bool,
+    /// `--messages`: a path, or `-` for stdin.
+    pub messages: Option<PathBuf>,
+    pub system: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub agent: String,
+    /// The full URL of the chat endpoint.
+    pub url: String,
+    /// Resolved unless `dry_run`, which sends nothing and needs none.
+    pub token: Option<Secret>,
+    pub stream: bool,
+    pub json: bool,
+    pub temperature: Option<f64>,
+    pub max_tokens: Option<u64>,
+    pub conversation: Conversation,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub retries: u32,
+    pub max_retry_wait: Duration,
+    pub prompt: PromptSources,
+    pub dry_run: bool,
+    pub quiet: bool,
+    pub verbose: bool,
+    /// `$XDG_STATE_HOME/bluenexus`, if there is anywhere to keep state.
+    pub state_dir: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            agent: DEFAULT_AGENT.into(),
+            url: endpoint(DEFAULT_BASE_URL, DEFAULT_AGENT).expect("the default URL is valid"),
+            token: None,
+            stream: false,
+            json: false,
+            temperature: None,
+            max_tokens: None,
+            conversation: Conversation::New,
+            timeout: Duration::from_secs(300),
+            connect_timeout: Duration::from_secs(10),
+            retries: 2,
+            max_retry_wait: Duration::from_secs(60),
+            prompt: PromptSources::default(),
+            dry_run: false,
+            quiet: false,
+            verbose: false,
+            state_dir: None,
+        }
+    }
+}
+
+impl Config {
+    /// `env` looks up an environment variable; `stdin_is_terminal` decides whether stdin is read.
+    pub fn resolve(
+        cli: Cli,
+        env: impl Fn(&str) -> Option<OsString>,
+        stdin_is_terminal: bool,
+    ) -> Result<Config> {
+        let env_string = |name: &str| -> Result<Option<String>> {
+            env(name)
+                .map(|v| {
+                    v.into_string().map_err(|_| {
+                        Error::msg(Kind::Config, format!("{name} is not valid UTF-8"))
+                    })
+                })
+                .transpose()
+        };
+        let agent = match cli.agent {
+            Some(agent) => agent,
+            None => env_string("BLUENEXUS_AGENT")?.unwrap_or_else(|| DEFAULT_AGENT.into()),
+        };
+        let base_url = match cli.base_url {
+            Some(url) => url,
+            None => env_string("BLUENEXUS_BASE_URL")?.unwrap_or_else(|| DEFAULT_BASE_URL.into()),
+        };
+        let url = endpoint(&base_url, &agent)?;
+        let token = if cli.dry_run {
+            None
+        } else {
+            Some(token::resolve(token::Sources {
+                file: cli.token_file.as_deref(),
+                command: cli.token_cmd.as_deref(),
+                env_token: env("BLUENEXUS_TOKEN"),
+                env_command: env("BLUENEXUS_TOKEN_CMD").filter(|c| !c.is_empty()),
+                default_file: base_dir(&env, "XDG_CONFIG_HOME", ".config")
+                    .map(|d| d.join("bluenexus").join("token")),
+            })?)
+        };
+        let conversation = match (cli.conversation, cli.continue_) {
+            (Some(id), _) => Conversation::Id(id),
+            (None, true) => Conversation::Continue,
+            (None, false) => Conversation::New,
+        };
+        Ok(Config {
+            agent,
+            url,
+            token,
+            stream: cli.stream,
+            json: cli.json,
+            temperature: cli.temperature,
+            max_tokens: cli.max_tokens,
+            conversation,
+            timeout: cli.timeout,
+            connect_timeout: cli.connect_timeout,
+            retries: cli.retries,
+            max_retry_wait: cli.max_retry_wait,
+            prompt: PromptSources {
+                words: cli.prompt,
+                read_stdin: !cli.no_stdin && !stdin_is_terminal,
+                messages: cli.messages,
+                system: cli.system,
+            },
+            dry_run: cli.dry_run,
+            quiet: cli.quiet,
+            verbose: cli.verbose,
+            state_dir: base_dir(&env, "XDG_STATE_HOME", ".local/state")
+                .map(|d| d.join("bluenexus")),
+        })
+    }
+}
+
+/// `$XDG_VAR` when it is an absolute path (as the XDG spec requires), else `$HOME/fallback`.
+fn base_dir(env: &impl Fn(&str) -> Option<OsString>, xdg_var: &str, fallback: &str) -> Option<PathBuf> {
+    env(xdg_var)
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| {
+            env("HOME")
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute())
+                .map(|home| home.join(fallback))
+        })
+}
+
+/// The chat endpoint for `agent` under the API origin `base_url`.
+pub fn endpoint(base_url: &str, agent: &str) -> Result<String> {
+    let bad_url = |why: &str| {
+        Error::msg(Kind::Config, format!("bad base URL {base_url:?}: {why}"))
+            .with_hint("use the API origin, such as https://api.bluenexus.ai")
+    };
+    let uri: Uri = base_url.parse().map_err(|_| bad_url("not a URL"))?;
+    let scheme = uri.scheme_str().ok_or_else(|| bad_url("no scheme"))?;
+    let authority = uri.authority().ok_or_else(|| bad_url("no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(bad_url("credentials do not belong in the URL"));
+    }
+    if uri.query().is_some() || base_url.contains('#') {
+        return Err(bad_url("a query or fragment has no place in the API origin"));
+    }
+    match scheme {
+        "https" => {}
+        "http" if is_loopback(authority.host()) => {}
+        "http" => {
+            return Err(Error::msg(
+                Kind::Config,
+                format!(
+                    "refusing plain http:// to {}: the token would cross the network unencrypted",
+                    authority.host()
+                ),
+            )
+            .with_hint("use https://, or http:// only for 127.0.0.1, [::1] or localhost"))
+        }
+        _ => return Err(bad_url("the scheme must be https")),
+    }
+    if agent.is_empty() || agent == "." || agent == ".." {
+        return Err(Error::msg(
+            Kind::Config,
+            format!("bad agent id {agent:?}"),
+        ));
+    }
+    let agent = utf8_percent_encode(agent, PATH_SEGMENT).to_string();
+    let prefix = uri.path().trim_end_matches('/');
+    Ok(format!("{scheme}://{authority}{prefix}{}", wire::chat_path(&agent)))
+}
+
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use std::collections::HashMap;
+
+    fn resolve(args: &[&str], env: &[(&str, &str)]) -> Result<Config> {
+        let cli = Cli::try_parse_from(std::iter::once("bnx").chain(args.iter().copied())).unwrap();
+        let env: HashMap<String, OsString> =
+            env.iter().map(|(k, v)| (k.to_string(), OsString::from(v))).collect();
+        Config::resolve(cli, |name| env.get(name).cloned(), true)
+    }
+
+    #[test]
+    fn flags_beat_env_beat_defaults() {
+        let env = [
+            ("BLUENEXUS_AGENT", "env-agent"),
+            ("BLUENEXUS_BASE_URL", "http://127.0.0.1:9"),
+            ("BLUENEXUS_TOKEN", "env-token"),
+        ];
+        let c = resolve(&["--agent", "flag-agent", "--base-url", "http://localhost:1"], &env).unwrap();
+        assert_eq!(c.url, "http://localhost:1/api/v1/agents/flag-agent/chat/completions");
+        let c = resolve(&[], &env).unwrap();
+        assert_eq!(c.url, "http://127.0.0.1:9/api/v1/agents/env-agent/chat/completions");
+        assert_eq!(c.token.unwrap().expose(), "env-token");
+        let c = resolve(&[], &[("BLUENEXUS_TOKEN", "t")]).unwrap();
+        assert_eq!(c.url, "https://api.bluenexus.ai/api/v1/agents/default/chat/completions");
+    }
+
+    #[test]
+    fn agent_is_one_encoded_path_segment() {
+        assert_eq!(
+            endpoint("https://h", "a/b c?d#é").unwrap(),
+            "https://h/api/v1/agents/a%2Fb%20c%3Fd%23%C3%A9/chat/completions"
+        );
+        assert_eq!(endpoint("https://h", "..").unwrap_err().kind, Kind::Config);
+        assert_eq!(endpoint("https://h", "").unwrap_err().kind, Kind::Config);
+    }
+
+    #[test]
+    fn base_url_rules() {
+        assert_eq!(
+            endpoint("https://h.example/prefix/", "x").unwrap(),
+            "https://h.example/prefix/api/v1/agents/x/chat/completions"
+        );
+        for ok in ["http://127.0.0.1:8787", "http://[::1]:1", "http://LOCALHOST", "http://127.3.4.5"] {
+            assert!(endpoint(ok, "x").is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://example.com",
+            "http://10.0.0.1",
+            "ftp://h",
+            "h.example",
+            "https://user:pw@h",
+            "https://h/?q=1",
+            "https://h/#f",
+            "",
+        ] {
+            assert_eq!(endpoint(bad, "x").unwrap_err().kind, Kind::Config, "{bad}");
+        }
+    }
+
+    #[test]
+    fn state_and_token_paths_follow_xdg_then_home() {
+        let c = resolve(&["--dry-run"], &[("HOME", "/home/u")]).unwrap();
+        assert_eq!(c.state_dir.unwrap(), PathBuf::from("/home/u/.local/state/bluenexus"));
+        let c = resolve(&["--dry-run"], &[("HOME", "/home/u"), ("XDG_STATE_HOME", "/s")]).unwrap();
+        assert_eq!(c.state_dir.unwrap(), PathBuf::from("/s/bluenexus"));
+        let c = resolve(&["--dry-run"], &[("HOME", "/home/u"), ("XDG_STATE_HOME", "rel")]).unwrap();
+        assert_eq!(c.state_dir.unwrap(), PathBuf::from("/home/u/.local/state/bluenexus"));
+        let err = resolve(&[], &[("HOME", "/nonexistent-home")]).unwrap_err();
+        assert!(err.hint.unwrap().contains("/nonexistent-home/.config/bluenexus/token"));
+    }
+
+    #[test]
+    fn dry_run_needs_no_token_and_stdin_follows_terminal_and_flag() {
+        let c = resolve(&["--dry-run", "hi"], &[]).unwrap();
+        assert!(c.token.is_none());
+        assert!(!c.prompt.read_stdin, "a terminal stdin is never read");
+        let cli = Cli::try_parse_from(["bnx", "--dry-run"]).unwrap();
+        assert!(Config::resolve(cli, |_| None, false).unwrap().prompt.read_stdin);
+        let cli = Cli::try_parse_from(["bnx", "--dry-run", "--no-stdin"]).unwrap();
+        assert!(!Config::resolve(cli, |_| None, false).unwrap().prompt.read_stdin);
+    }
+}

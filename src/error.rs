@@ -1,0 +1,209 @@
+//! The failure kinds scripts branch on, and the exit-code table (SPEC section 5).
+
+use std::fmt;
+use std::io;
+
+use serde_json::Value;
+
+/// What went wrong, as far as a calling script needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The request was refused or failed in a way not listed below (400, 402, 404, 3xx, an SSE
+    /// error event).
+    Refused,
+    Usage,
+    Input,
+    Unavailable,
+    LocalIo,
+    RateLimited,
+    Protocol,
+    Auth,
+    Config,
+    /// Whoever read our output went away: not a failure of ours.
+    ClosedPipe,
+}
+
+impl Kind {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Kind::ClosedPipe => 0,
+            Kind::Refused => 1,
+            Kind::Usage => 2,
+            Kind::Input => 65,
+            Kind::Unavailable => 69,
+            Kind::LocalIo => 74,
+            Kind::RateLimited => 75,
+            Kind::Protocol => 76,
+            Kind::Auth => 77,
+            Kind::Config => 78,
+        }
+    }
+
+    /// The kind of a final HTTP error status (after any retries).
+    pub fn for_status(status: u16) -> Kind {
+        match status {
+            401 | 403 => Kind::Auth,
+            429 => Kind::RateLimited,
+            500..=599 => Kind::Unavailable,
+            _ => Kind::Refused,
+        }
+    }
+
+    /// The `type` of the `error` object in `--json` output when the server sent none.
+    fn json_type(self) -> &'static str {
+        match self {
+            Kind::Refused | Kind::RateLimited | Kind::Auth => "http",
+            Kind::Usage | Kind::Input => "input",
+            Kind::Unavailable | Kind::LocalIo | Kind::ClosedPipe => "network",
+            Kind::Protocol => "protocol",
+            Kind::Config => "config",
+        }
+    }
+}
+
+/// The exit-code table as printed in `--help` and the README.
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0   success (also --dry-run, and a closed stdout such as `| head -1`)
+  1   request refused or failed: 400, 402, 404, other 4xx, a redirect, an SSE error event
+  2   usage error: unknown flag, bad value, no prompt
+  65  bad input data: stdin not UTF-8 or over 64 MiB, --messages not valid
+  69  service unavailable: connect/DNS/TLS failure, timeout, 5xx after retries
+  74  local I/O error: writing stdout failed
+  75  rate limited (429) after retries; try again later
+  76  protocol error: the answer is not the documented API, or it was cut off
+  77  authentication or permission refused (401, 403)
+  78  configuration error: no token, token file readable by others, bad base URL
+  130 interrupted (SIGINT)";
+
+/// A failure: its kind decides the exit code, its message is the one line on stderr.
+#[derive(Debug)]
+pub struct Error {
+    pub kind: Kind,
+    message: anyhow::Error,
+    pub hint: Option<String>,
+    /// The `type` of the error object in `--json` output.
+    pub json_type: &'static str,
+    /// The server's own error object, when it sent one.
+    pub server_error: Option<Value>,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn new(kind: Kind, message: impl Into<anyhow::Error>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+            hint: None,
+            json_type: kind.json_type(),
+            server_error: None,
+        }
+    }
+
+    pub fn msg(kind: Kind, message: impl fmt::Display) -> Self {
+        Error::new(kind, anyhow::anyhow!("{message}"))
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn with_json_type(mut self, json_type: &'static str) -> Self {
+        self.json_type = json_type;
+        self
+    }
+
+    pub fn with_server_error(mut self, error: Value) -> Self {
+        self.server_error = Some(error);
+        self
+    }
+
+    /// Writing our output failed: a closed pipe is a quiet success, anything else exit 74.
+    pub fn output(err: io::Error) -> Self {
+        let kind = if err.kind() == io::ErrorKind::BrokenPipe {
+            Kind::ClosedPipe
+        } else {
+            Kind::LocalIo
+        };
+        Error::new(kind, anyhow::Error::new(err).context("cannot write to standard output"))
+    }
+
+    /// The message as one line: the context chain joined with `: `, control characters from a
+    /// server's text made visible rather than allowed to break the line or drive the terminal.
+    pub fn line(&self) -> String {
+        format!("{:#}", self.message)
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect()
+    }
+
+    /// The `error` object of the `--json` failure document.
+    pub fn json(&self) -> Value {
+        match &self.server_error {
+            Some(error) => error.clone(),
+            None => serde_json::json!({"message": self.line(), "type": self.json_type}),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.line())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_match_the_spec_table() {
+        let table = [
+            (Kind::ClosedPipe, 0),
+            (Kind::Refused, 1),
+            (Kind::Usage, 2),
+            (Kind::Input, 65),
+            (Kind::Unavailable, 69),
+            (Kind::LocalIo, 74),
+            (Kind::RateLimited, 75),
+            (Kind::Protocol, 76),
+            (Kind::Auth, 77),
+            (Kind::Config, 78),
+        ];
+        for (kind, code) in table {
+            assert_eq!(kind.exit_code(), code, "{kind:?}");
+            assert!(
+                code == 0 || EXIT_CODES.contains(&format!("\n  {code} ")),
+                "{code} missing from the help table"
+            );
+        }
+    }
+
+    #[test]
+    fn statuses_map_to_kinds() {
+        assert_eq!(Kind::for_status(400), Kind::Refused);
+        assert_eq!(Kind::for_status(402), Kind::Refused);
+        assert_eq!(Kind::for_status(404), Kind::Refused);
+        assert_eq!(Kind::for_status(307), Kind::Refused);
+        assert_eq!(Kind::for_status(401), Kind::Auth);
+        assert_eq!(Kind::for_status(403), Kind::Auth);
+        assert_eq!(Kind::for_status(429), Kind::RateLimited);
+        assert_eq!(Kind::for_status(502), Kind::Unavailable);
+    }
+
+    #[test]
+    fn closed_pipe_is_quiet_success() {
+        let err = Error::output(io::Error::from(io::ErrorKind::BrokenPipe));
+        assert_eq!(err.kind.exit_code(), 0);
+        let err = Error::output(io::Error::from(io::ErrorKind::StorageFull));
+        assert_eq!(err.kind.exit_code(), 74);
+    }
+
+    #[test]
+    fn message_is_one_line() {
+        let err = Error::msg(Kind::Refused, "bad\nthing\x1b[31m");
+        assert_eq!(err.line(), "bad thing [31m");
+    }
+}

@@ -1,0 +1,22 @@
+//! bnx: a command-line client for the BlueNexus Agent Chat Completions API, and `bnx-mock`, an
+//! offline stand-in for that API.
+//!
+//! The client's flow, one module per step: `cli` (arguments) -> `config` (flags, env and files
+//! into a validated `Config`) -> `prompt` (the messages) -> `request` -> `transport` (HTTP,
+//! retries) -> `response` (whole or `sse` streamed) -> `output` -> `error` (exit codes).
+//! `wire` holds the API's types, shared with `mock`.
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod mock;
+pub mod output;
+pub mod prompt;
+pub mod request;
+pub mod response;
+pub mod retry;
+pub mod sse;
+pub mod state;
+pub mod token;
+pub mod transport;
+pub mod wire;

@@ -1,0 +1,201 @@
+//! Assembling the messages to send from the prompt words, standard input, `--system` and
+//! `--messages`. What is read is what is sent: nothing is trimmed, cut or replaced.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::Context;
+use serde_json::Value;
+
+use crate::config::PromptSources;
+use crate::error::{Error, Kind, Result};
+use crate::wire::Message;
+
+/// Standard input or a messages file larger than this is refused rather than truncated.
+pub const MAX_INPUT: u64 = 64 * 1024 * 1024;
+
+/// Builds the messages. `stdin` is read only when the sources ask for it.
+pub fn messages(sources: &PromptSources, stdin: &mut dyn Read) -> Result<Vec<Message>> {
+    let mut messages = Vec::new();
+    if let Some(system) = &sources.system {
+        messages.push(Message::new("system", system.as_str()));
+    }
+    let messages_from_stdin = sources.messages.as_deref() == Some(Path::new("-"));
+    if let Some(path) = &sources.messages {
+        let (text, name) = if messages_from_stdin {
+            (read_text(&mut *stdin, "standard input")?, "standard input".to_string())
+        } else {
+            let name = path.display().to_string();
+            let file = File::open(path)
+                .with_context(|| format!("cannot read messages file {name}"))
+                .map_err(|e| Error::new(Kind::Input, e))?;
+            (read_text(file, &name)?, name)
+        };
+        messages.extend(parse_messages(&text, &name)?);
+    }
+    let words = sources.words.join(" ");
+    let prompt = Some(words).filter(|w| !w.trim().is_empty());
+    let piped = if sources.read_stdin && !messages_from_stdin {
+        Some(read_text(&mut *stdin, "standard input")?).filter(|s| !s.trim().is_empty())
+    } else {
+        None
+    };
+    let user = match (prompt, piped) {
+        (Some(prompt), Some(piped)) => Some(format!("{prompt}\n\n{piped}")),
+        (prompt, piped) => prompt.or(piped),
+    };
+    match user {
+        Some(user) => messages.push(Message::new("user", user)),
+        None if sources.messages.is_none() => {
+            return Err(Error::msg(Kind::Usage, "no prompt: give PROMPT words or pipe text to stdin")
+                .with_hint("bnx \"your question\", or: cat file | bnx \"what does this do?\""))
+        }
+        None => {}
+    }
+    if messages.iter().all(|m| m.role == "system") {
+        return Err(Error::msg(Kind::Usage, "nothing to send: the messages hold no conversation and there is no prompt"));
+    }
+    Ok(messages)
+}
+
+/// Reads all of `input` as UTF-8, refusing more than `MAX_INPUT` bytes.
+fn read_text(input: impl Read, name: &str) -> Result<String> {
+    let mut bytes = Vec::new();
+    input
+        .take(MAX_INPUT + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {name}"))
+        .map_err(|e| Error::new(Kind::LocalIo, e))?;
+    if bytes.len() as u64 > MAX_INPUT {
+        return Err(Error::msg(
+            Kind::Input,
+            format!("{name} is larger than {} MiB; refusing to send it cut", MAX_INPUT >> 20),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        Error::msg(
+            Kind::Input,
+            format!(
+                "{name} is not valid UTF-8 (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })
+}
+
+fn parse_messages(text: &str, name: &str) -> Result<Vec<Message>> {
+    let invalid = |why: String| {
+        Error::msg(Kind::Input, format!("invalid messages in {name}: {why}"))
+            .with_hint(r#"expected a JSON array like [{"role": "user", "content": "hi"}]"#)
+    };
+    let items: Vec<Value> = match serde_json::from_str::<Value>(text) {
+        Ok(Value::Array(items)) => items,
+        Ok(_) => return Err(invalid("the top level is not an array".into())),
+        Err(e) => return Err(invalid(e.to_string())),
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            serde_json::from_value(item).map_err(|e| invalid(format!("element {i}: {e}")))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sources(words: &[&str], read_stdin: bool) -> PromptSources {
+        PromptSources {
+            words: words.iter().map(|w| w.to_string()).collect(),
+            read_stdin,
+            ..Default::default()
+        }
+    }
+
+    fn user_text(sources: &PromptSources, stdin: &str) -> Result<String> {
+        let msgs = messages(sources, &mut stdin.as_bytes())?;
+        Ok(msgs.last().unwrap().content.clone())
+    }
+
+    #[test]
+    fn words_are_joined_and_stdin_follows_after_a_blank_line() {
+        assert_eq!(user_text(&sources(&["a", "b"], false), "").unwrap(), "a b");
+        assert_eq!(user_text(&sources(&["sum", "up"], true), "x\n").unwrap(), "sum up\n\nx\n");
+        assert_eq!(user_text(&sources(&[], true), "  data\n").unwrap(), "  data\n");
+    }
+
+    #[test]
+    fn blank_stdin_counts_as_absent() {
+        assert_eq!(user_text(&sources(&["q"], true), " \n\t\n").unwrap(), "q");
+        let err = user_text(&sources(&[], true), "\n").unwrap_err();
+        assert_eq!(err.kind, Kind::Usage);
+        assert_eq!(user_text(&sources(&[""], false), "").unwrap_err().kind, Kind::Usage);
+    }
+
+    #[test]
+    fn stdin_is_not_read_unless_asked() {
+        assert_eq!(user_text(&sources(&["q"], false), "ignored").unwrap(), "q");
+    }
+
+    #[test]
+    fn invalid_utf8_names_the_offset() {
+        let mut input: &[u8] = b"ok\xff";
+        let err = messages(&sources(&[], true), &mut input).unwrap_err();
+        assert_eq!(err.kind, Kind::Input);
+        assert!(err.line().contains("offset 2"), "{}", err.line());
+    }
+
+    #[test]
+    fn oversized_input_is_refused_not_cut() {
+        let mut big = std::io::repeat(b'a').take(MAX_INPUT + 1);
+        let err = messages(&sources(&[], true), &mut big).unwrap_err();
+        assert_eq!(err.kind, Kind::Input);
+    }
+
+    #[test]
+    fn system_comes_first() {
+        let mut s = sources(&["hi"], false);
+        s.system = Some("be brief".into());
+        let msgs = messages(&s, &mut &b""[..]).unwrap();
+        assert_eq!(msgs, [Message::new("system", "be brief"), Message::new("user", "hi")]);
+    }
+
+    #[test]
+    fn messages_from_stdin_then_prompt_appended() {
+        let mut s = sources(&["and", "now?"], true);
+        s.messages = Some("-".into());
+        let stdin = r#"[{"role":"user","content":"a"},{"role":"assistant","content":"b"}]"#;
+        let msgs = messages(&s, &mut stdin.as_bytes()).unwrap();
+        assert_eq!(
+            msgs,
+            [
+                Message::new("user", "a"),
+                Message::new("assistant", "b"),
+                Message::new("user", "and now?")
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_messages_name_the_position() {
+        let mut s = sources(&[], false);
+        s.messages = Some("-".into());
+        let cases = [
+            ("[{\"role\":\"user\",\n \"content\": }]", "line 2 column"),
+            (r#"{"role":"user"}"#, "not an array"),
+            (r#"[{"role":"user","content":"a"},{"role":"user"}]"#, "element 1: missing field `content`"),
+            (r#"[{"role":"user","content":3}]"#, "element 0: invalid type"),
+            (r#"[{"role":"user","content":"a","x":1}]"#, "element 0: unknown field `x`"),
+        ];
+        for (input, expected) in cases {
+            let err = messages(&s, &mut input.as_bytes()).unwrap_err();
+            assert_eq!(err.kind, Kind::Input, "{input}");
+            assert!(err.line().contains(expected), "{input}: {}", err.line());
+        }
+        let err = messages(&s, &mut &b"[]"[..]).unwrap_err();
+        assert_eq!(err.kind, Kind::Usage);
+    }
+}

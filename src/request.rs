@@ -1,0 +1,68 @@
+//! The HTTP request to make, built from the configuration and the messages.
+
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::wire::{ChatRequest, Message};
+
+pub const USER_AGENT: &str = concat!("bnx/", env!("CARGO_PKG_VERSION"));
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub url: String,
+    pub accept: &'static str,
+    pub body: ChatRequest,
+}
+
+impl Request {
+    pub fn new(config: &Config, messages: Vec<Message>, conversation_id: Option<String>) -> Self {
+        Request {
+            url: config.url.clone(),
+            accept: if config.stream { "text/event-stream" } else { "application/json" },
+            body: ChatRequest {
+                messages,
+                stream: config.stream.then_some(true),
+                temperature: config.temperature,
+                max_tokens: config.max_tokens,
+                conversation_id,
+            },
+        }
+    }
+
+    /// The request as `--dry-run` shows it: everything that would be sent, the token redacted.
+    pub fn describe(&self) -> Value {
+        json!({
+            "method": "POST",
+            "url": self.url,
+            "headers": {
+                "Authorization": "Bearer ***",
+                "Content-Type": "application/json",
+                "Accept": self.accept,
+                "User-Agent": USER_AGENT,
+            },
+            "body": self.body,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_flag_sets_accept_and_body() {
+        let config = Config { stream: true, max_tokens: Some(5), ..Default::default() };
+        let req = Request::new(&config, vec![Message::new("user", "hi")], Some("c-1".into()));
+        let shown = req.describe();
+        assert_eq!(shown["headers"]["Accept"], "text/event-stream");
+        assert_eq!(shown["headers"]["Authorization"], "Bearer ***");
+        assert_eq!(
+            shown["body"],
+            json!({"messages": [{"role": "user", "content": "hi"}], "stream": true,
+                   "max_tokens": 5, "conversationId": "c-1"})
+        );
+        let plain = Request::new(&Config::default(), vec![], None);
+        assert_eq!(plain.accept, "application/json");
+        assert_eq!(plain.describe()["body"], json!({"messages": []}));
+    }
+}

@@ -1,0 +1,367 @@
+//! Reading the final response: an error status becomes an `Error`; an answer, whole or
+//! streamed, goes to the output as it is decoded.
+//!
+//! Every size is bounded: an error body, a whole answer, one stream event. A stream as a whole
+//! is not, because it is never held: each piece is written as soon as its event is complete.
+
+use std::io::{self, Read, Write};
+
+use serde_json::Value;
+use ureq::http::{HeaderMap, Response};
+use ureq::Body;
+
+use crate::config::Config;
+use crate::error::{Error, Kind, Result};
+use crate::output::{Meta, Notices, Output, StreamMeta};
+use crate::sse::{self, EventTooLarge};
+use crate::state;
+use crate::transport::Sent;
+use crate::wire::{self, ChatChunk, ChatCompletion};
+
+/// A whole (non-streamed) answer larger than this is refused.
+pub const MAX_BODY: u64 = 256 * 1024 * 1024;
+/// Of an error body, only this much is read: enough for any error message.
+const MAX_ERROR_BODY: u64 = 64 * 1024;
+const READ_BUFFER: usize = 64 * 1024;
+
+impl From<EventTooLarge> for Error {
+    fn from(err: EventTooLarge) -> Self {
+        Error::new(Kind::Protocol, err)
+    }
+}
+
+pub fn handle<W: Write>(
+    sent: Sent,
+    config: &Config,
+    meta: &mut Meta,
+    out: &mut Output<W>,
+    notices: &mut Notices,
+) -> Result<()> {
+    let Sent { response, gave_up } = sent;
+    read_headers(response.headers(), meta, notices);
+    let status = response.status();
+    if status.is_redirection() {
+        let location = header(response.headers(), "location").unwrap_or("nowhere");
+        return Err(Error::msg(
+            Kind::Refused,
+            format!(
+                "the server redirected (HTTP {}) to {location}; redirects are not followed",
+                status.as_u16()
+            ),
+        )
+        .with_hint("check --base-url / BLUENEXUS_BASE_URL")
+        .with_json_type("http"));
+    }
+    if !status.is_success() {
+        return Err(http_error(response, gave_up));
+    }
+    let content_type = header(response.headers(), "content-type").unwrap_or("");
+    let is_stream = if content_type.is_empty() {
+        config.stream
+    } else {
+        content_type.to_ascii_lowercase().starts_with("text/event-stream")
+    };
+    meta.stream = is_stream.then(StreamMeta::default);
+    let finish_reason = if is_stream {
+        stream(response.into_body(), config.json, meta, out, notices)?
+    } else {
+        whole(response.into_body(), config.json, meta, out, notices)?
+    };
+    if finish_reason.as_deref() == Some("length") {
+        notices.notice(match config.max_tokens {
+            Some(_) => "the answer was cut at --max-tokens",
+            None => "the answer was cut at the agent's token limit",
+        });
+    }
+    Ok(())
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn read_headers(headers: &HeaderMap, meta: &mut Meta, notices: &Notices) {
+    meta.credits_consumed = header(headers, wire::HEADER_CREDITS_CONSUMED).map(str::to_string);
+    meta.credits_remaining = header(headers, wire::HEADER_CREDITS_REMAINING).map(str::to_string);
+    meta.conversation_id = header(headers, wire::HEADER_CONVERSATION_ID)
+        .map(str::trim)
+        .filter(|id| state::is_valid_id(id))
+        .map(str::to_string);
+    if let (Some(used), Some(left)) = (&meta.credits_consumed, &meta.credits_remaining) {
+        notices.verbose(&format!("credits consumed {used}, remaining {left}"));
+    }
+    if let Some(id) = &meta.conversation_id {
+        notices.verbose(&format!("conversation {id}"));
+    }
+}
+
+/// An error status as an `Error`, carrying the server's own error object and message.
+fn http_error(response: Response<Body>, gave_up: Option<String>) -> Error {
+    let status = response.status();
+    let code = status.as_u16();
+    let mut body = Vec::new();
+    let _ = response
+        .into_body()
+        .into_reader()
+        .take(MAX_ERROR_BODY)
+        .read_to_end(&mut body);
+    let server_error = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|mut v| v.get_mut("error").map(Value::take));
+    let server_message = server_error.as_ref().and_then(|e| match e {
+        Value::String(s) => Some(s.clone()),
+        e => e.get("message").and_then(Value::as_str).map(str::to_string),
+    });
+    let mut message = format!("HTTP {code} {}", status.canonical_reason().unwrap_or(""));
+    if let Some(text) = server_message {
+        message = format!("{}: {text}", message.trim_end());
+    }
+    if let Some(why) = gave_up {
+        message = format!("{message} ({why})");
+    }
+    let kind = Kind::for_status(code);
+    let mut err = Error::msg(kind, message).with_json_type("http");
+    if let Some(server_error) = server_error {
+        err = err.with_server_error(server_error);
+    }
+    match code {
+        401 => err.with_hint("the token was refused: check it, or get a new one"),
+        403 => err.with_hint("the token needs the agents-all or agents-use scope"),
+        429 => err.with_hint("rate limited: try again later"),
+        _ => err,
+    }
+}
+
+/// A whole JSON answer. Returns its finish reason.
+fn whole<W: Write>(
+    body: Body,
+    json: bool,
+    meta: &Meta,
+    out: &mut Output<W>,
+    notices: &mut Notices,
+) -> Result<Option<String>> {
+    let mut bytes = Vec::new();
+    body.into_reader()
+        .take(MAX_BODY + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| read_error(e, false))?;
+    if bytes.len() as u64 > MAX_BODY {
+        return Err(Error::msg(
+            Kind::Protocol,
+            format!("the answer is larger than {} MiB", MAX_BODY >> 20),
+        ));
+    }
+    let completion: ChatCompletion = match serde_json::from_slice(&bytes) {
+        Ok(completion) => completion,
+        Err(e) => return Err(not_an_answer(&bytes, e, "the answer")),
+    };
+    let first = completion.choices.first().ok_or_else(|| {
+        Error::msg(Kind::Protocol, "the answer has no choices")
+    })?;
+    notices.stop_spinner();
+    if json {
+        out.line(&with_meta(&bytes, &meta.to_json())?)?;
+        out.flush()?;
+    } else {
+        if let Some(content) = &first.message.content {
+            out.text(content.as_str())?;
+        }
+        out.end_text()?;
+    }
+    Ok(first.finish_reason.as_ref().map(|r| r.as_str().to_string()))
+}
+
+/// Why `bytes` did not parse as the expected shape: an `{"error": ...}` body is the server's
+/// refusal (exit 1, with its message); anything else is a protocol error.
+fn not_an_answer(bytes: &[u8], parse_error: serde_json::Error, what: &str) -> Error {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(mut value) if value.get("error").is_some() => {
+            let error = value["error"].take();
+            let message = error
+                .get("message")
+                .and_then(Value::as_str)
+                .or(error.as_str())
+                .unwrap_or("no message")
+                .to_string();
+            Error::msg(Kind::Refused, format!("the server reported an error: {message}"))
+                .with_server_error(error)
+        }
+        Ok(_) => Error::msg(
+            Kind::Protocol,
+            format!("{what} is not a chat completion: {parse_error}"),
+        ),
+        Err(e) => Error::msg(Kind::Protocol, format!("{what} is not valid JSON: {e}")),
+    }
+}
+
+/// The body as the server sent it, with the `bnx` key added as its last member.
+fn with_meta(body: &[u8], meta: &Value) -> Result<Vec<u8>> {
+    let end = body.iter().rposition(|b| !b.is_ascii_whitespace());
+    let end = match end {
+        Some(end) if body[end] == b'}' => end,
+        _ => return Err(Error::msg(Kind::Protocol, "the answer is not a JSON object")),
+    };
+    let mut doc = Vec::with_capacity(end + 512);
+    doc.extend_from_slice(&body[..end]);
+    doc.extend_from_slice(b",\"bnx\":");
+    serde_json::to_writer(&mut doc, meta).expect("a Value always serializes");
+    doc.push(b'}');
+    Ok(doc)
+}
+
+/// A streamed answer: each piece is written as its event completes, and the output is flushed
+/// before every wait for more data. Returns the last finish reason.
+fn stream<W: Write>(
+    body: Body,
+    json: bool,
+    meta: &mut Meta,
+    out: &mut Output<W>,
+    notices: &mut Notices,
+) -> Result<Option<String>> {
+    notices.stop_spinner();
+    let mut reader = body.into_reader();
+    let mut decoder = sse::Decoder::default();
+    let mut buf = vec![0u8; READ_BUFFER];
+    let mut progress = StreamMeta::default();
+    let result = loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break decoder.finish(&mut |data| on_event(data, json, &mut progress, out)),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => break Err(read_error(e, true)),
+        };
+        let fed = decoder.feed(&buf[..n], &mut |data| on_event(data, json, &mut progress, out));
+        if let Err(e) = fed.and_then(|_| out.flush()) {
+            break Err(e);
+        }
+        if progress.done {
+            break Ok(());
+        }
+    };
+    out.flush()?;
+    let finish_reason = progress.finish_reason.clone();
+    let done = progress.done;
+    meta.stream = Some(progress);
+    result?;
+    if !done {
+        return Err(Error::msg(
+            Kind::Protocol,
+            "the stream ended before [DONE]: the answer is incomplete",
+        ));
+    }
+    if json {
+        out.json(&serde_json::json!({ "bnx": meta.to_json() }))?;
+        out.flush()?;
+    } else {
+        out.end_text()?;
+    }
+    Ok(finish_reason)
+}
+
+fn on_event<W: Write>(
+    data: &[u8],
+    json: bool,
+    progress: &mut StreamMeta,
+    out: &mut Output<W>,
+) -> Result<()> {
+    if progress.done {
+        return Ok(());
+    }
+    if data == wire::DONE {
+        progress.done = true;
+        return Ok(());
+    }
+    let parsed = serde_json::from_slice::<ChatChunk>(data);
+    if json && (parsed.is_ok() || serde_json::from_slice::<Value>(data).is_ok()) {
+        write_compact(data, out)?;
+    }
+    let chunk = parsed.map_err(|e| not_an_answer(data, e, "a stream event"))?;
+    if let Some(choice) = chunk.choices.first() {
+        if let (false, Some(content)) = (json, &choice.delta.content) {
+            out.text(content.as_str())?;
+        }
+        if let Some(reason) = &choice.finish_reason {
+            progress.finish_reason = Some(reason.as_str().to_string());
+        }
+    }
+    Ok(())
+}
+
+/// One event's JSON as one line: as received, unless it spans lines.
+fn write_compact<W: Write>(data: &[u8], out: &mut Output<W>) -> Result<()> {
+    if data.iter().any(|&b| b == b'\n' || b == b'\r') {
+        let value: Value = serde_json::from_slice(data).expect("checked by the caller");
+        out.json(&value)
+    } else {
+        out.line(data)
+    }
+}
+
+/// A failure while reading the body, after the response began.
+fn read_error(err: io::Error, streaming: bool) -> Error {
+    let timed_out = err.kind() == io::ErrorKind::TimedOut
+        || err
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<ureq::Error>())
+            .is_some_and(|e| matches!(e, ureq::Error::Timeout(_)));
+    if timed_out {
+        let what = if streaming {
+            "the stream went silent for longer than --timeout"
+        } else {
+            "the answer did not arrive within --timeout"
+        };
+        return Error::msg(Kind::Unavailable, format!("{what}; the answer is incomplete"))
+            .with_json_type("timeout");
+    }
+    Error::new(
+        Kind::Protocol,
+        anyhow::Error::new(err).context("the connection failed before the answer was complete"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_is_spliced_in_keeping_the_body_as_sent() {
+        let body = b"{\"b\": 1, \"a\": [1.50, 2]}\n";
+        let doc = with_meta(body, &serde_json::json!({"status": 200})).unwrap();
+        assert_eq!(doc, b"{\"b\": 1, \"a\": [1.50, 2],\"bnx\":{\"status\":200}}");
+        assert!(with_meta(b"[1]", &Value::Null).is_err());
+    }
+
+    #[test]
+    fn events_write_text_or_lines() {
+        let mut text = Output::new(Vec::new());
+        let mut progress = StreamMeta::default();
+        on_event(br#"{"choices":[{"delta":{"role":"assistant"}}]}"#, false, &mut progress, &mut text).unwrap();
+        on_event(br#"{"choices":[{"delta":{"content":"H\u00e9"}}]}"#, false, &mut progress, &mut text).unwrap();
+        on_event(br#"{"choices":[{"delta":{},"finish_reason":"length"}]}"#, false, &mut progress, &mut text).unwrap();
+        on_event(b"[DONE]", false, &mut progress, &mut text).unwrap();
+        on_event(br#"{"choices":[{"delta":{"content":"late"}}]}"#, false, &mut progress, &mut text).unwrap();
+        assert_eq!(text.into_inner(), "Hé".as_bytes());
+        assert_eq!(progress, StreamMeta { done: true, finish_reason: Some("length".into()) });
+
+        let mut lines = Output::new(Vec::new());
+        let mut progress = StreamMeta::default();
+        on_event(b"{\"choices\":\n[]}", true, &mut progress, &mut lines).unwrap();
+        on_event(br#"{"choices": [ ]}"#, true, &mut progress, &mut lines).unwrap();
+        assert_eq!(lines.into_inner(), b"{\"choices\":[]}\n{\"choices\": [ ]}\n");
+    }
+
+    #[test]
+    fn error_events_and_garbage_are_told_apart() {
+        let mut out = Output::new(Vec::new());
+        let mut progress = StreamMeta::default();
+        let err = on_event(br#"{"error":{"message":"boom","type":"server_error"}}"#, false, &mut progress, &mut out)
+            .unwrap_err();
+        assert_eq!(err.kind, Kind::Refused);
+        assert!(err.line().contains("boom"));
+        assert_eq!(err.json()["type"], "server_error");
+        let err = on_event(br#"{"choices":[{"delta":{"content":"He"#, false, &mut progress, &mut out).unwrap_err();
+        assert_eq!(err.kind, Kind::Protocol);
+        let err = on_event(br#"{"object":"x"}"#, false, &mut progress, &mut out).unwrap_err();
+        assert_eq!(err.kind, Kind::Protocol);
+    }
+}

@@ -1,0 +1,267 @@
+//! An incremental Server-Sent Events decoder, following the WHATWG EventSource parsing rules.
+//!
+//! Bytes arrive in reads of any size; an event, a line, a CR/LF pair or a UTF-8 character can be
+//! split anywhere. The decoder keeps only the unfinished line and the data of the unfinished
+//! event, both capped, so a hostile stream cannot make it allocate without bound.
+//!
+//! Decisions where the rules leave room or a client must differ:
+//! - Only `data` matters to this API; `event`, `id` and `retry` are read and ignored.
+//! - At the end of the stream, an unterminated last line is still a line, and an event that has
+//!   data but no closing blank line is still dispatched. WHATWG drops it; real servers end with
+//!   `data: [DONE]` and no blank line, and dropping answer text is worse than showing it.
+//! - Data is handed over as bytes: UTF-8 is checked by whoever parses it, once per event, so a
+//!   character split across two reads is never seen half.
+
+use std::fmt;
+
+/// A single event's data may not grow past this by default.
+pub const DEFAULT_MAX_EVENT: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventTooLarge(pub usize);
+
+impl fmt::Display for EventTooLarge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a server-sent event is larger than {} bytes", self.0)
+    }
+}
+
+impl std::error::Error for EventTooLarge {}
+
+#[derive(Debug)]
+pub struct Decoder {
+    max_event: usize,
+    /// The line read so far when a read ended in the middle of it.
+    line: Vec<u8>,
+    /// The event's data lines, each followed by `\n`.
+    data: Vec<u8>,
+    /// A read ended on CR: an LF starting the next read belongs to the same line end.
+    skip_lf: bool,
+    first_line: bool,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Decoder::new(DEFAULT_MAX_EVENT)
+    }
+}
+
+impl Decoder {
+    pub fn new(max_event: usize) -> Self {
+        Decoder {
+            max_event,
+            line: Vec::new(),
+            data: Vec::new(),
+            skip_lf: false,
+            first_line: true,
+        }
+    }
+
+    /// Decodes `input`, calling `on_event` with the data of each event it completes.
+    pub fn feed<E: From<EventTooLarge>>(
+        &mut self,
+        mut input: &[u8],
+        on_event: &mut impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if self.skip_lf && !input.is_empty() {
+            self.skip_lf = false;
+            if input[0] == b'\n' {
+                input = &input[1..];
+            }
+        }
+        while let Some(end) = input.iter().position(|&b| b == b'\n' || b == b'\r') {
+            if self.line.is_empty() {
+                self.line_done(&input[..end], on_event)?;
+            } else {
+                self.append_partial(&input[..end])?;
+                let line = std::mem::take(&mut self.line);
+                let result = self.line_done(&line, on_event);
+                self.line = line;
+                self.line.clear();
+                result?;
+            }
+            input = if input[end] == b'\n' {
+                &input[end + 1..]
+            } else if end + 1 == input.len() {
+                self.skip_lf = true;
+                &[]
+            } else if input[end + 1] == b'\n' {
+                &input[end + 2..]
+            } else {
+                &input[end + 1..]
+            };
+        }
+        self.append_partial(input).map_err(E::from)
+    }
+
+    /// Ends the stream: a pending last line and a pending event are processed (see the module
+    /// documentation for why).
+    pub fn finish<E: From<EventTooLarge>>(
+        &mut self,
+        on_event: &mut impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if !self.line.is_empty() {
+            let line = std::mem::take(&mut self.line);
+            self.line_done(&line, on_event)?;
+        }
+        self.dispatch(on_event)
+    }
+
+    fn append_partial(&mut self, bytes: &[u8]) -> Result<(), EventTooLarge> {
+        if self.line.len() + bytes.len() > self.max_event {
+            return Err(EventTooLarge(self.max_event));
+        }
+        self.line.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn line_done<E: From<EventTooLarge>>(
+        &mut self,
+        mut line: &[u8],
+        on_event: &mut impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if self.first_line {
+            self.first_line = false;
+            line = line.strip_prefix("\u{FEFF}".as_bytes()).unwrap_or(line);
+        }
+        if line.is_empty() {
+            return self.dispatch(on_event);
+        }
+        if line[0] == b':' {
+            return Ok(());
+        }
+        let (field, value) = match line.iter().position(|&b| b == b':') {
+            Some(colon) => {
+                let value = &line[colon + 1..];
+                (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
+            }
+            None => (line, &[][..]),
+        };
+        if field == b"data" {
+            if self.data.len() + value.len() + 1 > self.max_event {
+                return Err(EventTooLarge(self.max_event).into());
+            }
+            self.data.extend_from_slice(value);
+            self.data.push(b'\n');
+        }
+        Ok(())
+    }
+
+    fn dispatch<E>(
+        &mut self,
+        on_event: &mut impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if self.data.is_empty() {
+            return Ok(());
+        }
+        let result = on_event(&self.data[..self.data.len() - 1]);
+        self.data.clear();
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Decodes `input` fed in pieces cut at `cuts`, returning the events as strings.
+    fn decode_split(input: &[u8], cuts: &[usize]) -> Vec<String> {
+        let mut decoder = Decoder::default();
+        let mut events = Vec::new();
+        let mut on_event = |data: &[u8]| -> Result<(), EventTooLarge> {
+            events.push(String::from_utf8(data.to_vec()).unwrap());
+            Ok(())
+        };
+        let mut start = 0;
+        for &cut in cuts.iter().chain(std::iter::once(&input.len())) {
+            decoder.feed(&input[start..cut], &mut on_event).unwrap();
+            start = cut;
+        }
+        decoder.finish(&mut on_event).unwrap();
+        events
+    }
+
+    fn decode(input: &str) -> Vec<String> {
+        decode_split(input.as_bytes(), &[])
+    }
+
+    #[test]
+    fn data_with_and_without_space() {
+        assert_eq!(decode("data: a\n\ndata:b\n\ndata:  c\n\n"), ["a", "b", " c"]);
+    }
+
+    #[test]
+    fn all_line_endings() {
+        assert_eq!(decode("data: a\r\n\r\ndata: b\r\rdata: c\n\n"), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn multi_line_data_joined_with_newline() {
+        assert_eq!(decode("data: a\ndata: b\ndata\n\n"), ["a\nb\n"]);
+    }
+
+    #[test]
+    fn comments_other_fields_and_empty_events_are_skipped() {
+        assert_eq!(
+            decode(": keep-alive\n\nevent: message\nid: 7\nretry: 10\n\ndata: x\n\n"),
+            ["x"]
+        );
+    }
+
+    #[test]
+    fn empty_data_line_is_an_empty_event() {
+        assert_eq!(decode("data:\n\n"), [""]);
+    }
+
+    #[test]
+    fn leading_bom_is_stripped_once() {
+        assert_eq!(decode("\u{FEFF}data: a\n\n"), ["a"]);
+        assert_eq!(decode("data: a\n\n\u{FEFF}data: b\n\n"), ["a"]);
+    }
+
+    #[test]
+    fn field_without_colon_is_a_field_with_empty_value() {
+        assert_eq!(decode("data\n\n"), [""]);
+        assert_eq!(decode("dat\n\n"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn unterminated_last_event_is_dispatched() {
+        assert_eq!(decode("data: a\n\ndata: [DONE]"), ["a", "[DONE]"]);
+        assert_eq!(decode("data: [DONE]\n"), ["[DONE]"]);
+    }
+
+    #[test]
+    fn every_split_point_gives_the_same_events() {
+        let input = "\u{FEFF}data: {\"c\":\"h\u{e9}\u{1F600}\"}\r\n\r\n: c\rdata: x\rdata: y\r\rdata: [DONE]\n\n";
+        let whole = decode(input);
+        assert_eq!(whole, ["{\"c\":\"h\u{e9}\u{1F600}\"}", "x\ny", "[DONE]"]);
+        let bytes = input.as_bytes();
+        for a in 0..=bytes.len() {
+            assert_eq!(decode_split(bytes, &[a]), whole, "cut at {a}");
+            for b in a..=bytes.len() {
+                assert_eq!(decode_split(bytes, &[a, b]), whole, "cuts at {a},{b}");
+            }
+        }
+        let every_byte: Vec<usize> = (1..bytes.len()).collect();
+        assert_eq!(decode_split(bytes, &every_byte), whole);
+    }
+
+    #[test]
+    fn a_crlf_split_across_reads_is_one_line_end() {
+        assert_eq!(decode_split(b"data: a\r\n\r\n", &[8]), ["a"]);
+        assert_eq!(decode_split(b"data: a\r\n\r\n", &[8, 9, 10]), ["a"]);
+    }
+
+    #[test]
+    fn oversized_event_is_refused() {
+        let mut decoder = Decoder::new(8);
+        let mut sink = |_: &[u8]| -> Result<(), EventTooLarge> { Ok(()) };
+        assert_eq!(decoder.feed(b"data: 12345678", &mut sink), Err(EventTooLarge(8)));
+        let mut decoder = Decoder::new(8);
+        assert_eq!(
+            decoder.feed(b"data: 1234\ndata: 5678\n", &mut sink),
+            Err(EventTooLarge(8))
+        );
+    }
+}

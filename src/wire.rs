@@ -1,0 +1,225 @@
+//! Wire types of the Agent Chat Completions API, defined once and used by `bnx`, `bnx-mock` and
+//! the tests.
+//!
+//! Response types borrow their strings from the buffer they were parsed from, so the client's
+//! hot path (one chunk per streamed piece) copies nothing it does not print. Fields the API
+//! document's own examples leave out (a chunk's `id`, `index`, ...) default rather than fail.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+
+pub const CHAT_COMPLETION: &str = "chat.completion";
+pub const CHAT_COMPLETION_CHUNK: &str = "chat.completion.chunk";
+/// The data payload that ends a stream.
+pub const DONE: &[u8] = b"[DONE]";
+
+pub const HEADER_CREDITS_CONSUMED: &str = "x-credits-consumed";
+pub const HEADER_CREDITS_REMAINING: &str = "x-credits-remaining";
+pub const HEADER_CONVERSATION_ID: &str = "x-conversation-id";
+
+/// Roles a message may have.
+pub const ROLES: [&str; 4] = ["system", "user", "assistant", "tool"];
+
+/// The path of the chat endpoint for `agent` (already percent-encoded).
+pub fn chat_path(encoded_agent: &str) -> String {
+    format!("/api/v1/agents/{encoded_agent}/chat/completions")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Message {
+    pub role: String,
+    pub content: String,
+}
+
+impl Message {
+    pub fn new(role: &str, content: impl Into<String>) -> Self {
+        Message {
+            role: role.to_string(),
+            content: content.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChatRequest {
+    pub messages: Vec<Message>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
+    #[serde(
+        rename = "conversationId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub conversation_id: Option<String>,
+}
+
+/// A string that borrows from the input when it has no escapes. `Option<Cow<str>>` alone would
+/// always copy: serde only borrows through a field or newtype marked `borrow`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Text<'a>(#[serde(borrow)] pub Cow<'a, str>);
+
+impl<'a> Text<'a> {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'a> From<&'a str> for Text<'a> {
+    fn from(s: &'a str) -> Self {
+        Text(Cow::Borrowed(s))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatCompletion<'a> {
+    #[serde(borrow, default)]
+    pub id: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub object: Cow<'a, str>,
+    #[serde(default)]
+    pub created: u64,
+    #[serde(borrow, default)]
+    pub model: Cow<'a, str>,
+    #[serde(borrow)]
+    pub choices: Vec<Choice<'a>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Choice<'a> {
+    #[serde(default)]
+    pub index: u32,
+    #[serde(borrow)]
+    pub message: AssistantMessage<'a>,
+    #[serde(borrow, default)]
+    pub finish_reason: Option<Text<'a>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssistantMessage<'a> {
+    #[serde(borrow, default)]
+    pub role: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub content: Option<Text<'a>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatChunk<'a> {
+    #[serde(borrow, default, skip_serializing_if = "str::is_empty")]
+    pub id: Cow<'a, str>,
+    #[serde(borrow, default, skip_serializing_if = "str::is_empty")]
+    pub object: Cow<'a, str>,
+    #[serde(default)]
+    pub created: u64,
+    #[serde(borrow, default, skip_serializing_if = "str::is_empty")]
+    pub model: Cow<'a, str>,
+    #[serde(borrow)]
+    pub choices: Vec<ChunkChoice<'a>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChunkChoice<'a> {
+    #[serde(default)]
+    pub index: u32,
+    #[serde(borrow, default)]
+    pub delta: Delta<'a>,
+    #[serde(borrow, default)]
+    pub finish_reason: Option<Text<'a>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Delta<'a> {
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Text<'a>>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<Text<'a>>,
+}
+
+/// The OpenAI-style error body: `{"error": {"message", "type", "param"}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ApiError,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub message: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub param: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+impl ErrorBody {
+    pub fn new(kind: &str, message: impl Into<String>, param: Option<&str>) -> Self {
+        ErrorBody {
+            error: ApiError {
+                message: message.into(),
+                kind: kind.to_string(),
+                param: param.map(str::to_string),
+                code: None,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_content_borrows_from_input() {
+        let raw = r#"{"choices":[{"delta":{"content":"Here"}}]}"#;
+        let chunk: ChatChunk = serde_json::from_str(raw).unwrap();
+        let content = chunk.choices[0].delta.content.as_ref().unwrap();
+        assert!(matches!(content.0, Cow::Borrowed("Here")));
+    }
+
+    #[test]
+    fn api_document_examples_parse() {
+        let role: ChatChunk =
+            serde_json::from_str(r#"{"choices":[{"delta":{"role":"assistant"}}]}"#).unwrap();
+        assert_eq!(role.choices[0].delta.role.as_ref().unwrap().as_str(), "assistant");
+        let escaped: ChatChunk =
+            serde_json::from_str(r#"{"choices":[{"delta":{"content":"a\nb"},"finish_reason":null}]}"#)
+                .unwrap();
+        assert_eq!(escaped.choices[0].delta.content.as_ref().unwrap().as_str(), "a\nb");
+        let body = r#"{"id":"chatcmpl-abc123","object":"chat.completion","created":1713000000,
+            "model":"bluenexus/glm-4.7-flash-tee","choices":[{"index":0,"message":{"role":"assistant",
+            "content":"Here are your meetings"},"finish_reason":"stop"}],
+            "usage":{"prompt_tokens":150,"completion_tokens":45,"total_tokens":195}}"#;
+        let full: ChatCompletion = serde_json::from_str(body).unwrap();
+        assert_eq!(full.usage.unwrap().total_tokens, 195);
+        assert_eq!(full.choices[0].finish_reason.as_ref().unwrap().as_str(), "stop");
+    }
+
+    #[test]
+    fn request_serializes_conversation_id_in_camel_case_and_omits_unset_fields() {
+        let req = ChatRequest {
+            messages: vec![Message::new("user", "hi")],
+            conversation_id: Some("conv-1".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&req).unwrap(),
+            r#"{"messages":[{"role":"user","content":"hi"}],"conversationId":"conv-1"}"#
+        );
+    }
+}
