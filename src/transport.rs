@@ -55,7 +55,7 @@ impl Transport {
         let builder = if config.stream {
             builder.timeout_per_read(Some(config.timeout))
         } else {
-            builder.timeout_per_call(Some(config.timeout + config.connect_timeout))
+            builder.timeout_per_call(Some(config.timeout))
         };
         Transport {
             agent: builder.build().into(),

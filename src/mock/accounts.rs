@@ -1,0 +1,212 @@
+//! What the mock remembers between requests: tokens with their scopes and credit balances, the
+//! rolling rate-limit window of each token, and conversations.
+
+use std::collections::{HashMap, VecDeque};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+pub const DEFAULT_TOKEN: &str = "bnx-mock-token";
+const WINDOW: Duration = Duration::from_secs(60);
+const CHAT_SCOPES: [&str; 2] = ["agents-all", "agents-use"];
+
+/// `--token TOKEN[:SCOPE,...]`; without scopes a token has `agents-all`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSpec {
+    pub token: String,
+    pub scopes: Vec<String>,
+}
+
+impl FromStr for TokenSpec {
+    type Err = String;
+
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        let (token, scopes) = match spec.split_once(':') {
+            Some((token, scopes)) => (
+                token,
+                scopes.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+            ),
+            None => (spec, vec!["agents-all".to_string()]),
+        };
+        if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("a token is visible ASCII with no spaces".into());
+        }
+        Ok(TokenSpec { token: token.to_string(), scopes })
+    }
+}
+
+#[derive(Debug)]
+struct Account {
+    scopes: Vec<String>,
+    credits: u64,
+    recent: VecDeque<Instant>,
+}
+
+#[derive(Debug)]
+struct Conversation {
+    token: String,
+    agent: String,
+    turns: u64,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admission {
+    Admitted,
+    UnknownToken,
+    MissingScope,
+    /// Over the rate limit: a slot frees in this many whole seconds.
+    RateLimited(u64),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Charge {
+    /// The answer may be sent: its turn, conversation id, credits consumed and remaining.
+    Granted { turn: u64, conversation: String, consumed: u64, remaining: u64 },
+    UnknownConversation,
+    NoCredits,
+}
+
+#[derive(Debug)]
+pub struct Accounts {
+    accounts: HashMap<String, Account>,
+    conversations: HashMap<String, Conversation>,
+    next_conversation: u64,
+    rate_limit: usize,
+}
+
+impl Accounts {
+    pub fn new(tokens: &[TokenSpec], credits: u64, rate_limit: usize) -> Self {
+        let accounts = tokens
+            .iter()
+            .map(|spec| {
+                let account = Account {
+                    scopes: spec.scopes.clone(),
+                    credits,
+                    recent: VecDeque::new(),
+                };
+                (spec.token.clone(), account)
+            })
+            .collect();
+        Accounts { accounts, conversations: HashMap::new(), next_conversation: 1, rate_limit }
+    }
+
+    /// Checks the token and its scopes, then counts the request against its rate limit.
+    pub fn admit(&mut self, token: &str, now: Instant) -> Admission {
+        let Some(account) = self.accounts.get_mut(token) else {
+            return Admission::UnknownToken;
+        };
+        if !account.scopes.iter().any(|s| CHAT_SCOPES.contains(&s.as_str())) {
+            return Admission::MissingScope;
+        }
+        while account.recent.front().is_some_and(|t| now.duration_since(*t) >= WINDOW) {
+            account.recent.pop_front();
+        }
+        if self.rate_limit > 0 && account.recent.len() >= self.rate_limit {
+            let oldest = *account.recent.front().expect("the window is full");
+            let frees_in = WINDOW.saturating_sub(now.duration_since(oldest));
+            return Admission::RateLimited(frees_in.as_secs_f64().ceil().max(1.0) as u64);
+        }
+        account.recent.push_back(now);
+        Admission::Admitted
+    }
+
+    /// Opens or continues a conversation and charges for the answer (at least 1 credit).
+    pub fn charge(
+        &mut self,
+        token: &str,
+        agent: &str,
+        conversation: Option<&str>,
+        completion_tokens: u64,
+    ) -> Charge {
+        let id = match conversation {
+            Some(id) => match self.conversations.get(id) {
+                Some(c) if c.token == token && c.agent == agent => id.to_string(),
+                _ => return Charge::UnknownConversation,
+            },
+            None => format!("conv-{:06}", self.next_conversation),
+        };
+        let account = self.accounts.get_mut(token).expect("admitted before charged");
+        let cost = 1 + completion_tokens / 1000;
+        if account.credits < cost {
+            return Charge::NoCredits;
+        }
+        account.credits -= cost;
+        let remaining = account.credits;
+        if conversation.is_none() {
+            self.next_conversation += 1;
+        }
+        let entry = self.conversations.entry(id.clone()).or_insert_with(|| Conversation {
+            token: token.to_string(),
+            agent: agent.to_string(),
+            turns: 0,
+        });
+        entry.turns += 1;
+        Charge::Granted { turn: entry.turns, conversation: id, consumed: cost, remaining }
+    }
+
+    /// The turn the next answer in `conversation` would have, if it exists for this caller.
+    pub fn next_turn(&self, token: &str, agent: &str, conversation: Option<&str>) -> Option<u64> {
+        match conversation {
+            None => Some(1),
+            Some(id) => self
+                .conversations
+                .get(id)
+                .filter(|c| c.token == token && c.agent == agent)
+                .map(|c| c.turns + 1),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accounts(rate_limit: usize) -> Accounts {
+        let tokens = [
+            "good".parse().unwrap(),
+            "reader:agents-read".parse().unwrap(),
+            "user:agents-read,agents-use".parse().unwrap(),
+        ];
+        Accounts::new(&tokens, 3, rate_limit)
+    }
+
+    #[test]
+    fn scopes_decide_admission() {
+        let mut a = accounts(0);
+        let now = Instant::now();
+        assert_eq!(a.admit("good", now), Admission::Admitted);
+        assert_eq!(a.admit("user", now), Admission::Admitted);
+        assert_eq!(a.admit("reader", now), Admission::MissingScope);
+        assert_eq!(a.admit("nobody", now), Admission::UnknownToken);
+    }
+
+    #[test]
+    fn rate_limit_is_a_rolling_minute_with_seconds_until_a_slot_frees() {
+        let mut a = accounts(2);
+        let t0 = Instant::now();
+        assert_eq!(a.admit("good", t0), Admission::Admitted);
+        assert_eq!(a.admit("good", t0 + Duration::from_secs(10)), Admission::Admitted);
+        assert_eq!(a.admit("good", t0 + Duration::from_secs(20)), Admission::RateLimited(40));
+        assert_eq!(a.admit("user", t0 + Duration::from_secs(20)), Admission::Admitted);
+        assert_eq!(a.admit("good", t0 + Duration::from_millis(59_500)), Admission::RateLimited(1));
+        assert_eq!(a.admit("good", t0 + Duration::from_secs(60)), Admission::Admitted);
+    }
+
+    #[test]
+    fn conversations_count_turns_and_belong_to_their_caller() {
+        let mut a = accounts(0);
+        let Charge::Granted { turn: 1, conversation, consumed: 1, remaining: 2 } =
+            a.charge("good", "default", None, 10)
+        else {
+            panic!()
+        };
+        assert_eq!(a.next_turn("good", "default", Some(&conversation)), Some(2));
+        assert!(matches!(
+            a.charge("good", "default", Some(&conversation), 10),
+            Charge::Granted { turn: 2, remaining: 1, .. }
+        ));
+        assert_eq!(a.charge("user", "default", Some(&conversation), 1), Charge::UnknownConversation);
+        assert_eq!(a.charge("good", "other", Some(&conversation), 1), Charge::UnknownConversation);
+        assert_eq!(a.charge("good", "default", Some("conv-nope"), 1), Charge::UnknownConversation);
+        assert_eq!(a.charge("good", "default", None, 5000), Charge::NoCredits);
+    }
+}
