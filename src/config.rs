@@ -102,9 +102,8 @@ impl Config {
         let env_string = |name: &str| -> Result<Option<String>> {
             env(name)
                 .map(|v| {
-                    v.into_string().map_err(|_| {
-                        Error::msg(Kind::Config, format!("{name} is not valid UTF-8"))
-                    })
+                    v.into_string()
+                        .map_err(|_| Error::msg(Kind::Config, format!("{name} is not valid UTF-8")))
                 })
                 .transpose()
         };
@@ -163,7 +162,11 @@ impl Config {
 }
 
 /// `$XDG_VAR` when it is an absolute path (as the XDG spec requires), else `$HOME/fallback`.
-fn base_dir(env: &impl Fn(&str) -> Option<OsString>, xdg_var: &str, fallback: &str) -> Option<PathBuf> {
+fn base_dir(
+    env: &impl Fn(&str) -> Option<OsString>,
+    xdg_var: &str,
+    fallback: &str,
+) -> Option<PathBuf> {
     env(xdg_var)
         .map(PathBuf::from)
         .filter(|p| p.is_absolute())
@@ -188,7 +191,9 @@ pub fn endpoint(base_url: &str, agent: &str) -> Result<String> {
         return Err(bad_url("credentials do not belong in the URL"));
     }
     if uri.query().is_some() || base_url.contains('#') {
-        return Err(bad_url("a query or fragment has no place in the API origin"));
+        return Err(bad_url(
+            "a query or fragment has no place in the API origin",
+        ));
     }
     match scheme {
         "https" => {}
@@ -206,14 +211,14 @@ pub fn endpoint(base_url: &str, agent: &str) -> Result<String> {
         _ => return Err(bad_url("the scheme must be https")),
     }
     if agent.is_empty() || agent == "." || agent == ".." {
-        return Err(Error::msg(
-            Kind::Config,
-            format!("bad agent id {agent:?}"),
-        ));
+        return Err(Error::msg(Kind::Config, format!("bad agent id {agent:?}")));
     }
     let agent = utf8_percent_encode(agent, PATH_SEGMENT).to_string();
     let prefix = uri.path().trim_end_matches('/');
-    Ok(format!("{scheme}://{authority}{prefix}{}", wire::chat_path(&agent)))
+    Ok(format!(
+        "{scheme}://{authority}{prefix}{}",
+        wire::chat_path(&agent)
+    ))
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -230,8 +235,10 @@ mod tests {
 
     fn resolve(args: &[&str], env: &[(&str, &str)]) -> Result<Config> {
         let cli = Cli::try_parse_from(std::iter::once("bnx").chain(args.iter().copied())).unwrap();
-        let env: HashMap<String, OsString> =
-            env.iter().map(|(k, v)| (k.to_string(), OsString::from(v))).collect();
+        let env: HashMap<String, OsString> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), OsString::from(v)))
+            .collect();
         Config::resolve(cli, |name| env.get(name).cloned(), true)
     }
 
@@ -242,13 +249,26 @@ mod tests {
             ("BLUENEXUS_BASE_URL", "http://127.0.0.1:9"),
             ("BLUENEXUS_TOKEN", "env-token"),
         ];
-        let c = resolve(&["--agent", "flag-agent", "--base-url", "http://localhost:1"], &env).unwrap();
-        assert_eq!(c.url, "http://localhost:1/api/v1/agents/flag-agent/chat/completions");
+        let c = resolve(
+            &["--agent", "flag-agent", "--base-url", "http://localhost:1"],
+            &env,
+        )
+        .unwrap();
+        assert_eq!(
+            c.url,
+            "http://localhost:1/api/v1/agents/flag-agent/chat/completions"
+        );
         let c = resolve(&[], &env).unwrap();
-        assert_eq!(c.url, "http://127.0.0.1:9/api/v1/agents/env-agent/chat/completions");
+        assert_eq!(
+            c.url,
+            "http://127.0.0.1:9/api/v1/agents/env-agent/chat/completions"
+        );
         assert_eq!(c.token.unwrap().expose(), "env-token");
         let c = resolve(&[], &[("BLUENEXUS_TOKEN", "t")]).unwrap();
-        assert_eq!(c.url, "https://api.bluenexus.ai/api/v1/agents/default/chat/completions");
+        assert_eq!(
+            c.url,
+            "https://api.bluenexus.ai/api/v1/agents/default/chat/completions"
+        );
     }
 
     #[test]
@@ -267,7 +287,12 @@ mod tests {
             endpoint("https://h.example/prefix/", "x").unwrap(),
             "https://h.example/prefix/api/v1/agents/x/chat/completions"
         );
-        for ok in ["http://127.0.0.1:8787", "http://[::1]:1", "http://LOCALHOST", "http://127.3.4.5"] {
+        for ok in [
+            "http://127.0.0.1:8787",
+            "http://[::1]:1",
+            "http://LOCALHOST",
+            "http://127.3.4.5",
+        ] {
             assert!(endpoint(ok, "x").is_ok(), "{ok}");
         }
         for bad in [
@@ -287,13 +312,31 @@ mod tests {
     #[test]
     fn state_and_token_paths_follow_xdg_then_home() {
         let c = resolve(&["--dry-run"], &[("HOME", "/home/u")]).unwrap();
-        assert_eq!(c.state_dir.unwrap(), PathBuf::from("/home/u/.local/state/bluenexus"));
-        let c = resolve(&["--dry-run"], &[("HOME", "/home/u"), ("XDG_STATE_HOME", "/s")]).unwrap();
+        assert_eq!(
+            c.state_dir.unwrap(),
+            PathBuf::from("/home/u/.local/state/bluenexus")
+        );
+        let c = resolve(
+            &["--dry-run"],
+            &[("HOME", "/home/u"), ("XDG_STATE_HOME", "/s")],
+        )
+        .unwrap();
         assert_eq!(c.state_dir.unwrap(), PathBuf::from("/s/bluenexus"));
-        let c = resolve(&["--dry-run"], &[("HOME", "/home/u"), ("XDG_STATE_HOME", "rel")]).unwrap();
-        assert_eq!(c.state_dir.unwrap(), PathBuf::from("/home/u/.local/state/bluenexus"));
+        let c = resolve(
+            &["--dry-run"],
+            &[("HOME", "/home/u"), ("XDG_STATE_HOME", "rel")],
+        )
+        .unwrap();
+        assert_eq!(
+            c.state_dir.unwrap(),
+            PathBuf::from("/home/u/.local/state/bluenexus")
+        );
         let err = resolve(&[], &[("HOME", "/nonexistent-home")]).unwrap_err();
-        assert!(err.hint.unwrap().contains("/nonexistent-home/.config/bluenexus/token"));
+        assert!(err
+            .hint
+            .as_deref()
+            .unwrap()
+            .contains("/nonexistent-home/.config/bluenexus/token"));
     }
 
     #[test]
@@ -302,8 +345,18 @@ mod tests {
         assert!(c.token.is_none());
         assert!(!c.prompt.read_stdin, "a terminal stdin is never read");
         let cli = Cli::try_parse_from(["bnx", "--dry-run"]).unwrap();
-        assert!(Config::resolve(cli, |_| None, false).unwrap().prompt.read_stdin);
+        assert!(
+            Config::resolve(cli, |_| None, false)
+                .unwrap()
+                .prompt
+                .read_stdin
+        );
         let cli = Cli::try_parse_from(["bnx", "--dry-run", "--no-stdin"]).unwrap();
-        assert!(!Config::resolve(cli, |_| None, false).unwrap().prompt.read_stdin);
+        assert!(
+            !Config::resolve(cli, |_| None, false)
+                .unwrap()
+                .prompt
+                .read_stdin
+        );
     }
 }

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::io;
+use std::ops::Deref;
 
 use serde_json::Value;
 
@@ -76,9 +77,13 @@ Exit codes:
   78  configuration error: no token, token file readable by others, bad base URL
   130 interrupted (SIGINT)";
 
-/// A failure: its kind decides the exit code, its message is the one line on stderr.
+/// A failure: its kind decides the exit code, its message is the one line on stderr. Boxed,
+/// so that the `Result`s on every path stay one pointer wide.
 #[derive(Debug)]
-pub struct Error {
+pub struct Error(Box<Details>);
+
+#[derive(Debug)]
+pub struct Details {
     pub kind: Kind,
     message: anyhow::Error,
     pub hint: Option<String>,
@@ -92,13 +97,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn new(kind: Kind, message: impl Into<anyhow::Error>) -> Self {
-        Error {
+        Error(Box::new(Details {
             kind,
             message: message.into(),
             hint: None,
             json_type: kind.json_type(),
             server_error: None,
-        }
+        }))
     }
 
     pub fn msg(kind: Kind, message: impl fmt::Display) -> Self {
@@ -106,17 +111,17 @@ impl Error {
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
+        self.0.hint = Some(hint.into());
         self
     }
 
     pub fn with_json_type(mut self, json_type: &'static str) -> Self {
-        self.json_type = json_type;
+        self.0.json_type = json_type;
         self
     }
 
     pub fn with_server_error(mut self, error: Value) -> Self {
-        self.server_error = Some(error);
+        self.0.server_error = Some(error);
         self
     }
 
@@ -127,7 +132,10 @@ impl Error {
         } else {
             Kind::LocalIo
         };
-        Error::new(kind, anyhow::Error::new(err).context("cannot write to standard output"))
+        Error::new(
+            kind,
+            anyhow::Error::new(err).context("cannot write to standard output"),
+        )
     }
 
     /// The message as one line: the context chain joined with `: `, control characters from a
@@ -145,6 +153,14 @@ impl Error {
             Some(error) => error.clone(),
             None => serde_json::json!({"message": self.line(), "type": self.json_type}),
         }
+    }
+}
+
+impl Deref for Error {
+    type Target = Details;
+
+    fn deref(&self) -> &Details {
+        &self.0
     }
 }
 

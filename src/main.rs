@@ -20,7 +20,10 @@ fn main() -> ExitCode {
     }
     let json = cli.json;
     let mut notices = Notices::new(cli.quiet, cli.verbose);
-    let agent = cli.agent.clone().or_else(|| std::env::var("BLUENEXUS_AGENT").ok());
+    let agent = cli
+        .agent
+        .clone()
+        .or_else(|| std::env::var("BLUENEXUS_AGENT").ok());
     let mut meta = Meta::new(agent.as_deref().unwrap_or(DEFAULT_AGENT), cli.stream);
     let mut out = Output::new(BufWriter::with_capacity(64 * 1024, io::stdout().lock()));
     let Err(err) = run(cli, &mut meta, &mut out, &mut notices) else {
@@ -44,7 +47,11 @@ fn run(
     out: &mut Output<impl Write>,
     notices: &mut Notices,
 ) -> Result<()> {
-    let config = Config::resolve(cli, |name| std::env::var_os(name), io::stdin().is_terminal())?;
+    let config = Config::resolve(
+        cli,
+        |name| std::env::var_os(name),
+        io::stdin().is_terminal(),
+    )?;
     meta.agent = config.agent.clone();
     let messages = prompt::messages(&config.prompt, &mut io::stdin().lock())?;
     let conversation = state::conversation_to_send(&config, notices);

@@ -89,12 +89,17 @@ pub struct Output<W: Write> {
 
 impl<W: Write> Output<W> {
     pub fn new(out: W) -> Self {
-        Output { out, last_byte: None }
+        Output {
+            out,
+            last_byte: None,
+        }
     }
 
     pub fn text(&mut self, piece: &str) -> Result<()> {
         if let Some(&last) = piece.as_bytes().last() {
-            self.out.write_all(piece.as_bytes()).map_err(Error::output)?;
+            self.out
+                .write_all(piece.as_bytes())
+                .map_err(Error::output)?;
             self.last_byte = Some(last);
         }
         Ok(())
@@ -140,7 +145,11 @@ pub struct Notices {
 
 impl Notices {
     pub fn new(quiet: bool, verbose: bool) -> Self {
-        Notices { quiet, verbose, spinner: None }
+        Notices {
+            quiet,
+            verbose,
+            spinner: None,
+        }
     }
 
     /// A notice the user should see: retries, a cut answer, a warning. Silenced by `-q`.
@@ -213,7 +222,12 @@ mod tests {
         meta.status = Some(200);
         meta.attempts = 1;
         let value = meta.to_json();
-        let keys: Vec<&str> = value.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        let keys: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
         assert_eq!(
             keys,
             [

@@ -24,7 +24,10 @@ pub fn messages(sources: &PromptSources, stdin: &mut dyn Read) -> Result<Vec<Mes
     let messages_from_stdin = sources.messages.as_deref() == Some(Path::new("-"));
     if let Some(path) = &sources.messages {
         let (text, name) = if messages_from_stdin {
-            (read_text(&mut *stdin, "standard input")?, "standard input".to_string())
+            (
+                read_text(&mut *stdin, "standard input")?,
+                "standard input".to_string(),
+            )
         } else {
             let name = path.display().to_string();
             let file = File::open(path)
@@ -48,13 +51,19 @@ pub fn messages(sources: &PromptSources, stdin: &mut dyn Read) -> Result<Vec<Mes
     match user {
         Some(user) => messages.push(Message::new("user", user)),
         None if sources.messages.is_none() => {
-            return Err(Error::msg(Kind::Usage, "no prompt: give PROMPT words or pipe text to stdin")
-                .with_hint("bnx \"your question\", or: cat file | bnx \"what does this do?\""))
+            return Err(Error::msg(
+                Kind::Usage,
+                "no prompt: give PROMPT words or pipe text to stdin",
+            )
+            .with_hint("bnx \"your question\", or: cat file | bnx \"what does this do?\""))
         }
         None => {}
     }
     if messages.iter().all(|m| m.role == "system") {
-        return Err(Error::msg(Kind::Usage, "nothing to send: the messages hold no conversation and there is no prompt"));
+        return Err(Error::msg(
+            Kind::Usage,
+            "nothing to send: the messages hold no conversation and there is no prompt",
+        ));
     }
     Ok(messages)
 }
@@ -70,7 +79,10 @@ fn read_text(input: impl Read, name: &str) -> Result<String> {
     if bytes.len() as u64 > MAX_INPUT {
         return Err(Error::msg(
             Kind::Input,
-            format!("{name} is larger than {} MiB; refusing to send it cut", MAX_INPUT >> 20),
+            format!(
+                "{name} is larger than {} MiB; refusing to send it cut",
+                MAX_INPUT >> 20
+            ),
         ));
     }
     String::from_utf8(bytes).map_err(|e| {
@@ -123,8 +135,14 @@ mod tests {
     #[test]
     fn words_are_joined_and_stdin_follows_after_a_blank_line() {
         assert_eq!(user_text(&sources(&["a", "b"], false), "").unwrap(), "a b");
-        assert_eq!(user_text(&sources(&["sum", "up"], true), "x\n").unwrap(), "sum up\n\nx\n");
-        assert_eq!(user_text(&sources(&[], true), "  data\n").unwrap(), "  data\n");
+        assert_eq!(
+            user_text(&sources(&["sum", "up"], true), "x\n").unwrap(),
+            "sum up\n\nx\n"
+        );
+        assert_eq!(
+            user_text(&sources(&[], true), "  data\n").unwrap(),
+            "  data\n"
+        );
     }
 
     #[test]
@@ -132,7 +150,10 @@ mod tests {
         assert_eq!(user_text(&sources(&["q"], true), " \n\t\n").unwrap(), "q");
         let err = user_text(&sources(&[], true), "\n").unwrap_err();
         assert_eq!(err.kind, Kind::Usage);
-        assert_eq!(user_text(&sources(&[""], false), "").unwrap_err().kind, Kind::Usage);
+        assert_eq!(
+            user_text(&sources(&[""], false), "").unwrap_err().kind,
+            Kind::Usage
+        );
     }
 
     #[test]
@@ -160,7 +181,13 @@ mod tests {
         let mut s = sources(&["hi"], false);
         s.system = Some("be brief".into());
         let msgs = messages(&s, &mut &b""[..]).unwrap();
-        assert_eq!(msgs, [Message::new("system", "be brief"), Message::new("user", "hi")]);
+        assert_eq!(
+            msgs,
+            [
+                Message::new("system", "be brief"),
+                Message::new("user", "hi")
+            ]
+        );
     }
 
     #[test]
@@ -186,9 +213,18 @@ mod tests {
         let cases = [
             ("[{\"role\":\"user\",\n \"content\": }]", "line 2 column"),
             (r#"{"role":"user"}"#, "not an array"),
-            (r#"[{"role":"user","content":"a"},{"role":"user"}]"#, "element 1: missing field `content`"),
-            (r#"[{"role":"user","content":3}]"#, "element 0: invalid type"),
-            (r#"[{"role":"user","content":"a","x":1}]"#, "element 0: unknown field `x`"),
+            (
+                r#"[{"role":"user","content":"a"},{"role":"user"}]"#,
+                "element 1: missing field `content`",
+            ),
+            (
+                r#"[{"role":"user","content":3}]"#,
+                "element 0: invalid type",
+            ),
+            (
+                r#"[{"role":"user","content":"a","x":1}]"#,
+                "element 0: unknown field `x`",
+            ),
         ];
         for (input, expected) in cases {
             let err = messages(&s, &mut input.as_bytes()).unwrap_err();

@@ -18,7 +18,11 @@ impl Request {
     pub fn new(config: &Config, messages: Vec<Message>, conversation_id: Option<String>) -> Self {
         Request {
             url: config.url.clone(),
-            accept: if config.stream { "text/event-stream" } else { "application/json" },
+            accept: if config.stream {
+                "text/event-stream"
+            } else {
+                "application/json"
+            },
             body: ChatRequest {
                 messages,
                 stream: config.stream.then_some(true),
@@ -51,8 +55,16 @@ mod tests {
 
     #[test]
     fn stream_flag_sets_accept_and_body() {
-        let config = Config { stream: true, max_tokens: Some(5), ..Default::default() };
-        let req = Request::new(&config, vec![Message::new("user", "hi")], Some("c-1".into()));
+        let config = Config {
+            stream: true,
+            max_tokens: Some(5),
+            ..Default::default()
+        };
+        let req = Request::new(
+            &config,
+            vec![Message::new("user", "hi")],
+            Some("c-1".into()),
+        );
         let shown = req.describe();
         assert_eq!(shown["headers"]["Accept"], "text/event-stream");
         assert_eq!(shown["headers"]["Authorization"], "Bearer ***");

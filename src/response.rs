@@ -59,7 +59,9 @@ pub fn handle<W: Write>(
     let is_stream = if content_type.is_empty() {
         config.stream
     } else {
-        content_type.to_ascii_lowercase().starts_with("text/event-stream")
+        content_type
+            .to_ascii_lowercase()
+            .starts_with("text/event-stream")
     };
     meta.stream = is_stream.then(StreamMeta::default);
     let finish_reason = if is_stream {
@@ -155,9 +157,10 @@ fn whole<W: Write>(
         Ok(completion) => completion,
         Err(e) => return Err(not_an_answer(&bytes, e, "the answer")),
     };
-    let first = completion.choices.first().ok_or_else(|| {
-        Error::msg(Kind::Protocol, "the answer has no choices")
-    })?;
+    let first = completion
+        .choices
+        .first()
+        .ok_or_else(|| Error::msg(Kind::Protocol, "the answer has no choices"))?;
     notices.stop_spinner();
     if json {
         out.line(&with_meta(&bytes, &meta.to_json())?)?;
@@ -183,8 +186,11 @@ fn not_an_answer(bytes: &[u8], parse_error: serde_json::Error, what: &str) -> Er
                 .or(error.as_str())
                 .unwrap_or("no message")
                 .to_string();
-            Error::msg(Kind::Refused, format!("the server reported an error: {message}"))
-                .with_server_error(error)
+            Error::msg(
+                Kind::Refused,
+                format!("the server reported an error: {message}"),
+            )
+            .with_server_error(error)
         }
         Ok(_) => Error::msg(
             Kind::Protocol,
@@ -199,7 +205,12 @@ fn with_meta(body: &[u8], meta: &Value) -> Result<Vec<u8>> {
     let end = body.iter().rposition(|b| !b.is_ascii_whitespace());
     let end = match end {
         Some(end) if body[end] == b'}' => end,
-        _ => return Err(Error::msg(Kind::Protocol, "the answer is not a JSON object")),
+        _ => {
+            return Err(Error::msg(
+                Kind::Protocol,
+                "the answer is not a JSON object",
+            ))
+        }
     };
     let mut doc = Vec::with_capacity(end + 512);
     doc.extend_from_slice(&body[..end]);
@@ -230,7 +241,9 @@ fn stream<W: Write>(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => break Err(read_error(e, true)),
         };
-        let fed = decoder.feed(&buf[..n], &mut |data| on_event(data, json, &mut progress, out));
+        let fed = decoder.feed(&buf[..n], &mut |data| {
+            on_event(data, json, &mut progress, out)
+        });
         if let Err(e) = fed.and_then(|_| out.flush()) {
             break Err(e);
         }
@@ -310,8 +323,11 @@ fn read_error(err: io::Error, streaming: bool) -> Error {
         } else {
             "the answer did not arrive within --timeout"
         };
-        return Error::msg(Kind::Unavailable, format!("{what}; the answer is incomplete"))
-            .with_json_type("timeout");
+        return Error::msg(
+            Kind::Unavailable,
+            format!("{what}; the answer is incomplete"),
+        )
+        .with_json_type("timeout");
     }
     Error::new(
         Kind::Protocol,
@@ -327,7 +343,10 @@ mod tests {
     fn meta_is_spliced_in_keeping_the_body_as_sent() {
         let body = b"{\"b\": 1, \"a\": [1.50, 2]}\n";
         let doc = with_meta(body, &serde_json::json!({"status": 200})).unwrap();
-        assert_eq!(doc, b"{\"b\": 1, \"a\": [1.50, 2],\"bnx\":{\"status\":200}}");
+        assert_eq!(
+            doc,
+            b"{\"b\": 1, \"a\": [1.50, 2],\"bnx\":{\"status\":200}}"
+        );
         assert!(with_meta(b"[1]", &Value::Null).is_err());
     }
 
@@ -335,31 +354,75 @@ mod tests {
     fn events_write_text_or_lines() {
         let mut text = Output::new(Vec::new());
         let mut progress = StreamMeta::default();
-        on_event(br#"{"choices":[{"delta":{"role":"assistant"}}]}"#, false, &mut progress, &mut text).unwrap();
-        on_event(br#"{"choices":[{"delta":{"content":"H\u00e9"}}]}"#, false, &mut progress, &mut text).unwrap();
-        on_event(br#"{"choices":[{"delta":{},"finish_reason":"length"}]}"#, false, &mut progress, &mut text).unwrap();
+        on_event(
+            br#"{"choices":[{"delta":{"role":"assistant"}}]}"#,
+            false,
+            &mut progress,
+            &mut text,
+        )
+        .unwrap();
+        on_event(
+            br#"{"choices":[{"delta":{"content":"H\u00e9"}}]}"#,
+            false,
+            &mut progress,
+            &mut text,
+        )
+        .unwrap();
+        on_event(
+            br#"{"choices":[{"delta":{},"finish_reason":"length"}]}"#,
+            false,
+            &mut progress,
+            &mut text,
+        )
+        .unwrap();
         on_event(b"[DONE]", false, &mut progress, &mut text).unwrap();
-        on_event(br#"{"choices":[{"delta":{"content":"late"}}]}"#, false, &mut progress, &mut text).unwrap();
+        on_event(
+            br#"{"choices":[{"delta":{"content":"late"}}]}"#,
+            false,
+            &mut progress,
+            &mut text,
+        )
+        .unwrap();
         assert_eq!(text.into_inner(), "Hé".as_bytes());
-        assert_eq!(progress, StreamMeta { done: true, finish_reason: Some("length".into()) });
+        assert_eq!(
+            progress,
+            StreamMeta {
+                done: true,
+                finish_reason: Some("length".into())
+            }
+        );
 
         let mut lines = Output::new(Vec::new());
         let mut progress = StreamMeta::default();
         on_event(b"{\"choices\":\n[]}", true, &mut progress, &mut lines).unwrap();
         on_event(br#"{"choices": [ ]}"#, true, &mut progress, &mut lines).unwrap();
-        assert_eq!(lines.into_inner(), b"{\"choices\":[]}\n{\"choices\": [ ]}\n");
+        assert_eq!(
+            lines.into_inner(),
+            b"{\"choices\":[]}\n{\"choices\": [ ]}\n"
+        );
     }
 
     #[test]
     fn error_events_and_garbage_are_told_apart() {
         let mut out = Output::new(Vec::new());
         let mut progress = StreamMeta::default();
-        let err = on_event(br#"{"error":{"message":"boom","type":"server_error"}}"#, false, &mut progress, &mut out)
-            .unwrap_err();
+        let err = on_event(
+            br#"{"error":{"message":"boom","type":"server_error"}}"#,
+            false,
+            &mut progress,
+            &mut out,
+        )
+        .unwrap_err();
         assert_eq!(err.kind, Kind::Refused);
         assert!(err.line().contains("boom"));
         assert_eq!(err.json()["type"], "server_error");
-        let err = on_event(br#"{"choices":[{"delta":{"content":"He"#, false, &mut progress, &mut out).unwrap_err();
+        let err = on_event(
+            br#"{"choices":[{"delta":{"content":"He"#,
+            false,
+            &mut progress,
+            &mut out,
+        )
+        .unwrap_err();
         assert_eq!(err.kind, Kind::Protocol);
         let err = on_event(br#"{"object":"x"}"#, false, &mut progress, &mut out).unwrap_err();
         assert_eq!(err.kind, Kind::Protocol);

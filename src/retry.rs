@@ -56,10 +56,22 @@ mod tests {
     #[test]
     fn retry_after_ms_beats_retry_after() {
         let now = SystemTime::now();
-        assert_eq!(server_wait(Some("250"), Some("9"), now), Some(Duration::from_millis(250)));
-        assert_eq!(server_wait(None, Some("3"), now), Some(Duration::from_secs(3)));
-        assert_eq!(server_wait(None, Some(" 1.5 "), now), Some(Duration::from_millis(1500)));
-        assert_eq!(server_wait(Some("junk"), Some("2"), now), Some(Duration::from_secs(2)));
+        assert_eq!(
+            server_wait(Some("250"), Some("9"), now),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            server_wait(None, Some("3"), now),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            server_wait(None, Some(" 1.5 "), now),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            server_wait(Some("junk"), Some("2"), now),
+            Some(Duration::from_secs(2))
+        );
         assert_eq!(server_wait(None, Some("-4"), now), Some(Duration::ZERO));
         assert_eq!(server_wait(None, Some("soon"), now), None);
         assert_eq!(server_wait(None, None, now), None);

@@ -147,10 +147,7 @@ impl Decoder {
         Ok(())
     }
 
-    fn dispatch<E>(
-        &mut self,
-        on_event: &mut impl FnMut(&[u8]) -> Result<(), E>,
-    ) -> Result<(), E> {
+    fn dispatch<E>(&mut self, on_event: &mut impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
         if self.data.is_empty() {
             return Ok(());
         }
@@ -187,12 +184,18 @@ mod tests {
 
     #[test]
     fn data_with_and_without_space() {
-        assert_eq!(decode("data: a\n\ndata:b\n\ndata:  c\n\n"), ["a", "b", " c"]);
+        assert_eq!(
+            decode("data: a\n\ndata:b\n\ndata:  c\n\n"),
+            ["a", "b", " c"]
+        );
     }
 
     #[test]
     fn all_line_endings() {
-        assert_eq!(decode("data: a\r\n\r\ndata: b\r\rdata: c\n\n"), ["a", "b", "c"]);
+        assert_eq!(
+            decode("data: a\r\n\r\ndata: b\r\rdata: c\n\n"),
+            ["a", "b", "c"]
+        );
     }
 
     #[test]
@@ -257,7 +260,10 @@ mod tests {
     fn oversized_event_is_refused() {
         let mut decoder = Decoder::new(8);
         let mut sink = |_: &[u8]| -> Result<(), EventTooLarge> { Ok(()) };
-        assert_eq!(decoder.feed(b"data: 12345678", &mut sink), Err(EventTooLarge(8)));
+        assert_eq!(
+            decoder.feed(b"data: 12345678", &mut sink),
+            Err(EventTooLarge(8))
+        );
         let mut decoder = Decoder::new(8);
         assert_eq!(
             decoder.feed(b"data: 1234\ndata: 5678\n", &mut sink),

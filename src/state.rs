@@ -31,7 +31,10 @@ pub fn conversation_to_send(config: &Config, notices: &Notices) -> Option<String
         Conversation::New => None,
         Conversation::Id(id) => Some(id.clone()),
         Conversation::Continue => {
-            let last = config.state_dir.as_deref().and_then(|dir| load(dir, &config.agent));
+            let last = config
+                .state_dir
+                .as_deref()
+                .and_then(|dir| load(dir, &config.agent));
             if last.is_none() {
                 notices.notice(&format!(
                     "no saved conversation for agent {:?}: starting a new one",
@@ -51,7 +54,9 @@ pub fn remember(config: &Config, conversation_id: Option<&str>, notices: &Notice
         None => Err("neither XDG_STATE_HOME nor HOME is set".to_string()),
     };
     if let Err(why) = saved {
-        notices.notice(&format!("warning: cannot save the conversation for --continue ({why})"));
+        notices.notice(&format!(
+            "warning: cannot save the conversation for --continue ({why})"
+        ));
     }
 }
 
@@ -68,7 +73,10 @@ pub fn save(state_dir: &Path, agent: &str, id: &str) -> io::Result<()> {
     fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(
         ".{}.{}.tmp",
-        target.file_name().and_then(|n| n.to_str()).unwrap_or("conversation"),
+        target
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("conversation"),
         std::process::id()
     ));
     let result = fs::File::create(&tmp)

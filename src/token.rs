@@ -29,12 +29,17 @@ impl Secret {
     fn parse(raw: &str, source: &str) -> Result<Secret> {
         let token = raw.trim();
         if token.is_empty() {
-            return Err(Error::msg(Kind::Config, format!("the token from {source} is empty")));
+            return Err(Error::msg(
+                Kind::Config,
+                format!("the token from {source} is empty"),
+            ));
         }
         if !token.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(Error::msg(
                 Kind::Config,
-                format!("the token from {source} contains whitespace, control or non-ASCII characters"),
+                format!(
+                    "the token from {source} contains whitespace, control or non-ASCII characters"
+                ),
             ));
         }
         Ok(Secret(token.to_string()))
@@ -70,27 +75,29 @@ pub fn resolve(sources: Sources) -> Result<Secret> {
         return run_command(command, "--token-cmd");
     }
     if let Some(token) = sources.env_token {
-        let token = token.into_string().map_err(|_| {
-            Error::msg(Kind::Config, "BLUENEXUS_TOKEN is not valid UTF-8")
-        })?;
+        let token = token
+            .into_string()
+            .map_err(|_| Error::msg(Kind::Config, "BLUENEXUS_TOKEN is not valid UTF-8"))?;
         return Secret::parse(&token, "BLUENEXUS_TOKEN");
     }
     if let Some(command) = sources.env_command {
-        let command = command.into_string().map_err(|_| {
-            Error::msg(Kind::Config, "BLUENEXUS_TOKEN_CMD is not valid UTF-8")
-        })?;
+        let command = command
+            .into_string()
+            .map_err(|_| Error::msg(Kind::Config, "BLUENEXUS_TOKEN_CMD is not valid UTF-8"))?;
         return run_command(&command, "BLUENEXUS_TOKEN_CMD");
     }
     match sources.default_file {
         Some(path) if path.exists() => read_file(&path),
-        default_file => Err(Error::msg(Kind::Config, "no access token").with_hint(format!(
-            "give one with --token-file PATH, --token-cmd CMD, BLUENEXUS_TOKEN, \
+        default_file => Err(
+            Error::msg(Kind::Config, "no access token").with_hint(format!(
+                "give one with --token-file PATH, --token-cmd CMD, BLUENEXUS_TOKEN, \
              BLUENEXUS_TOKEN_CMD or the file {}",
-            default_file.map_or_else(
-                || "$XDG_CONFIG_HOME/bluenexus/token".to_string(),
-                |p| p.display().to_string()
-            )
-        ))),
+                default_file.map_or_else(
+                    || "$XDG_CONFIG_HOME/bluenexus/token".to_string(),
+                    |p| p.display().to_string()
+                )
+            )),
+        ),
     }
 }
 
@@ -236,7 +243,7 @@ mod tests {
 
         let err = resolve(sources()).unwrap_err();
         assert_eq!(err.kind, Kind::Config);
-        assert!(err.hint.unwrap().contains("--token-cmd"));
+        assert!(err.hint.as_deref().unwrap().contains("--token-cmd"));
     }
 
     #[test]

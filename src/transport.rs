@@ -98,7 +98,10 @@ impl Transport {
                     ));
                     meta.status = Some(status.as_u16());
                     if !retry::is_retryable_status(status.as_u16()) {
-                        return Ok(Sent { response, gave_up: None });
+                        return Ok(Sent {
+                            response,
+                            gave_up: None,
+                        });
                     }
                     let header = |name| response.headers().get(name).and_then(|v| v.to_str().ok());
                     let asked = retry::server_wait(
@@ -110,7 +113,10 @@ impl Transport {
                         meta.retry_after = asked.map(|d| d.as_secs_f64());
                     }
                     if last {
-                        return Ok(Sent { response, gave_up: None });
+                        return Ok(Sent {
+                            response,
+                            gave_up: None,
+                        });
                     }
                     if let Some(asked) = asked.filter(|a| *a > self.max_retry_wait) {
                         let gave_up = format!(
@@ -118,7 +124,10 @@ impl Transport {
                             secs(asked),
                             secs(self.max_retry_wait)
                         );
-                        return Ok(Sent { response, gave_up: Some(gave_up) });
+                        return Ok(Sent {
+                            response,
+                            gave_up: Some(gave_up),
+                        });
                     }
                     let wait = asked.unwrap_or_else(|| self.backoff(attempt));
                     notices.notice(&format!(
@@ -160,8 +169,11 @@ impl Transport {
         let network = |what: String| Error::msg(Kind::Unavailable, what).with_json_type("network");
         match err {
             ureq::Error::Timeout(Timeout::Connect | Timeout::Resolve) => (
-                Error::msg(Kind::Unavailable, "timed out connecting (--connect-timeout)")
-                    .with_json_type("timeout"),
+                Error::msg(
+                    Kind::Unavailable,
+                    "timed out connecting (--connect-timeout)",
+                )
+                .with_json_type("timeout"),
                 true,
             ),
             ureq::Error::Timeout(_) => (
@@ -173,17 +185,30 @@ impl Transport {
                 true,
             ),
             ureq::Error::HostNotFound => (network("cannot resolve the API host".into()), true),
-            ureq::Error::ConnectionFailed => (network("cannot connect to the API host".into()), true),
-            ureq::Error::Io(e) => (network(format!("connection failed before an answer: {e}")), true),
-            ureq::Error::ConnectProxyFailed(why) => (network(format!("proxy refused: {why}")), true),
+            ureq::Error::ConnectionFailed => {
+                (network("cannot connect to the API host".into()), true)
+            }
+            ureq::Error::Io(e) => (
+                network(format!("connection failed before an answer: {e}")),
+                true,
+            ),
+            ureq::Error::ConnectProxyFailed(why) => {
+                (network(format!("proxy refused: {why}")), true)
+            }
             ureq::Error::Protocol(e) => (
-                Error::msg(Kind::Protocol, format!("the server's answer is not valid HTTP: {e}")),
+                Error::msg(
+                    Kind::Protocol,
+                    format!("the server's answer is not valid HTTP: {e}"),
+                ),
                 false,
             ),
             ureq::Error::LargeResponseHeader(..) => (
                 Error::msg(
                     Kind::Protocol,
-                    format!("the server's response headers exceed {} KiB", MAX_HEADER_BYTES >> 10),
+                    format!(
+                        "the server's response headers exceed {} KiB",
+                        MAX_HEADER_BYTES >> 10
+                    ),
                 ),
                 false,
             ),

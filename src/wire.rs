@@ -196,18 +196,28 @@ mod tests {
     fn api_document_examples_parse() {
         let role: ChatChunk =
             serde_json::from_str(r#"{"choices":[{"delta":{"role":"assistant"}}]}"#).unwrap();
-        assert_eq!(role.choices[0].delta.role.as_ref().unwrap().as_str(), "assistant");
-        let escaped: ChatChunk =
-            serde_json::from_str(r#"{"choices":[{"delta":{"content":"a\nb"},"finish_reason":null}]}"#)
-                .unwrap();
-        assert_eq!(escaped.choices[0].delta.content.as_ref().unwrap().as_str(), "a\nb");
+        assert_eq!(
+            role.choices[0].delta.role.as_ref().unwrap().as_str(),
+            "assistant"
+        );
+        let escaped: ChatChunk = serde_json::from_str(
+            r#"{"choices":[{"delta":{"content":"a\nb"},"finish_reason":null}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            escaped.choices[0].delta.content.as_ref().unwrap().as_str(),
+            "a\nb"
+        );
         let body = r#"{"id":"chatcmpl-abc123","object":"chat.completion","created":1713000000,
             "model":"bluenexus/glm-4.7-flash-tee","choices":[{"index":0,"message":{"role":"assistant",
             "content":"Here are your meetings"},"finish_reason":"stop"}],
             "usage":{"prompt_tokens":150,"completion_tokens":45,"total_tokens":195}}"#;
         let full: ChatCompletion = serde_json::from_str(body).unwrap();
         assert_eq!(full.usage.unwrap().total_tokens, 195);
-        assert_eq!(full.choices[0].finish_reason.as_ref().unwrap().as_str(), "stop");
+        assert_eq!(
+            full.choices[0].finish_reason.as_ref().unwrap().as_str(),
+            "stop"
+        );
     }
 
     #[test]

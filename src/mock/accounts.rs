@@ -23,14 +23,21 @@ impl FromStr for TokenSpec {
         let (token, scopes) = match spec.split_once(':') {
             Some((token, scopes)) => (
                 token,
-                scopes.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+                scopes
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect(),
             ),
             None => (spec, vec!["agents-all".to_string()]),
         };
         if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
             return Err("a token is visible ASCII with no spaces".into());
         }
-        Ok(TokenSpec { token: token.to_string(), scopes })
+        Ok(TokenSpec {
+            token: token.to_string(),
+            scopes,
+        })
     }
 }
 
@@ -60,7 +67,12 @@ pub enum Admission {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Charge {
     /// The answer may be sent: its turn, conversation id, credits consumed and remaining.
-    Granted { turn: u64, conversation: String, consumed: u64, remaining: u64 },
+    Granted {
+        turn: u64,
+        conversation: String,
+        consumed: u64,
+        remaining: u64,
+    },
     UnknownConversation,
     NoCredits,
 }
@@ -86,7 +98,12 @@ impl Accounts {
                 (spec.token.clone(), account)
             })
             .collect();
-        Accounts { accounts, conversations: HashMap::new(), next_conversation: 1, rate_limit }
+        Accounts {
+            accounts,
+            conversations: HashMap::new(),
+            next_conversation: 1,
+            rate_limit,
+        }
     }
 
     /// Checks the token and its scopes, then counts the request against its rate limit.
@@ -94,10 +111,18 @@ impl Accounts {
         let Some(account) = self.accounts.get_mut(token) else {
             return Admission::UnknownToken;
         };
-        if !account.scopes.iter().any(|s| CHAT_SCOPES.contains(&s.as_str())) {
+        if !account
+            .scopes
+            .iter()
+            .any(|s| CHAT_SCOPES.contains(&s.as_str()))
+        {
             return Admission::MissingScope;
         }
-        while account.recent.front().is_some_and(|t| now.duration_since(*t) >= WINDOW) {
+        while account
+            .recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= WINDOW)
+        {
             account.recent.pop_front();
         }
         if self.rate_limit > 0 && account.recent.len() >= self.rate_limit {
@@ -124,7 +149,10 @@ impl Accounts {
             },
             None => format!("conv-{:06}", self.next_conversation),
         };
-        let account = self.accounts.get_mut(token).expect("admitted before charged");
+        let account = self
+            .accounts
+            .get_mut(token)
+            .expect("admitted before charged");
         let cost = 1 + completion_tokens / 1000;
         if account.credits < cost {
             return Charge::NoCredits;
@@ -134,13 +162,21 @@ impl Accounts {
         if conversation.is_none() {
             self.next_conversation += 1;
         }
-        let entry = self.conversations.entry(id.clone()).or_insert_with(|| Conversation {
-            token: token.to_string(),
-            agent: agent.to_string(),
-            turns: 0,
-        });
+        let entry = self
+            .conversations
+            .entry(id.clone())
+            .or_insert_with(|| Conversation {
+                token: token.to_string(),
+                agent: agent.to_string(),
+                turns: 0,
+            });
         entry.turns += 1;
-        Charge::Granted { turn: entry.turns, conversation: id, consumed: cost, remaining }
+        Charge::Granted {
+            turn: entry.turns,
+            conversation: id,
+            consumed: cost,
+            remaining,
+        }
     }
 
     /// The turn the next answer in `conversation` would have, if it exists for this caller.
@@ -184,29 +220,61 @@ mod tests {
         let mut a = accounts(2);
         let t0 = Instant::now();
         assert_eq!(a.admit("good", t0), Admission::Admitted);
-        assert_eq!(a.admit("good", t0 + Duration::from_secs(10)), Admission::Admitted);
-        assert_eq!(a.admit("good", t0 + Duration::from_secs(20)), Admission::RateLimited(40));
-        assert_eq!(a.admit("user", t0 + Duration::from_secs(20)), Admission::Admitted);
-        assert_eq!(a.admit("good", t0 + Duration::from_millis(59_500)), Admission::RateLimited(1));
-        assert_eq!(a.admit("good", t0 + Duration::from_secs(60)), Admission::Admitted);
+        assert_eq!(
+            a.admit("good", t0 + Duration::from_secs(10)),
+            Admission::Admitted
+        );
+        assert_eq!(
+            a.admit("good", t0 + Duration::from_secs(20)),
+            Admission::RateLimited(40)
+        );
+        assert_eq!(
+            a.admit("user", t0 + Duration::from_secs(20)),
+            Admission::Admitted
+        );
+        assert_eq!(
+            a.admit("good", t0 + Duration::from_millis(59_500)),
+            Admission::RateLimited(1)
+        );
+        assert_eq!(
+            a.admit("good", t0 + Duration::from_secs(60)),
+            Admission::Admitted
+        );
     }
 
     #[test]
     fn conversations_count_turns_and_belong_to_their_caller() {
         let mut a = accounts(0);
-        let Charge::Granted { turn: 1, conversation, consumed: 1, remaining: 2 } =
-            a.charge("good", "default", None, 10)
+        let Charge::Granted {
+            turn: 1,
+            conversation,
+            consumed: 1,
+            remaining: 2,
+        } = a.charge("good", "default", None, 10)
         else {
             panic!()
         };
         assert_eq!(a.next_turn("good", "default", Some(&conversation)), Some(2));
         assert!(matches!(
             a.charge("good", "default", Some(&conversation), 10),
-            Charge::Granted { turn: 2, remaining: 1, .. }
+            Charge::Granted {
+                turn: 2,
+                remaining: 1,
+                ..
+            }
         ));
-        assert_eq!(a.charge("user", "default", Some(&conversation), 1), Charge::UnknownConversation);
-        assert_eq!(a.charge("good", "other", Some(&conversation), 1), Charge::UnknownConversation);
-        assert_eq!(a.charge("good", "default", Some("conv-nope"), 1), Charge::UnknownConversation);
+        assert_eq!(
+            a.charge("user", "default", Some(&conversation), 1),
+            Charge::UnknownConversation
+        );
+        assert_eq!(
+            a.charge("good", "other", Some(&conversation), 1),
+            Charge::UnknownConversation
+        );
+        assert_eq!(
+            a.charge("good", "default", Some("conv-nope"), 1),
+            Charge::UnknownConversation
+        );
         assert_eq!(a.charge("good", "default", None, 5000), Charge::NoCredits);
     }
 }

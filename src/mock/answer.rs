@@ -8,7 +8,8 @@ use std::borrow::Cow;
 
 use crate::wire::Message;
 
-const FILLER: &str = " lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor.";
+const FILLER: &str =
+    " lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor.";
 
 /// The mock counts a token per 4 bytes, rounded up.
 pub fn tokens(bytes: usize) -> u64 {
@@ -99,7 +100,12 @@ impl Content {
     /// Stream pieces as byte ranges: `chunks` near-equal pieces, or by default a word (and the
     /// space after it) a piece, as a model would send them.
     pub fn pieces(&self, chunks: Option<usize>) -> Pieces<'_> {
-        Pieces { content: self, chunks, start: 0, index: 0 }
+        Pieces {
+            content: self,
+            chunks,
+            start: 0,
+            index: 0,
+        }
     }
 
     fn next_word_end(&self, from: usize) -> usize {
@@ -187,7 +193,11 @@ mod tests {
 
     #[test]
     fn pieces_cover_the_answer_exactly() {
-        for c in [content("a bé c  d", 0), content("x", 5000), content("wörd", 301)] {
+        for c in [
+            content("a bé c  d", 0),
+            content("x", 5000),
+            content("wörd", 301),
+        ] {
             let (words, n) = joined(&c, None);
             assert_eq!(words, c.text());
             assert!(n > 1);

@@ -21,7 +21,10 @@ use super::answer::{tokens, Content};
 use super::fault::Fault;
 use super::http::{self, Request};
 use super::log::Log;
-use crate::wire::{self, ChatChunk, ChatCompletion, ChatRequest, ChunkChoice, Delta, ErrorBody, Message, Text, Usage};
+use crate::wire::{
+    self, ChatChunk, ChatCompletion, ChatRequest, ChunkChoice, Delta, ErrorBody, Message, Text,
+    Usage,
+};
 
 pub const MODEL: &str = "bluenexus/mock-1";
 
@@ -58,9 +61,16 @@ pub enum Next {
 type Headers = Vec<(&'static str, String)>;
 
 /// Answers one request; logs it when done.
-pub fn handle(request: &Request, out: &mut impl Write, socket: &TcpStream, shared: &Shared) -> Next {
+pub fn handle(
+    request: &Request,
+    out: &mut impl Write,
+    socket: &TcpStream,
+    shared: &Shared,
+) -> Next {
     let agent = route(&request.path);
-    let fault = agent.as_ref().and_then(|_| lock(&shared.faults).pop_front());
+    let fault = agent
+        .as_ref()
+        .and_then(|_| lock(&shared.faults).pop_front());
     let fault_name = fault.as_ref().map(Fault::to_string);
     let outcome = match fault {
         None => answer(request, agent, out, shared),
@@ -82,12 +92,16 @@ pub fn handle(request: &Request, out: &mut impl Write, socket: &TcpStream, share
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The agent id of a chat path.
 fn route(path: &str) -> Option<String> {
-    let agent = path.strip_prefix("/api/v1/agents/")?.strip_suffix("/chat/completions")?;
+    let agent = path
+        .strip_prefix("/api/v1/agents/")?
+        .strip_suffix("/chat/completions")?;
     if agent.is_empty() || agent.contains('/') {
         return None;
     }
@@ -110,14 +124,26 @@ fn error(
     Ok((Some(status), Next::KeepAlive))
 }
 
-fn answer(request: &Request, agent: Option<String>, out: &mut impl Write, shared: &Shared) -> Outcome {
+fn answer(
+    request: &Request,
+    agent: Option<String>,
+    out: &mut impl Write,
+    shared: &Shared,
+) -> Outcome {
     let Some(agent) = agent else {
         let message = format!("no such endpoint: {} {}", request.method, request.path);
         return error(out, 404, "not_found_error", &message, None, vec![]);
     };
     if request.method != "POST" {
         let message = format!("{} is not allowed here; use POST", request.method);
-        return error(out, 405, "invalid_request_error", &message, None, vec![("Allow", "POST".into())]);
+        return error(
+            out,
+            405,
+            "invalid_request_error",
+            &message,
+            None,
+            vec![("Allow", "POST".into())],
+        );
     }
     let Some(token) = bearer(request) else {
         let message = "missing bearer token: send Authorization: Bearer ACCESS_TOKEN";
@@ -127,7 +153,14 @@ fn answer(request: &Request, agent: Option<String>, out: &mut impl Write, shared
     match admission {
         Admission::Admitted => {}
         Admission::UnknownToken => {
-            return error(out, 401, "authentication_error", "invalid or expired access token", None, vec![])
+            return error(
+                out,
+                401,
+                "authentication_error",
+                "invalid or expired access token",
+                None,
+                vec![],
+            )
         }
         Admission::MissingScope => {
             let message = "the token lacks the agents-all or agents-use scope";
@@ -135,19 +168,40 @@ fn answer(request: &Request, agent: Option<String>, out: &mut impl Write, shared
         }
         Admission::RateLimited(secs) => {
             let message = "rate limit exceeded: too many requests per minute";
-            return error(out, 429, "rate_limit_error", message, None, vec![("Retry-After", secs.to_string())]);
+            return error(
+                out,
+                429,
+                "rate_limit_error",
+                message,
+                None,
+                vec![("Retry-After", secs.to_string())],
+            );
         }
     }
     let chat = match validate(&request.body) {
         Ok(chat) => chat,
         Err((message, param)) => {
-            return error(out, 400, "invalid_request_error", &message, param.as_deref(), vec![])
+            return error(
+                out,
+                400,
+                "invalid_request_error",
+                &message,
+                param.as_deref(),
+                vec![],
+            )
         }
     };
     let conversation = chat.conversation_id.as_deref();
     let not_found = |out: &mut _| {
         let message = format!("conversation {:?} not found", conversation.unwrap_or(""));
-        error(out, 404, "not_found_error", &message, Some("conversationId"), vec![])
+        error(
+            out,
+            404,
+            "not_found_error",
+            &message,
+            Some("conversationId"),
+            vec![],
+        )
     };
     let Some(turn) = lock(&shared.accounts).next_turn(token, &agent, conversation) else {
         return not_found(out);
@@ -160,7 +214,12 @@ fn answer(request: &Request, agent: Option<String>, out: &mut impl Write, shared
     let (mut content, mut finish_reason) = build(turn);
     let charge = lock(&shared.accounts).charge(token, &agent, conversation, tokens(content.len()));
     let (conversation, consumed, remaining) = match charge {
-        Charge::Granted { turn: granted, conversation, consumed, remaining } => {
+        Charge::Granted {
+            turn: granted,
+            conversation,
+            consumed,
+            remaining,
+        } => {
             if granted != turn {
                 (content, finish_reason) = build(granted);
             }
@@ -168,7 +227,14 @@ fn answer(request: &Request, agent: Option<String>, out: &mut impl Write, shared
         }
         Charge::UnknownConversation => return not_found(out),
         Charge::NoCredits => {
-            return error(out, 402, "insufficient_credits", "not enough credits left for this request", None, vec![])
+            return error(
+                out,
+                402,
+                "insufficient_credits",
+                "not enough credits left for this request",
+                None,
+                vec![],
+            )
         }
     };
     let headers = vec![
@@ -178,7 +244,15 @@ fn answer(request: &Request, agent: Option<String>, out: &mut impl Write, shared
     ];
     let id = shared.next_id();
     if chat.stream == Some(true) {
-        stream(out, request, headers, &content, Ending::Done(finish_reason), &id, &shared.options)
+        stream(
+            out,
+            request,
+            headers,
+            &content,
+            Ending::Done(finish_reason),
+            &id,
+            &shared.options,
+        )
     } else {
         let prompt_tokens = tokens(chat.messages.iter().map(|m| m.content.len()).sum());
         let body = completion_body(&id, &content, finish_reason, prompt_tokens);
@@ -216,7 +290,10 @@ fn validate(body: &[u8]) -> Result<ChatRequest, (String, Option<String>)> {
         let role = message.get("role").and_then(Value::as_str);
         let Some(role) = role.filter(|r| wire::ROLES.contains(r)) else {
             return invalid(
-                format!("messages[{i}].role must be one of {}", wire::ROLES.join(", ")),
+                format!(
+                    "messages[{i}].role must be one of {}",
+                    wire::ROLES.join(", ")
+                ),
                 &format!("messages[{i}].role"),
             );
         };
@@ -232,7 +309,12 @@ fn validate(body: &[u8]) -> Result<ChatRequest, (String, Option<String>)> {
         None | Some(Value::Null) => None,
         Some(t) => match t.as_f64() {
             Some(t) if (0.0..=2.0).contains(&t) => Some(t),
-            _ => return invalid("temperature must be a number from 0 to 2".into(), "temperature"),
+            _ => {
+                return invalid(
+                    "temperature must be a number from 0 to 2".into(),
+                    "temperature",
+                )
+            }
         },
     };
     let max_tokens = match object.get("max_tokens") {
@@ -252,20 +334,36 @@ fn validate(body: &[u8]) -> Result<ChatRequest, (String, Option<String>)> {
         Some(Value::String(id)) => Some(id.clone()),
         Some(_) => return invalid("conversationId must be a string".into(), "conversationId"),
     };
-    Ok(ChatRequest { messages: checked, stream, temperature, max_tokens, conversation_id })
+    Ok(ChatRequest {
+        messages: checked,
+        stream,
+        temperature,
+        max_tokens,
+        conversation_id,
+    })
 }
 
 fn created() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl Shared {
     fn next_id(&self) -> String {
-        format!("chatcmpl-mock-{}", self.completions.fetch_add(1, Ordering::Relaxed) + 1)
+        format!(
+            "chatcmpl-mock-{}",
+            self.completions.fetch_add(1, Ordering::Relaxed) + 1
+        )
     }
 }
 
-fn completion_body(id: &str, content: &Content, finish_reason: &str, prompt_tokens: u64) -> Vec<u8> {
+fn completion_body(
+    id: &str,
+    content: &Content,
+    finish_reason: &str,
+    prompt_tokens: u64,
+) -> Vec<u8> {
     let completion_tokens = tokens(content.len());
     let completion = ChatCompletion {
         id: id.into(),
@@ -313,8 +411,19 @@ fn stream(
     headers.insert(0, ("Content-Type", "text/event-stream".into()));
     headers.insert(1, ("Cache-Control", "no-cache".into()));
     let mut body = http::Stream::start(out, &headers, request.http10)?;
-    let mut event = Event { id, created: created(), json: Vec::with_capacity(512) };
-    event.send_chunk(&mut body, Delta { role: Some("assistant".into()), content: None }, None)?;
+    let mut event = Event {
+        id,
+        created: created(),
+        json: Vec::with_capacity(512),
+    };
+    event.send_chunk(
+        &mut body,
+        Delta {
+            role: Some("assistant".into()),
+            content: None,
+        },
+        None,
+    )?;
     body.flush()?;
     let limit = match ending {
         Ending::Done(_) => usize::MAX,
@@ -327,7 +436,14 @@ fn stream(
             sleep(options.chunk_delay);
         }
         let piece = content.slice(start, end);
-        event.send_chunk(&mut body, Delta { role: None, content: Some(Text(piece)) }, None)?;
+        event.send_chunk(
+            &mut body,
+            Delta {
+                role: None,
+                content: Some(Text(piece)),
+            },
+            None,
+        )?;
     }
     let next = match ending {
         Ending::Done(finish_reason) => {
@@ -337,12 +453,20 @@ fn stream(
         }
         Ending::Cut(_) => Next::Close,
         Ending::Malformed => {
-            body.send(&[b"data: {\"id\":\"", id.as_bytes(), b"\",\"choices\":[{\"delta\":{\"content\":\"unterminated\n\n"])?;
+            body.send(&[
+                b"data: {\"id\":\"",
+                id.as_bytes(),
+                b"\",\"choices\":[{\"delta\":{\"content\":\"unterminated\n\n",
+            ])?;
             body.send(&[b"data: [DONE]\n\n"])?;
             Next::Close
         }
         Ending::ErrorEvent => {
-            let error = ErrorBody::new("server_error", "the agent failed mid-answer (injected error event)", None);
+            let error = ErrorBody::new(
+                "server_error",
+                "the agent failed mid-answer (injected error event)",
+                None,
+            );
             let json = serde_json::to_vec(&error).expect("serializes");
             body.send(&[b"data: ", &json, b"\n\n"])?;
             Next::Close
@@ -371,7 +495,11 @@ impl Event<'_> {
             object: wire::CHAT_COMPLETION_CHUNK.into(),
             created: self.created,
             model: MODEL.into(),
-            choices: vec![ChunkChoice { index: 0, delta, finish_reason: finish_reason.map(Text::from) }],
+            choices: vec![ChunkChoice {
+                index: 0,
+                delta,
+                finish_reason: finish_reason.map(Text::from),
+            }],
         };
         self.json.clear();
         serde_json::to_writer(&mut self.json, &chunk).expect("serializes");
@@ -379,7 +507,13 @@ impl Event<'_> {
     }
 }
 
-fn inject(fault: Fault, request: &Request, out: &mut impl Write, socket: &TcpStream, shared: &Shared) -> Outcome {
+fn inject(
+    fault: Fault,
+    request: &Request,
+    out: &mut impl Write,
+    socket: &TcpStream,
+    shared: &Shared,
+) -> Outcome {
     let wants_stream = serde_json::from_slice::<Value>(&request.body)
         .ok()
         .and_then(|body| body.get("stream").and_then(Value::as_bool))
@@ -413,33 +547,78 @@ fn inject(fault: Fault, request: &Request, out: &mut impl Write, socket: &TcpStr
             http::respond(out, 502, &headers, HTML_PAGE.as_bytes(), false)?;
             Ok((Some(502), Next::KeepAlive))
         }
-        Fault::Malformed if wants_stream => stream(out, request, vec![], &content(), Ending::Malformed, &id, &shared.options),
+        Fault::Malformed if wants_stream => stream(
+            out,
+            request,
+            vec![],
+            &content(),
+            Ending::Malformed,
+            &id,
+            &shared.options,
+        ),
         Fault::Malformed => {
             let body = format!("{{\"id\":\"{id}\",\"object\":\"chat.completion\",\"choices\":[{{\"index\":0,\"message\":{{\"role\":\"assistant\",\"content\":\"trunc");
-            http::respond(out, 200, &[("Content-Type", "application/json".into())], body.as_bytes(), false)?;
+            http::respond(
+                out,
+                200,
+                &[("Content-Type", "application/json".into())],
+                body.as_bytes(),
+                false,
+            )?;
             Ok((Some(200), Next::KeepAlive))
         }
-        Fault::Cut { chunks } if wants_stream => stream(out, request, vec![], &content(), Ending::Cut(chunks), &id, &shared.options),
+        Fault::Cut { chunks } if wants_stream => stream(
+            out,
+            request,
+            vec![],
+            &content(),
+            Ending::Cut(chunks),
+            &id,
+            &shared.options,
+        ),
         Fault::Cut { .. } => {
             let body = completion_body(&id, &content(), "stop", 0);
             let headers = [("Content-Type", "application/json".to_string())];
             http::respond_short(out, &headers, &body[..body.len() / 2], body.len())?;
             Ok((Some(200), Next::Close))
         }
-        Fault::ErrorEvent if wants_stream => {
-            stream(out, request, vec![], &content(), Ending::ErrorEvent, &id, &shared.options)
-        }
+        Fault::ErrorEvent if wants_stream => stream(
+            out,
+            request,
+            vec![],
+            &content(),
+            Ending::ErrorEvent,
+            &id,
+            &shared.options,
+        ),
         Fault::ErrorEvent => {
-            let body = ErrorBody::new("server_error", "the agent failed (injected error body)", None);
+            let body = ErrorBody::new(
+                "server_error",
+                "the agent failed (injected error body)",
+                None,
+            );
             let body = serde_json::to_vec(&body).expect("serializes");
-            http::respond(out, 200, &[("Content-Type", "application/json".into())], &body, false)?;
+            http::respond(
+                out,
+                200,
+                &[("Content-Type", "application/json".into())],
+                &body,
+                false,
+            )?;
             Ok((Some(200), Next::KeepAlive))
         }
         Fault::Stall(silence) => {
-            let content_type = if wants_stream { "text/event-stream" } else { "application/json" };
-            let body = http::Stream::start(out, &[("Content-Type", content_type.into())], request.http10)?;
-            drop(body);
-            out.flush()?;
+            let content_type = if wants_stream {
+                "text/event-stream"
+            } else {
+                "application/json"
+            };
+            http::Stream::start(
+                out,
+                &[("Content-Type", content_type.into())],
+                request.http10,
+            )?
+            .flush()?;
             sleep(silence);
             socket.shutdown(Shutdown::Both)?;
             Ok((Some(200), Next::Close))
@@ -447,7 +626,14 @@ fn inject(fault: Fault, request: &Request, out: &mut impl Write, socket: &TcpStr
         Fault::Slow(_) => unreachable!("handled before injection"),
         Fault::Redirect(location) => {
             let message = format!("moved to {location} (injected redirect)");
-            error(out, 307, "redirect", &message, None, vec![("Location", location)])
+            error(
+                out,
+                307,
+                "redirect",
+                &message,
+                None,
+                vec![("Location", location)],
+            )
         }
     }
 }
@@ -458,9 +644,20 @@ mod tests {
 
     #[test]
     fn routes_only_the_chat_path() {
-        assert_eq!(route("/api/v1/agents/default/chat/completions").as_deref(), Some("default"));
-        assert_eq!(route("/api/v1/agents/a%2Fb/chat/completions").as_deref(), Some("a/b"));
-        for other in ["/", "/api/v1/agents//chat/completions", "/api/v1/agents/a/b/chat/completions", "/api/v1/agents/a/chat"] {
+        assert_eq!(
+            route("/api/v1/agents/default/chat/completions").as_deref(),
+            Some("default")
+        );
+        assert_eq!(
+            route("/api/v1/agents/a%2Fb/chat/completions").as_deref(),
+            Some("a/b")
+        );
+        for other in [
+            "/",
+            "/api/v1/agents//chat/completions",
+            "/api/v1/agents/a/b/chat/completions",
+            "/api/v1/agents/a/chat",
+        ] {
             assert_eq!(route(other), None, "{other}");
         }
     }
@@ -473,13 +670,34 @@ mod tests {
             ("{}", Some("messages")),
             (r#"{"messages":[]}"#, Some("messages")),
             (r#"{"messages":{}}"#, Some("messages")),
-            (r#"{"messages":[{"role":"robot","content":"x"}]}"#, Some("messages[0].role")),
-            (r#"{"messages":[{"role":"user","content":1}]}"#, Some("messages[0].content")),
-            (r#"{"messages":[{"role":"user","content":"x"}],"temperature":2.5}"#, Some("temperature")),
-            (r#"{"messages":[{"role":"user","content":"x"}],"max_tokens":0}"#, Some("max_tokens")),
-            (r#"{"messages":[{"role":"user","content":"x"}],"max_tokens":1.5}"#, Some("max_tokens")),
-            (r#"{"messages":[{"role":"user","content":"x"}],"stream":"yes"}"#, Some("stream")),
-            (r#"{"messages":[{"role":"user","content":"x"}],"conversationId":7}"#, Some("conversationId")),
+            (
+                r#"{"messages":[{"role":"robot","content":"x"}]}"#,
+                Some("messages[0].role"),
+            ),
+            (
+                r#"{"messages":[{"role":"user","content":1}]}"#,
+                Some("messages[0].content"),
+            ),
+            (
+                r#"{"messages":[{"role":"user","content":"x"}],"temperature":2.5}"#,
+                Some("temperature"),
+            ),
+            (
+                r#"{"messages":[{"role":"user","content":"x"}],"max_tokens":0}"#,
+                Some("max_tokens"),
+            ),
+            (
+                r#"{"messages":[{"role":"user","content":"x"}],"max_tokens":1.5}"#,
+                Some("max_tokens"),
+            ),
+            (
+                r#"{"messages":[{"role":"user","content":"x"}],"stream":"yes"}"#,
+                Some("stream"),
+            ),
+            (
+                r#"{"messages":[{"role":"user","content":"x"}],"conversationId":7}"#,
+                Some("conversationId"),
+            ),
         ];
         for (body, param) in cases {
             let (_, got) = validate(body.as_bytes()).unwrap_err();

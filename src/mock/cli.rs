@@ -89,8 +89,19 @@ mod tests {
     #[test]
     fn parses_repeated_options_and_command() {
         let cli = MockCli::try_parse_from([
-            "bnx-mock", "--fault", "503", "--fault", "cut:2", "--token", "a", "--token", "b:agents-read",
-            "--", "sh", "-c", "exit 3",
+            "bnx-mock",
+            "--fault",
+            "503",
+            "--fault",
+            "cut:2",
+            "--token",
+            "a",
+            "--token",
+            "b:agents-read",
+            "--",
+            "sh",
+            "-c",
+            "exit 3",
         ])
         .unwrap();
         assert_eq!(cli.faults, [Fault::Status(503), Fault::Cut { chunks: 2 }]);

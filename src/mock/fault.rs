@@ -46,12 +46,14 @@ impl FromStr for Fault {
         };
         let number = |default: u64| -> Result<u64, String> {
             arg.map_or(Ok(default), |a| {
-                a.parse().map_err(|_| format!("{name}: {a:?} is not a whole number"))
+                a.parse()
+                    .map_err(|_| format!("{name}: {a:?} is not a whole number"))
             })
         };
         let seconds = |default: f64| -> Result<Duration, String> {
             let secs = arg.map_or(Ok(default), |a| {
-                a.parse::<f64>().map_err(|_| format!("{name}: {a:?} is not a number of seconds"))
+                a.parse::<f64>()
+                    .map_err(|_| format!("{name}: {a:?} is not a number of seconds"))
             })?;
             Duration::try_from_secs_f64(secs).map_err(|_| format!("{name}: bad duration"))
         };
@@ -60,12 +62,16 @@ impl FromStr for Fault {
             Some(_) => Err(format!("{name} takes no argument")),
         };
         match name {
-            "429" => Ok(Fault::RateLimited { retry_after: number(1)? }),
+            "429" => Ok(Fault::RateLimited {
+                retry_after: number(1)?,
+            }),
             "500" | "502" | "503" | "504" => no_arg(Fault::Status(name.parse().expect("digits"))),
             "drop" => no_arg(Fault::Drop),
             "html" => no_arg(Fault::Html),
             "malformed" => no_arg(Fault::Malformed),
-            "cut" => Ok(Fault::Cut { chunks: number(1)? as usize }),
+            "cut" => Ok(Fault::Cut {
+                chunks: number(1)? as usize,
+            }),
             "error-event" => no_arg(Fault::ErrorEvent),
             "stall" => Ok(Fault::Stall(seconds(60.0)?)),
             "slow" => Ok(Fault::Slow(seconds(2.0)?)),
@@ -116,7 +122,10 @@ mod tests {
             ("stall:0.5", Fault::Stall(Duration::from_millis(500))),
             ("slow:1", Fault::Slow(Duration::from_secs(1))),
             ("redirect", Fault::Redirect(DEFAULT_REDIRECT.into())),
-            ("redirect:http://x:1/y", Fault::Redirect("http://x:1/y".into())),
+            (
+                "redirect:http://x:1/y",
+                Fault::Redirect("http://x:1/y".into()),
+            ),
         ];
         for (spec, fault) in cases {
             assert_eq!(spec.parse::<Fault>(), Ok(fault.clone()), "{spec}");
@@ -126,7 +135,16 @@ mod tests {
 
     #[test]
     fn bad_specs_are_refused() {
-        for bad in ["404", "501", "cut:x", "slow:-1", "drop:1", "", "429:1.5", "stall:nan"] {
+        for bad in [
+            "404",
+            "501",
+            "cut:x",
+            "slow:-1",
+            "drop:1",
+            "",
+            "429:1.5",
+            "stall:nan",
+        ] {
             assert!(bad.parse::<Fault>().is_err(), "{bad}");
         }
     }

@@ -70,7 +70,10 @@ pub fn read_request(input: &mut impl BufRead, out: &mut impl Write) -> io::Resul
         }
         input.consume(take);
         if head.len() > MAX_HEAD {
-            return Ok(Incoming::Refused(431, format!("the request head exceeds {MAX_HEAD} bytes")));
+            return Ok(Incoming::Refused(
+                431,
+                format!("the request head exceeds {MAX_HEAD} bytes"),
+            ));
         }
     }
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -78,16 +81,28 @@ pub fn read_request(input: &mut impl BufRead, out: &mut impl Write) -> io::Resul
     match parsed.parse(&head) {
         Ok(httparse::Status::Complete(_)) => {}
         Err(httparse::Error::TooManyHeaders) => {
-            return Ok(Incoming::Refused(431, format!("more than {MAX_HEADERS} headers")))
+            return Ok(Incoming::Refused(
+                431,
+                format!("more than {MAX_HEADERS} headers"),
+            ))
         }
         Ok(httparse::Status::Partial) | Err(_) => {
-            return Ok(Incoming::Refused(400, "the request is not valid HTTP/1.1".into()))
+            return Ok(Incoming::Refused(
+                400,
+                "the request is not valid HTTP/1.1".into(),
+            ))
         }
     }
     let http10 = parsed.version == Some(0);
     let mut request = Request {
         method: parsed.method.unwrap_or("").to_string(),
-        path: parsed.path.unwrap_or("/").split('?').next().unwrap_or("/").to_string(),
+        path: parsed
+            .path
+            .unwrap_or("/")
+            .split('?')
+            .next()
+            .unwrap_or("/")
+            .to_string(),
         headers: parsed
             .headers
             .iter()
@@ -109,15 +124,24 @@ pub fn read_request(input: &mut impl BufRead, out: &mut impl Write) -> io::Resul
         }
     }
     if request.header("transfer-encoding").is_some() {
-        return Ok(Incoming::Refused(411, "send the body with a Content-Length".into()));
+        return Ok(Incoming::Refused(
+            411,
+            "send the body with a Content-Length".into(),
+        ));
     }
-    let length = match request.header("content-length").map(|v| v.trim().parse::<usize>()) {
+    let length = match request
+        .header("content-length")
+        .map(|v| v.trim().parse::<usize>())
+    {
         None => 0,
         Some(Ok(n)) => n,
         Some(Err(_)) => return Ok(Incoming::Refused(400, "bad Content-Length".into())),
     };
     if length > MAX_BODY {
-        return Ok(Incoming::Refused(413, format!("the body exceeds {MAX_BODY} bytes")));
+        return Ok(Incoming::Refused(
+            413,
+            format!("the body exceeds {MAX_BODY} bytes"),
+        ));
     }
     if length > 0
         && request
@@ -199,7 +223,13 @@ pub fn respond_short(
     body: &[u8],
     promised: usize,
 ) -> io::Result<()> {
-    write_head(out, 200, headers, Some(&format!("Content-Length: {promised}")), true)?;
+    write_head(
+        out,
+        200,
+        headers,
+        Some(&format!("Content-Length: {promised}")),
+        true,
+    )?;
     out.write_all(body)?;
     out.flush()
 }
@@ -211,14 +241,13 @@ pub struct Stream<'a, W: Write> {
 }
 
 impl<'a, W: Write> Stream<'a, W> {
-    pub fn start(
-        out: &'a mut W,
-        headers: &[(&str, String)],
-        http10: bool,
-    ) -> io::Result<Self> {
+    pub fn start(out: &'a mut W, headers: &[(&str, String)], http10: bool) -> io::Result<Self> {
         let framing = (!http10).then_some("Transfer-Encoding: chunked");
         write_head(out, 200, headers, framing, http10)?;
-        Ok(Stream { out, chunked: !http10 })
+        Ok(Stream {
+            out,
+            chunked: !http10,
+        })
     }
 
     /// Sends `parts` as one chunk. Not flushed: call `flush` before waiting.
@@ -262,9 +291,12 @@ mod tests {
 
     #[test]
     fn reads_a_request_split_across_small_reads() {
-        let raw = b"POST /a?q=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nX-Y: z\r\n\r\nhelloEXTRA";
+        let raw =
+            b"POST /a?q=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nX-Y: z\r\n\r\nhelloEXTRA";
         let (incoming, _) = read(raw);
-        let Incoming::Request(req) = incoming else { panic!("{incoming:?}") };
+        let Incoming::Request(req) = incoming else {
+            panic!("{incoming:?}")
+        };
         assert_eq!(req.method, "POST");
         assert_eq!(req.path, "/a");
         assert_eq!(req.header("x-y"), Some("z"));
@@ -277,11 +309,18 @@ mod tests {
         let raw = b"GET / HTTP/1.1\r\n\r\nGET /two HTTP/1.1\r\nConnection: close\r\n\r\n";
         let mut input = BufReader::with_capacity(5, &raw[..]);
         let mut out = Vec::new();
-        let Incoming::Request(first) = read_request(&mut input, &mut out).unwrap() else { panic!() };
-        let Incoming::Request(second) = read_request(&mut input, &mut out).unwrap() else { panic!() };
+        let Incoming::Request(first) = read_request(&mut input, &mut out).unwrap() else {
+            panic!()
+        };
+        let Incoming::Request(second) = read_request(&mut input, &mut out).unwrap() else {
+            panic!()
+        };
         assert_eq!((first.path.as_str(), second.path.as_str()), ("/", "/two"));
         assert!(second.close);
-        assert_eq!(read_request(&mut input, &mut out).unwrap(), Incoming::Closed);
+        assert_eq!(
+            read_request(&mut input, &mut out).unwrap(),
+            Incoming::Closed
+        );
     }
 
     #[test]
@@ -292,12 +331,21 @@ mod tests {
         let many: String = (0..100).map(|i| format!("H{i}: v\r\n")).collect();
         let raw = format!("GET / HTTP/1.1\r\n{many}\r\n");
         assert!(matches!(read(raw.as_bytes()).0, Incoming::Refused(431, _)));
-        assert!(matches!(read(b"\x00\x01garbage\r\n\r\n").0, Incoming::Refused(400, _)));
-        let big = format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", MAX_BODY + 1);
+        assert!(matches!(
+            read(b"\x00\x01garbage\r\n\r\n").0,
+            Incoming::Refused(400, _)
+        ));
+        let big = format!(
+            "POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+            MAX_BODY + 1
+        );
         assert!(matches!(read(big.as_bytes()).0, Incoming::Refused(413, _)));
         let chunked = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
         assert!(matches!(read(chunked).0, Incoming::Refused(411, _)));
-        assert!(matches!(read(b"GET / HTTP/1.1\r\nHost").0, Incoming::Refused(400, _)));
+        assert!(matches!(
+            read(b"GET / HTTP/1.1\r\nHost").0,
+            Incoming::Refused(400, _)
+        ));
     }
 
     #[test]

@@ -17,13 +17,18 @@ pub struct Log {
 
 impl Log {
     pub fn create(path: &Path) -> io::Result<Log> {
-        Ok(Log { file: Mutex::new(File::create(path)?) })
+        Ok(Log {
+            file: Mutex::new(File::create(path)?),
+        })
     }
 
     /// `status` is `None` when no response was sent (the `drop` fault).
     pub fn record(&self, request: &Request, status: Option<u16>, fault: Option<String>) {
         let line = entry(request, status, fault).to_string();
-        let mut file = self.file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut file = self
+            .file
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let _ = writeln!(file, "{line}");
     }
 }
@@ -44,7 +49,9 @@ pub fn entry(request: &Request, status: Option<u16>, fault: Option<String>) -> V
     }
     let body = serde_json::from_slice::<Value>(&request.body)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&request.body).into_owned()));
-    let time = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    let time = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
     json!({
         "time": time,
         "method": request.method,

@@ -29,7 +29,9 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
 /// Runs the mock as its command line says; returns the process exit code.
 pub fn run(cli: MockCli) -> i32 {
     let tokens = if cli.tokens.is_empty() {
-        vec![DEFAULT_TOKEN.parse::<TokenSpec>().expect("the default token is valid")]
+        vec![DEFAULT_TOKEN
+            .parse::<TokenSpec>()
+            .expect("the default token is valid")]
     } else {
         cli.tokens
     };
@@ -52,7 +54,9 @@ pub fn run(cli: MockCli) -> i32 {
             return 69;
         }
     };
-    let addr = listener.local_addr().expect("a bound socket has an address");
+    let addr = listener
+        .local_addr()
+        .expect("a bound socket has an address");
     let shared = Arc::new(Shared {
         accounts: Mutex::new(Accounts::new(&tokens, cli.credits, cli.rate_limit)),
         faults: Mutex::new(VecDeque::from(cli.faults)),

@@ -65,8 +65,12 @@ fn connection(stream: TcpStream, shared: &Shared) -> io::Result<()> {
 }
 
 fn refuse(stream: &TcpStream, status: u16, why: &str) -> io::Result<()> {
-    let body = serde_json::to_vec(&crate::wire::ErrorBody::new("invalid_request_error", why, None))
-        .expect("serializes");
+    let body = serde_json::to_vec(&crate::wire::ErrorBody::new(
+        "invalid_request_error",
+        why,
+        None,
+    ))
+    .expect("serializes");
     let headers = [("Content-Type", "application/json".to_string())];
     http::respond(&mut BufWriter::new(stream), status, &headers, &body, true)
 }
@@ -86,7 +90,11 @@ pub fn run_command(command: &[std::ffi::OsString], addr: SocketAddr, token: &str
             .unwrap_or(1),
         Err(err) => {
             eprintln!("bnx-mock: error: cannot run {:?}: {err}", command[0]);
-            if err.kind() == io::ErrorKind::NotFound { 127 } else { 126 }
+            if err.kind() == io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            }
         }
     }
 }

@@ -37,7 +37,9 @@ impl Mock {
             .spawn()
             .expect("bnx-mock starts");
         let mut line = String::new();
-        BufReader::new(child.stderr.take().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(child.stderr.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         let url = line
             .trim()
             .strip_prefix("bnx-mock: listening on ")
@@ -47,14 +49,20 @@ impl Mock {
         for sub in ["home", "config", "state"] {
             std::fs::create_dir_all(dir.path().join(sub)).unwrap();
         }
-        Mock { child, url, addr, dir }
+        Mock {
+            child,
+            url,
+            addr,
+            dir,
+        }
     }
 
     /// `bnx` aimed at this mock with its default token. Its stdin is an empty pipe (assert_cmd's
     /// way) unless the test writes one.
     pub fn bnx(&self) -> assert_cmd::Command {
         let mut cmd = bnx_isolated(self.dir.path());
-        cmd.env("BLUENEXUS_BASE_URL", &self.url).env("BLUENEXUS_TOKEN", TOKEN);
+        cmd.env("BLUENEXUS_BASE_URL", &self.url)
+            .env("BLUENEXUS_TOKEN", TOKEN);
         cmd
     }
 
@@ -67,8 +75,12 @@ impl Mock {
     pub fn requests(&self, n: usize) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            let text = std::fs::read_to_string(self.dir.path().join("requests.jsonl")).unwrap_or_default();
-            let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+            let text =
+                std::fs::read_to_string(self.dir.path().join("requests.jsonl")).unwrap_or_default();
+            let lines: Vec<Value> = text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
             if lines.len() >= n || Instant::now() > deadline {
                 return lines;
             }
@@ -115,6 +127,9 @@ pub fn stderr_of(output: &std::process::Output) -> String {
 pub fn assert_clean_stderr(stderr: &str) {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(!stderr.contains("RUST_BACKTRACE"), "{stderr}");
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("bnx: error:")).collect();
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("bnx: error:"))
+        .collect();
     assert!(errors.len() <= 1, "{stderr}");
 }

@@ -1,0 +1,54 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[bnx] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'bnx'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'bnx'= {
+            cand -a 'Agent to chat with [env: BLUENEXUS_AGENT] [default: default]'
+            cand --agent 'Agent to chat with [env: BLUENEXUS_AGENT] [default: default]'
+            cand --base-url 'API origin; plain http:// only for loopback [env: BLUENEXUS_BASE_URL] [default: https://api.bluenexus.ai]'
+            cand --token-file 'File holding the access token (mode 600)'
+            cand --token-cmd 'Shell command that prints the token, e.g. a password manager [env: BLUENEXUS_TOKEN_CMD]'
+            cand --temperature 'Sampling temperature, 0.0 to 2.0 [default: the agent''s own]'
+            cand --max-tokens 'Longest answer, in tokens [default: the agent''s own]'
+            cand --conversation 'Continue the conversation with this id'
+            cand --timeout 'Seconds to wait for the answer to start (and, non-streaming, to finish); streaming, the longest silence allowed between two events'
+            cand --connect-timeout 'Seconds allowed for TCP and TLS connect'
+            cand --retries 'Retries on connect errors, timeouts, 429, 500, 502, 503 and 504'
+            cand --max-retry-wait 'Longest single wait before a retry; a longer Retry-After fails at once'
+            cand --messages 'JSON array of {"role","content"} messages to send ("-" for stdin)'
+            cand --system 'System message put before the conversation'
+            cand --completions 'Print the completion script for SHELL and exit'
+            cand -s 'Stream the answer, writing each piece as it arrives'
+            cand --stream 'Stream the answer, writing each piece as it arrives'
+            cand --json 'Write JSON: the response plus a "bnx" key; with --stream, one line per event'
+            cand -c 'Continue this agent''s last conversation'
+            cand --continue 'Continue this agent''s last conversation'
+            cand --no-stdin 'Never read standard input'
+            cand --dry-run 'Print the request as JSON (token redacted) and send nothing; needs no token'
+            cand -q 'No notices on stderr (errors still print)'
+            cand --quiet 'No notices on stderr (errors still print)'
+            cand -v 'Request, status, timing, credits, conversation and retries on stderr'
+            cand --verbose 'Request, status, timing, credits, conversation and retries on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+    ]
+    $completions[$command]
+}

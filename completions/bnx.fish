@@ -1,0 +1,27 @@
+complete -c bnx -s a -l agent -d 'Agent to chat with [env: BLUENEXUS_AGENT] [default: default]' -r
+complete -c bnx -l base-url -d 'API origin; plain http:// only for loopback [env: BLUENEXUS_BASE_URL] [default: https://api.bluenexus.ai]' -r
+complete -c bnx -l token-file -d 'File holding the access token (mode 600)' -r -F
+complete -c bnx -l token-cmd -d 'Shell command that prints the token, e.g. a password manager [env: BLUENEXUS_TOKEN_CMD]' -r
+complete -c bnx -l temperature -d 'Sampling temperature, 0.0 to 2.0 [default: the agent\'s own]' -r
+complete -c bnx -l max-tokens -d 'Longest answer, in tokens [default: the agent\'s own]' -r
+complete -c bnx -l conversation -d 'Continue the conversation with this id' -r
+complete -c bnx -l timeout -d 'Seconds to wait for the answer to start (and, non-streaming, to finish); streaming, the longest silence allowed between two events' -r
+complete -c bnx -l connect-timeout -d 'Seconds allowed for TCP and TLS connect' -r
+complete -c bnx -l retries -d 'Retries on connect errors, timeouts, 429, 500, 502, 503 and 504' -r
+complete -c bnx -l max-retry-wait -d 'Longest single wait before a retry; a longer Retry-After fails at once' -r
+complete -c bnx -l messages -d 'JSON array of {"role","content"} messages to send ("-" for stdin)' -r -F
+complete -c bnx -l system -d 'System message put before the conversation' -r
+complete -c bnx -l completions -d 'Print the completion script for SHELL and exit' -r -f -a "bash\t''
+elvish\t''
+fish\t''
+powershell\t''
+zsh\t''"
+complete -c bnx -s s -l stream -d 'Stream the answer, writing each piece as it arrives'
+complete -c bnx -l json -d 'Write JSON: the response plus a "bnx" key; with --stream, one line per event'
+complete -c bnx -s c -l continue -d 'Continue this agent\'s last conversation'
+complete -c bnx -l no-stdin -d 'Never read standard input'
+complete -c bnx -l dry-run -d 'Print the request as JSON (token redacted) and send nothing; needs no token'
+complete -c bnx -s q -l quiet -d 'No notices on stderr (errors still print)'
+complete -c bnx -s v -l verbose -d 'Request, status, timing, credits, conversation and retries on stderr'
+complete -c bnx -s h -l help -d 'Print help'
+complete -c bnx -s V -l version -d 'Print version'

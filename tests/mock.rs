@@ -1,0 +1,662 @@
+//! `bnx-mock` over real HTTP: shapes, headers, auth, validation, rate limit, every fault, the
+//! log, event pacing, concurrency, hostile clients and exec mode.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+/// A raw HTTP/1.1 exchange: the full response as text (the connection is closed by us asking).
+fn raw(mock: &Mock, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(&mock.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+
+    /// The SSE data payloads, in order.
+    fn events(&self) -> Vec<String> {
+        self.body
+            .split("\n\n")
+            .filter_map(|e| e.strip_prefix("data: "))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// A request with ureq, which de-chunks the body for us. No proxy, no redirects.
+fn call(mock: &Mock, method: &str, path: &str, token: Option<&str>, body: &str) -> Reply {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .proxy(None)
+        .build()
+        .into();
+    let url = format!("{}{path}", mock.url);
+    let mut request = ureq::http::Request::builder().method(method).uri(&url);
+    if let Some(token) = token {
+        request = request.header("Authorization", format!("Bearer {token}"));
+    }
+    let request = request
+        .header("Content-Type", "application/json")
+        .body(body.to_string())
+        .unwrap();
+    let mut response = agent.run(request).unwrap();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    Reply {
+        status: response.status().as_u16(),
+        headers,
+        body: response.body_mut().read_to_string().unwrap_or_default(),
+    }
+}
+
+const CHAT: &str = "/api/v1/agents/default/chat/completions";
+
+fn chat(mock: &Mock, body: Value) -> Reply {
+    call(mock, "POST", CHAT, Some(TOKEN), &body.to_string())
+}
+
+fn user(text: &str) -> Value {
+    json!({"messages": [{"role": "user", "content": text}]})
+}
+
+#[test]
+fn answers_with_the_documented_shape_and_headers() {
+    let mock = Mock::start(&[]);
+    let reply = chat(&mock, user("What meetings do I have today?"));
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    let body = reply.json();
+    let keys: Vec<&String> = body.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        ["id", "object", "created", "model", "choices", "usage"]
+    );
+    assert_eq!(body["object"], "chat.completion");
+    assert!(body["id"].as_str().unwrap().starts_with("chatcmpl-"));
+    assert!(body["created"].as_u64().unwrap() > 1_700_000_000);
+    assert_eq!(
+        body["choices"],
+        json!([{"index": 0, "message": {"role": "assistant", "content": "[turn 1] What meetings do I have today?"},
+                "finish_reason": "stop"}])
+    );
+    let usage = &body["usage"];
+    assert_eq!(
+        usage["total_tokens"].as_u64(),
+        Some(
+            usage["prompt_tokens"].as_u64().unwrap() + usage["completion_tokens"].as_u64().unwrap()
+        )
+    );
+    assert_eq!(reply.header("x-credits-consumed"), Some("1"));
+    assert_eq!(reply.header("x-credits-remaining"), Some("999999"));
+    assert_eq!(reply.header("x-conversation-id"), Some("conv-000001"));
+    let second = chat(&mock, user("again"));
+    assert_eq!(
+        second.header("x-credits-remaining"),
+        Some("999998"),
+        "the balance goes down"
+    );
+    assert_eq!(second.header("x-conversation-id"), Some("conv-000002"));
+}
+
+#[test]
+fn streams_chunks_then_done() {
+    let mock = Mock::start(&[]);
+    let mut body = user("Summarize my Slack messages");
+    body["stream"] = json!(true);
+    let reply = chat(&mock, body);
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("content-type"), Some("text/event-stream"));
+    assert!(reply.header("x-conversation-id").is_some());
+    let events = reply.events();
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    assert!(chunks
+        .iter()
+        .all(|c| c["object"] == "chat.completion.chunk" && c["choices"][0]["index"] == 0));
+    assert_eq!(
+        chunks[0]["choices"][0]["delta"],
+        json!({"role": "assistant"})
+    );
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"][0]["delta"], json!({}));
+    assert_eq!(last["choices"][0]["finish_reason"], "stop");
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, "[turn 1] Summarize my Slack messages");
+    assert!(chunks.len() > 4, "one chunk a word");
+}
+
+#[test]
+fn size_chunks_and_max_tokens_options() {
+    let mock = Mock::start(&["--answer-size", "1000", "--chunks", "10"]);
+    let mut body = user("hi");
+    body["stream"] = json!(true);
+    let events = chat(&mock, body.clone()).events();
+    assert_eq!(
+        events.len(),
+        1 + 10 + 1 + 1,
+        "role, 10 pieces, finish, [DONE]"
+    );
+    let whole = chat(&mock, user("hi")).json();
+    let content = whole["choices"][0]["message"]["content"].as_str().unwrap();
+    assert_eq!(content.len(), 1000);
+    assert!(content.starts_with("[turn 1] hi lorem ipsum"));
+    let mut limited = user("hi");
+    limited["max_tokens"] = json!(5);
+    let cut = chat(&mock, limited).json();
+    assert_eq!(
+        cut["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .len(),
+        20
+    );
+    assert_eq!(cut["choices"][0]["finish_reason"], "length");
+}
+
+#[test]
+fn conversations_continue_and_unknown_ids_are_404() {
+    let mock = Mock::start(&[]);
+    let first = chat(&mock, user("one"));
+    let id = first.header("x-conversation-id").unwrap().to_string();
+    let mut next = user("two");
+    next["conversationId"] = json!(id);
+    let second = chat(&mock, next);
+    assert_eq!(second.header("x-conversation-id"), Some(id.as_str()));
+    assert_eq!(
+        second.json()["choices"][0]["message"]["content"],
+        "[turn 2] two"
+    );
+    let mut unknown = user("x");
+    unknown["conversationId"] = json!("conv-missing");
+    let reply = chat(&mock, unknown);
+    assert_eq!(reply.status, 404);
+    assert_eq!(reply.json()["error"]["param"], "conversationId");
+}
+
+#[test]
+fn bearer_auth_and_scopes() {
+    let mock = Mock::start(&[
+        "--token",
+        "all",
+        "--token",
+        "use:agents-use",
+        "--token",
+        "read:agents-read",
+    ]);
+    let body = user("x").to_string();
+    assert_eq!(call(&mock, "POST", CHAT, None, &body).status, 401);
+    let unknown = call(&mock, "POST", CHAT, Some("nope"), &body);
+    assert_eq!(unknown.status, 401);
+    assert_eq!(unknown.json()["error"]["type"], "authentication_error");
+    assert_eq!(call(&mock, "POST", CHAT, Some("all"), &body).status, 200);
+    assert_eq!(call(&mock, "POST", CHAT, Some("use"), &body).status, 200);
+    let read = call(&mock, "POST", CHAT, Some("read"), &body);
+    assert_eq!(read.status, 403);
+    assert_eq!(read.json()["error"]["type"], "permission_error");
+}
+
+#[test]
+fn invalid_bodies_are_400_with_openai_style_errors() {
+    let mock = Mock::start(&[]);
+    let cases = [
+        ("{not json", Value::Null),
+        (r#"{"messages": []}"#, json!("messages")),
+        (
+            r#"{"messages": [{"role": "bot", "content": "x"}]}"#,
+            json!("messages[0].role"),
+        ),
+        (
+            r#"{"messages": [{"role": "user", "content": null}]}"#,
+            json!("messages[0].content"),
+        ),
+        (
+            r#"{"messages": [{"role": "user", "content": "x"}], "temperature": -0.1}"#,
+            json!("temperature"),
+        ),
+        (
+            r#"{"messages": [{"role": "user", "content": "x"}], "max_tokens": -1}"#,
+            json!("max_tokens"),
+        ),
+        (
+            r#"{"messages": [{"role": "user", "content": "x"}], "stream": 1}"#,
+            json!("stream"),
+        ),
+        (
+            r#"{"messages": [{"role": "user", "content": "x"}], "conversationId": []}"#,
+            json!("conversationId"),
+        ),
+    ];
+    for (body, param) in cases {
+        let reply = call(&mock, "POST", CHAT, Some(TOKEN), body);
+        assert_eq!(reply.status, 400, "{body}");
+        let error = &reply.json()["error"];
+        assert_eq!(error["type"], "invalid_request_error", "{body}");
+        assert_eq!(error["param"], param, "{body}");
+        assert!(error["message"].as_str().unwrap().len() > 5);
+    }
+}
+
+#[test]
+fn wrong_method_and_unknown_path_have_json_errors() {
+    let mock = Mock::start(&[]);
+    let get = call(&mock, "GET", CHAT, Some(TOKEN), "");
+    assert_eq!(get.status, 405);
+    assert_eq!(get.header("allow"), Some("POST"));
+    assert!(get.json()["error"]["message"].is_string());
+    let missing = call(
+        &mock,
+        "POST",
+        "/api/v1/agents/default/other",
+        Some(TOKEN),
+        "{}",
+    );
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.json()["error"]["type"], "not_found_error");
+}
+
+#[test]
+fn rate_limit_is_per_token_with_retry_after_in_whole_seconds() {
+    let mock = Mock::start(&["--rate-limit", "2", "--token", "a", "--token", "b"]);
+    let body = user("x").to_string();
+    for _ in 0..2 {
+        assert_eq!(call(&mock, "POST", CHAT, Some("a"), &body).status, 200);
+    }
+    let limited = call(&mock, "POST", CHAT, Some("a"), &body);
+    assert_eq!(limited.status, 429);
+    let secs: u64 = limited.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&secs));
+    assert_eq!(limited.json()["error"]["type"], "rate_limit_error");
+    assert_eq!(call(&mock, "POST", CHAT, Some("b"), &body).status, 200);
+}
+
+#[test]
+fn faults_apply_in_order_then_requests_behave() {
+    let mock = Mock::start(&[
+        "--fault",
+        "429:3",
+        "--fault",
+        "500",
+        "--fault",
+        "502",
+        "--fault",
+        "503",
+        "--fault",
+        "504",
+        "--fault",
+        "html",
+        "--fault",
+        "redirect:http://elsewhere.test/x",
+    ]);
+    let body = user("x");
+    let limited = chat(&mock, body.clone());
+    assert_eq!(
+        (limited.status, limited.header("retry-after")),
+        (429, Some("3"))
+    );
+    assert!(limited.json()["error"]["message"].is_string());
+    for status in [500, 502, 503, 504] {
+        let reply = chat(&mock, body.clone());
+        assert_eq!(reply.status, status);
+        assert_eq!(reply.json()["error"]["type"], "server_error");
+    }
+    let html = chat(&mock, body.clone());
+    assert_eq!(html.status, 502);
+    assert_eq!(html.header("content-type"), Some("text/html"));
+    assert!(html.body.contains("<h1>502 Bad Gateway</h1>"));
+    let redirect = chat(&mock, body.clone());
+    assert_eq!(
+        (redirect.status, redirect.header("location")),
+        (307, Some("http://elsewhere.test/x"))
+    );
+    assert_eq!(chat(&mock, body).status, 200);
+    let faults: Vec<Value> = mock
+        .requests(9)
+        .iter()
+        .map(|r| r["fault"].clone())
+        .collect();
+    assert_eq!(
+        faults,
+        [
+            json!("429:3"),
+            json!("500"),
+            json!("502"),
+            json!("503"),
+            json!("504"),
+            json!("html"),
+            json!("redirect:http://elsewhere.test/x"),
+            Value::Null
+        ]
+    );
+}
+
+#[test]
+fn faults_are_applied_before_auth() {
+    let mock = Mock::start(&["--fault", "503"]);
+    assert_eq!(call(&mock, "POST", CHAT, None, "garbage").status, 503);
+    assert_eq!(call(&mock, "POST", CHAT, None, "garbage").status, 401);
+}
+
+#[test]
+fn drop_closes_without_a_response() {
+    let mock = Mock::start(&["--fault", "drop"]);
+    let body = user("x").to_string();
+    let request = format!(
+        "POST {CHAT} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    assert_eq!(raw(&mock, request.as_bytes()), "");
+    assert_eq!(mock.requests(1)[0]["status"], Value::Null);
+}
+
+#[test]
+fn malformed_cut_and_error_event_break_the_answer_as_named() {
+    let mock = Mock::start(&[
+        "--fault",
+        "malformed",
+        "--fault",
+        "malformed",
+        "--fault",
+        "cut:2",
+        "--fault",
+        "cut",
+        "--fault",
+        "error-event",
+        "--fault",
+        "error-event",
+    ]);
+    let mut streaming = user("one two three four");
+    streaming["stream"] = json!(true);
+    let broken = chat(&mock, user("x"));
+    assert_eq!(broken.status, 200);
+    assert!(serde_json::from_str::<Value>(&broken.body).is_err());
+    let events = chat(&mock, streaming.clone()).events();
+    assert!(serde_json::from_str::<Value>(&events[1]).is_ok());
+    assert!(
+        serde_json::from_str::<Value>(&events[2]).is_err(),
+        "{events:?}"
+    );
+
+    let cut = chat(&mock, streaming.clone()).events();
+    assert_eq!(cut.len(), 3, "role chunk and two content chunks: {cut:?}");
+    assert!(!cut.contains(&"[DONE]".to_string()));
+    let body = user("x").to_string();
+    let request = format!(
+        "POST {CHAT} HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let short = raw(&mock, request.as_bytes());
+    let (head, rest) = short.split_once("\r\n\r\n").unwrap();
+    let promised: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        rest.len() < promised,
+        "the body stops short of its Content-Length"
+    );
+
+    let errored = chat(&mock, streaming).events();
+    let last: Value = serde_json::from_str(errored.last().unwrap()).unwrap();
+    assert_eq!(last["error"]["type"], "server_error");
+    assert!(!errored.contains(&"[DONE]".to_string()));
+    let error_body = chat(&mock, user("x"));
+    assert_eq!(error_body.status, 200);
+    assert!(error_body.json()["error"]["message"].is_string());
+}
+
+#[test]
+fn stall_sends_headers_then_silence_and_slow_delays_the_answer() {
+    let mock = Mock::start(&["--fault", "stall:1", "--fault", "slow:0.5"]);
+    let body = user("x").to_string();
+    let request = format!(
+        "POST {CHAT} HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(&mock.addr).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut status_line = String::new();
+    reader.read_line(&mut status_line).unwrap();
+    assert!(status_line.starts_with("HTTP/1.1 200"));
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "silence, then close"
+    );
+    assert!(!String::from_utf8_lossy(&rest).contains("choices"));
+    let started = Instant::now();
+    assert_eq!(chat(&mock, user("x")).status, 200);
+    assert!(started.elapsed() >= Duration::from_millis(450));
+}
+
+#[test]
+fn each_event_reaches_the_socket_when_produced() {
+    let mock = Mock::start(&["--chunks", "6", "--chunk-delay", "500"]);
+    let mut body = user("x");
+    body["stream"] = json!(true);
+    let body = body.to_string();
+    let request = format!(
+        "POST {CHAT} HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let started = Instant::now();
+    let mut stream = TcpStream::connect(&mock.addr).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    while !line.contains("\"content\"") {
+        line.clear();
+        assert!(reader.read_line(&mut line).unwrap() > 0);
+    }
+    let first = started.elapsed();
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).unwrap_or_default();
+    let all = started.elapsed();
+    assert!(
+        first < Duration::from_millis(1500),
+        "first piece after {first:?}"
+    );
+    assert!(
+        all >= Duration::from_millis(2900),
+        "six pieces 500 ms apart took {all:?}"
+    );
+}
+
+#[test]
+fn a_stalled_request_does_not_block_others() {
+    let mock = Mock::start(&["--fault", "stall:20"]);
+    let body = user("x").to_string();
+    let request = format!(
+        "POST {CHAT} HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stalled = TcpStream::connect(&mock.addr).unwrap();
+    stalled.write_all(request.as_bytes()).unwrap();
+    mock.requests(0);
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let url = mock.url.clone();
+            std::thread::spawn(move || {
+                let agent: ureq::Agent = ureq::Agent::config_builder().proxy(None).build().into();
+                agent
+                    .post(format!("{url}{CHAT}"))
+                    .header("Authorization", format!("Bearer {TOKEN}"))
+                    .send(user("x").to_string())
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    for handle in handles {
+        assert_eq!(handle.join().unwrap(), 200);
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn log_has_one_line_per_request_with_the_token_redacted() {
+    let mock = Mock::start(&["--token", "s3cret-token"]);
+    call(
+        &mock,
+        "POST",
+        CHAT,
+        Some("s3cret-token"),
+        &user("logged").to_string(),
+    );
+    call(&mock, "GET", "/nowhere", None, "");
+    let requests = mock.requests(2);
+    assert_eq!(requests.len(), 2);
+    let first = &requests[0];
+    assert_eq!(first["method"], "POST");
+    assert_eq!(first["path"], CHAT);
+    assert_eq!(first["status"], 200);
+    assert_eq!(first["headers"]["authorization"], "Bearer ***");
+    assert_eq!(first["body"]["messages"][0]["content"], "logged");
+    assert!(first["time"].as_f64().unwrap() > 1.7e9);
+    assert_eq!(requests[1]["status"], 404);
+    let text = std::fs::read_to_string(mock.dir.path().join("requests.jsonl")).unwrap();
+    assert!(!text.contains("s3cret"));
+}
+
+#[test]
+fn hostile_requests_get_4xx_and_the_server_survives() {
+    let mock = Mock::start(&[]);
+    let huge_header = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(100_000));
+    assert!(raw(&mock, huge_header.as_bytes()).starts_with("HTTP/1.1 431"));
+    let huge_body = format!("POST {CHAT} HTTP/1.1\r\nContent-Length: 999999999\r\n\r\n");
+    assert!(raw(&mock, huge_body.as_bytes()).starts_with("HTTP/1.1 413"));
+    assert!(raw(&mock, b"\x16\x03\x01garbage\r\n\r\n").starts_with("HTTP/1.1 400"));
+    assert!(raw(
+        &mock,
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    .starts_with("HTTP/1.1 411"));
+    assert_eq!(chat(&mock, user("still here")).status, 200);
+}
+
+#[test]
+fn keep_alive_serves_several_requests_on_one_connection() {
+    let mock = Mock::start(&[]);
+    let body = user("x").to_string();
+    let one = format!(
+        "POST {CHAT} HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let last = one.replace("HTTP/1.1\r\n", "HTTP/1.1\r\nConnection: close\r\n");
+    let text = raw(&mock, format!("{one}{one}{last}").as_bytes());
+    assert_eq!(text.matches("HTTP/1.1 200 OK").count(), 3);
+}
+
+#[test]
+fn exec_mode_runs_the_command_with_url_and_token_and_forwards_its_exit() {
+    let output = Command::new(BNX_MOCK)
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "echo \"$BLUENEXUS_BASE_URL $BLUENEXUS_TOKEN\"; exit 7",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(7));
+    let line = stdout_of(&output);
+    assert!(line.starts_with("http://127.0.0.1:"), "{line}");
+    assert!(line.trim_end().ends_with(" bnx-mock-token"), "{line}");
+    let killed = Command::new(BNX_MOCK)
+        .args(["--", "sh", "-c", "kill -TERM $$"])
+        .status()
+        .unwrap();
+    assert_eq!(killed.code(), Some(128 + 15));
+    let missing = Command::new(BNX_MOCK)
+        .args(["--", "/no/such/command"])
+        .status()
+        .unwrap();
+    assert_eq!(missing.code(), Some(127));
+}
+
+#[test]
+fn exec_mode_serves_bnx_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(BNX_MOCK)
+        .env_clear()
+        .env("HOME", dir.path())
+        .args(["--fault", "503", "--", BNX, "-q", "hello", "mock"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(stdout_of(&output), "[turn 1] hello mock\n");
+}
+
+#[test]
+fn help_documents_every_option_and_fault() {
+    let output = Command::new(BNX_MOCK).arg("--help").output().unwrap();
+    let help = stdout_of(&output);
+    for needle in [
+        "--listen",
+        "--token",
+        "--rate-limit",
+        "--credits",
+        "--fault",
+        "--log",
+        "--answer-size",
+        "--chunks",
+        "--chunk-delay",
+        "429[:SECS]",
+        "500 502 503 504",
+        "drop",
+        "html",
+        "malformed",
+        "cut[:N]",
+        "error-event",
+        "stall[:SECS]",
+        "slow[:SECS]",
+        "redirect[:URL]",
+    ] {
+        assert!(help.contains(needle), "--help lacks {needle}");
+    }
+}
