@@ -69,7 +69,7 @@ impl Decoder {
                 input = &input[1..];
             }
         }
-        while let Some(end) = input.iter().position(|&b| b == b'\n' || b == b'\r') {
+        while let Some(end) = memchr::memchr2(b'\n', b'\r', input) {
             if self.line.is_empty() {
                 self.line_done(&input[..end], on_event)?;
             } else {
@@ -130,7 +130,7 @@ impl Decoder {
         if line[0] == b':' {
             return Ok(());
         }
-        let (field, value) = match line.iter().position(|&b| b == b':') {
+        let (field, value) = match memchr::memchr(b':', line) {
             Some(colon) => {
                 let value = &line[colon + 1..];
                 (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))

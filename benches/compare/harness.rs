@@ -1,0 +1,657 @@
+//! The benchmark harness behind `cargo bench --bench compare`: `bnx` measured side by side with
+//! `curl`, `curl | jq` and the official `openai` Python SDK, against `bnx-mock` on 127.0.0.1, in
+//! one run. Medians of several runs; CPU time and peak RSS from `wait4`. It prints a table with
+//! PASS/MISS per target and never fails on a number: timing is not a test.
+//!
+//! `Scale::Smoke` runs every measurement once or twice on tiny inputs and skips the Python SDK,
+//! so a test can prove the harness still works without taking a benchmark's time.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bnx::mock::http::{read_request, Incoming, Stream};
+
+const BNX: &str = env!("CARGO_BIN_EXE_bnx");
+const BNX_MOCK: &str = env!("CARGO_BIN_EXE_bnx-mock");
+const TOKEN: &str = "bnx-mock-token";
+const CHAT: &str = "/api/v1/agents/default/chat/completions";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scale {
+    Smoke,
+    Full,
+}
+
+struct Params {
+    startup_runs: usize,
+    request_runs: usize,
+    stream_runs: usize,
+    sdk_stream_runs: usize,
+    stream_bytes: usize,
+    stream_events: usize,
+    latency_events: usize,
+    whole_bytes: usize,
+}
+
+impl Scale {
+    fn params(self) -> Params {
+        match self {
+            Scale::Smoke => Params {
+                startup_runs: 3,
+                request_runs: 2,
+                stream_runs: 1,
+                sdk_stream_runs: 0,
+                stream_bytes: 200_000,
+                stream_events: 1_000,
+                latency_events: 10,
+                whole_bytes: 100_000,
+            },
+            Scale::Full => Params {
+                startup_runs: 200,
+                request_runs: 40,
+                stream_runs: 10,
+                sdk_stream_runs: 3,
+                stream_bytes: 64 << 20,
+                stream_events: 200_000,
+                latency_events: 300,
+                whole_bytes: 10 << 20,
+            },
+        }
+    }
+}
+
+/// One process's cost.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cost {
+    wall: Duration,
+    cpu: Duration,
+    max_rss_kib: u64,
+}
+
+/// Runs `cmd` to completion. The peak RSS that `wait4` reports is at least this process's
+/// resident size at the spawn (the kernel carries it through vfork and exec), so the harness
+/// holds no large buffers and reports its own resident size as the floor of that measurement.
+#[allow(clippy::zombie_processes)] // waited for by wait4, which std cannot see
+fn cost(cmd: &mut Command) -> Cost {
+    let started = Instant::now();
+    let child = cmd
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("the command starts");
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: the pid is our child's, waited for exactly once, with valid out-pointers.
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    let wall = started.elapsed();
+    assert_eq!(pid, child.id() as libc::pid_t, "wait4 failed");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{cmd:?} failed: {status}"
+    );
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    Cost {
+        wall,
+        cpu: time(usage.ru_utime) + time(usage.ru_stime),
+        max_rss_kib: usage.ru_maxrss as u64,
+    }
+}
+
+/// Median wall and CPU time, and the largest peak RSS, of `runs` runs.
+fn measure(runs: usize, mut make: impl FnMut() -> Command) -> Cost {
+    let mut costs: Vec<Cost> = (0..runs.max(1)).map(|_| cost(&mut make())).collect();
+    let max_rss_kib = costs.iter().map(|c| c.max_rss_kib).max().unwrap_or(0);
+    costs.sort_by_key(|c| c.wall);
+    let wall = costs[costs.len() / 2].wall;
+    costs.sort_by_key(|c| c.cpu);
+    Cost {
+        wall,
+        cpu: costs[costs.len() / 2].cpu,
+        max_rss_kib,
+    }
+}
+
+struct Mock {
+    child: Child,
+    origin: String,
+}
+
+impl Mock {
+    fn start(args: &[&str]) -> Mock {
+        let mut child = Command::new(BNX_MOCK)
+            .args(["--listen", "127.0.0.1:0", "--rate-limit", "0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("bnx-mock starts");
+        let mut line = String::new();
+        BufReader::new(child.stderr.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let origin = line
+            .trim()
+            .trim_start_matches("bnx-mock: listening on ")
+            .to_string();
+        Mock { child, origin }
+    }
+
+    fn bnx(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BNX);
+        cmd.env_clear()
+            .env("HOME", std::env::temp_dir())
+            .env(
+                "XDG_STATE_HOME",
+                std::env::temp_dir().join("bnx-bench-state"),
+            )
+            .env("BLUENEXUS_BASE_URL", &self.origin)
+            .env("BLUENEXUS_TOKEN", TOKEN)
+            .args(args)
+            .stdout(Stdio::null());
+        cmd
+    }
+
+    fn curl(&self, curl: &Path, stream: bool) -> Command {
+        let mut cmd = Command::new(curl);
+        cmd.env_clear()
+            .args(curl_args(&self.origin, stream))
+            .args(["-o", "/dev/null"]);
+        cmd
+    }
+}
+
+impl Drop for Mock {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn curl_args(origin: &str, stream: bool) -> Vec<String> {
+    let body = if stream {
+        r#"{"messages":[{"role":"user","content":"hi"}],"stream":true}"#
+    } else {
+        r#"{"messages":[{"role":"user","content":"hi"}]}"#
+    };
+    vec![
+        "-sSfN".into(),
+        "-H".into(),
+        format!("Authorization: Bearer {TOKEN}"),
+        "-H".into(),
+        "Content-Type: application/json".into(),
+        "-d".into(),
+        body.into(),
+        format!("{origin}{CHAT}"),
+    ]
+}
+
+fn find_tool(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// A virtualenv with the `openai` package, made once under `target/`. None (with the reason
+/// printed) when Python or the package index cannot be had.
+fn python_sdk(notes: &mut Vec<String>) -> Option<PathBuf> {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-venv");
+    let python = venv.join("bin/python");
+    let has_sdk = |python: &Path| {
+        Command::new(python)
+            .args(["-c", "import openai"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if has_sdk(&python) {
+        return Some(python);
+    }
+    let Some(system_python) = find_tool("python3") else {
+        notes.push("Python SDK skipped: no python3 on PATH".into());
+        return None;
+    };
+    eprintln!(
+        "bench: installing the openai package into {}",
+        venv.display()
+    );
+    let made = Command::new(system_python)
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .is_ok_and(|s| s.success())
+        && Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "openai"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if made && has_sdk(&python) {
+        Some(python)
+    } else {
+        notes.push("Python SDK skipped: `pip install openai` into a virtualenv failed".into());
+        None
+    }
+}
+
+const SDK_SCRIPT: &str = r#"
+import sys
+from openai import OpenAI
+client = OpenAI(base_url=sys.argv[1], api_key=sys.argv[2], max_retries=0)
+messages = [{"role": "user", "content": "hi"}]
+if sys.argv[3] == "stream":
+    for chunk in client.chat.completions.create(model="any", messages=messages, stream=True):
+        if chunk.choices and chunk.choices[0].delta.content:
+            sys.stdout.write(chunk.choices[0].delta.content)
+else:
+    sys.stdout.write(client.chat.completions.create(model="any", messages=messages).choices[0].message.content)
+sys.stdout.write("\n")
+"#;
+
+struct Row {
+    what: String,
+    bnx: String,
+    baseline: String,
+    ratio: Option<f64>,
+    target: String,
+    pass: Option<bool>,
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64().max(1e-9)
+}
+
+pub struct Report {
+    rows: Vec<Row>,
+    notes: Vec<String>,
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "| measure | bnx | baseline | ratio | target | result |")?;
+        writeln!(f, "|---|---|---|---|---|---|")?;
+        for row in &self.rows {
+            let ratio = row.ratio.map_or("".to_string(), |r| format!("{r:.3}"));
+            let result = match row.pass {
+                Some(true) => "PASS",
+                Some(false) => "MISS",
+                None => "",
+            };
+            writeln!(
+                f,
+                "| {} | {} | {} | {ratio} | {} | {result} |",
+                row.what, row.bnx, row.baseline, row.target
+            )?;
+        }
+        for note in &self.notes {
+            writeln!(f, "\n{note}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Report {
+    pub fn rows(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn row(
+        &mut self,
+        what: &str,
+        bnx: String,
+        baseline: String,
+        ratio: Option<f64>,
+        target: &str,
+        pass: Option<bool>,
+    ) {
+        self.rows.push(Row {
+            what: what.into(),
+            bnx,
+            baseline,
+            ratio,
+            target: target.into(),
+            pass,
+        });
+    }
+}
+
+pub fn run(scale: Scale) -> Report {
+    let p = scale.params();
+    let mut report = Report {
+        rows: Vec::new(),
+        notes: Vec::new(),
+    };
+    let curl = find_tool("curl");
+    let jq = find_tool("jq");
+    if curl.is_none() || jq.is_none() {
+        report
+            .notes
+            .push("curl or jq not on PATH: their baselines are skipped".into());
+    }
+    let python = if scale == Scale::Full {
+        python_sdk(&mut report.notes)
+    } else {
+        None
+    };
+    let sdk_script = std::env::temp_dir().join(format!("bnx-bench-sdk-{}.py", std::process::id()));
+    std::fs::write(&sdk_script, SDK_SCRIPT).unwrap();
+    let sdk = |origin: &str, mode: &str| {
+        let mut cmd = Command::new(python.as_ref().unwrap());
+        cmd.arg(&sdk_script)
+            .args([&format!("{origin}/api/v1/agents/default"), TOKEN, mode])
+            .env_remove("ALL_PROXY")
+            .env_remove("HTTPS_PROXY")
+            .env_remove("HTTP_PROXY")
+            .stdout(Stdio::null());
+        cmd
+    };
+
+    // 1. Start-up.
+    let startup = measure(p.startup_runs, || {
+        let mut cmd = Command::new(BNX);
+        cmd.arg("--version").stdout(Stdio::null());
+        cmd
+    });
+    let spawn_floor = measure(p.startup_runs, || Command::new("true"));
+    report.row(
+        "start-up: `bnx --version` (baseline: `true`)",
+        ms(startup.wall),
+        ms(spawn_floor.wall),
+        Some(ratio(startup.wall, spawn_floor.wall)),
+        "< 2 ms",
+        Some(startup.wall < Duration::from_millis(2)),
+    );
+
+    // 2. Small round trip.
+    let small = Mock::start(&[]);
+    let bnx_small = measure(p.request_runs, || small.bnx(&["hi"]));
+    if let (Some(curl), Some(jq)) = (&curl, &jq) {
+        let pipeline = measure(p.request_runs, || {
+            let args: Vec<String> = curl_args(&small.origin, false)
+                .iter()
+                .map(|a| shell_quote(a))
+                .collect();
+            let mut cmd = Command::new("sh");
+            cmd.args([
+                "-c",
+                &format!(
+                    "{} {} | {} -r '.choices[0].message.content'",
+                    curl.display(),
+                    args.join(" "),
+                    jq.display()
+                ),
+            ])
+            .stdout(Stdio::null());
+            cmd
+        });
+        let r = ratio(bnx_small.wall, pipeline.wall);
+        report.row(
+            "round trip: `bnx hi` vs `curl | jq`",
+            ms(bnx_small.wall),
+            ms(pipeline.wall),
+            Some(r),
+            "<= 0.5",
+            Some(r <= 0.5),
+        );
+        let bare = measure(p.request_runs, || small.curl(curl, false));
+        let r = ratio(bnx_small.wall, bare.wall);
+        report.row(
+            "round trip: `bnx hi` vs `curl > /dev/null`",
+            ms(bnx_small.wall),
+            ms(bare.wall),
+            Some(r),
+            "<= 1.0",
+            Some(r <= 1.0),
+        );
+    }
+    if python.is_some() {
+        let sdk_small = measure(p.request_runs.min(10), || sdk(&small.origin, "whole"));
+        let r = ratio(sdk_small.wall, bnx_small.wall);
+        report.row(
+            "round trip: Python SDK / `bnx hi`",
+            ms(bnx_small.wall),
+            ms(sdk_small.wall),
+            Some(r),
+            ">= 20x",
+            Some(r >= 20.0),
+        );
+    }
+
+    // 3. Streaming throughput, and 5a. memory while streaming.
+    let stream_bytes = p.stream_bytes.to_string();
+    let events = p.stream_events.to_string();
+    let big = Mock::start(&["--answer-size", &stream_bytes, "--chunks", &events]);
+    let wire_bytes = curl.as_ref().map_or(0, |curl| {
+        let mut child = Command::new(curl)
+            .args(curl_args(&big.origin, true))
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let bytes = std::io::copy(&mut child.stdout.take().unwrap(), &mut std::io::sink()).unwrap();
+        child.wait().unwrap();
+        bytes as usize
+    });
+    let bnx_stream = measure(p.stream_runs, || big.bnx(&["-s", "hi"]));
+    let size = format!(
+        "{:.0} MiB answer, {} MiB on the wire, {} events",
+        p.stream_bytes as f64 / 1048576.0,
+        wire_bytes >> 20,
+        p.stream_events
+    );
+    if let Some(curl) = &curl {
+        let floor = measure(p.stream_runs, || big.curl(curl, true));
+        let r = ratio(bnx_stream.wall, floor.wall);
+        report.row(
+            &format!("stream wall: `bnx -s` vs `curl -N > /dev/null` ({size})"),
+            ms(bnx_stream.wall),
+            ms(floor.wall),
+            Some(r),
+            "<= 2.0",
+            Some(r <= 2.0),
+        );
+        let mb_per_s = wire_bytes as f64 / 1e6 / bnx_stream.wall.as_secs_f64();
+        report.row(
+            "stream: bnx parse rate (wire bytes / wall)",
+            format!("{mb_per_s:.0} MB/s"),
+            String::new(),
+            None,
+            "> 500 MB/s",
+            Some(mb_per_s > 500.0),
+        );
+    }
+    if python.is_some() && p.sdk_stream_runs > 0 {
+        let sdk_stream = measure(p.sdk_stream_runs, || sdk(&big.origin, "stream"));
+        let r = ratio(sdk_stream.cpu, bnx_stream.cpu);
+        report.row(
+            "stream CPU: Python SDK / `bnx -s`",
+            ms(bnx_stream.cpu),
+            ms(sdk_stream.cpu),
+            Some(r),
+            ">= 10x",
+            Some(r >= 10.0),
+        );
+    }
+    report.row(
+        "peak RSS: `bnx -s` over the large stream",
+        format!("{:.1} MiB", bnx_stream.max_rss_kib as f64 / 1024.0),
+        String::new(),
+        None,
+        "< 10 MiB",
+        Some(bnx_stream.max_rss_kib < 10 * 1024),
+    );
+    drop(big);
+
+    // 4. Streamed-piece latency.
+    let (p50, p99, max) = latency(p.latency_events);
+    report.row(
+        &format!(
+            "added latency per streamed piece, p50 / p99 / max ({} events 10 ms apart)",
+            p.latency_events
+        ),
+        format!("{} / {} / {}", ms(p50), ms(p99), ms(max)),
+        String::new(),
+        None,
+        "p99 < 1 ms",
+        Some(p99 < Duration::from_millis(1)),
+    );
+
+    // 5b. Memory on a large whole answer.
+    let whole_bytes = p.whole_bytes.to_string();
+    let whole = Mock::start(&["--answer-size", &whole_bytes]);
+    let limit_kib = 3 * p.whole_bytes as u64 / 1024;
+    for (what, args) in [
+        ("`bnx`", vec!["hi"]),
+        ("`bnx --json`", vec!["--json", "hi"]),
+    ] {
+        let cost = measure(p.stream_runs.min(3), || whole.bnx(&args));
+        report.row(
+            &format!(
+                "peak RSS: {what} on a {:.0} MiB whole answer",
+                p.whole_bytes as f64 / 1048576.0
+            ),
+            format!("{:.1} MiB", cost.max_rss_kib as f64 / 1024.0),
+            String::new(),
+            Some(cost.max_rss_kib as f64 * 1024.0 / p.whole_bytes as f64),
+            "< 3x body",
+            Some(cost.max_rss_kib < limit_kib),
+        );
+    }
+
+    // 6. Binary size.
+    let bytes = std::fs::metadata(BNX).map(|m| m.len()).unwrap_or(0);
+    report.row(
+        "binary size of bnx",
+        format!("{:.2} MiB", bytes as f64 / 1048576.0),
+        String::new(),
+        None,
+        "< 8 MiB",
+        Some(bytes < 8 << 20),
+    );
+
+    if python.is_some() {
+        let mut check = sdk(&small.origin, "whole");
+        let out = check.stdout(Stdio::piped()).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        report.notes.push(format!(
+            "OpenAI Python SDK against bnx-mock answered: {:?}",
+            text.trim()
+        ));
+    }
+    let _ = std::fs::remove_file(&sdk_script);
+    report.notes.push(format!(
+        "Peak RSS comes from wait4, which cannot read below the harness's resident size when it \
+         starts a command ({:.1} MiB now).",
+        own_rss_kib() as f64 / 1024.0
+    ));
+    report
+}
+
+fn own_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))?
+                .to_string();
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0)
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Serves one stream whose events carry their own index, 10 ms apart, to a `bnx -s` whose
+/// stdout comes back here: for each event, the time from our write to its text on the pipe.
+fn latency(events: usize) -> (Duration, Duration, Duration) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let mut child = Command::new(BNX)
+        .env_clear()
+        .env("HOME", std::env::temp_dir())
+        .env(
+            "XDG_STATE_HOME",
+            std::env::temp_dir().join("bnx-bench-state"),
+        )
+        .env("BLUENEXUS_BASE_URL", &origin)
+        .env("BLUENEXUS_TOKEN", TOKEN)
+        .args(["-s", "hi"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut arrived = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if let Ok(index) = line.trim().parse::<usize>() {
+                arrived.push((index, Instant::now()));
+            }
+        }
+        arrived
+    });
+    let (socket, _) = listener.accept().unwrap();
+    let mut input = BufReader::new(socket.try_clone().unwrap());
+    let mut out = socket;
+    let mut sink = Vec::new();
+    assert!(matches!(
+        read_request(&mut input, &mut sink).unwrap(),
+        Incoming::Request(_)
+    ));
+    let mut sent = Vec::with_capacity(events);
+    {
+        let headers = [("Content-Type", "text/event-stream".to_string())];
+        let mut body = Stream::start(&mut out, &headers, false).unwrap();
+        body.send(&[b"data: {\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\n\n"])
+            .unwrap();
+        body.flush().unwrap();
+        let start = Instant::now();
+        for i in 0..events {
+            let due = start + Duration::from_millis(10 * i as u64);
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            let event =
+                format!("data: {{\"choices\":[{{\"delta\":{{\"content\":\"{i}\\n\"}}}}]}}\n\n");
+            sent.push(Instant::now());
+            body.send(&[event.as_bytes()]).unwrap();
+            body.flush().unwrap();
+        }
+        body.send(&[b"data: [DONE]\n\n"]).unwrap();
+        body.finish().unwrap();
+    }
+    out.flush().unwrap();
+    let arrived = reader.join().unwrap();
+    child.wait().unwrap();
+    let mut added: Vec<Duration> = arrived
+        .iter()
+        .map(|(i, at)| at.saturating_duration_since(sent[*i]))
+        .collect();
+    assert_eq!(added.len(), events, "every piece arrived");
+    added.sort();
+    let pct = |p: f64| added[((added.len() - 1) as f64 * p).round() as usize];
+    (pct(0.5), pct(0.99), *added.last().unwrap())
+}
+
+/// Formats the machine line for the report.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mut line = String::new();
+    let _ = write!(line, "{cpu}, {cores} cores, {}", std::env::consts::ARCH);
+    line
+}
