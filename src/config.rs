@@ -66,6 +66,9 @@ pub struct Config {
     pub verbose: bool,
     /// `$XDG_STATE_HOME/bluenexus`, if there is anywhere to keep state.
     pub state_dir: Option<PathBuf>,
+    /// Whether to go through `HTTPS_PROXY`/`ALL_PROXY` (which honour `NO_PROXY`). Never for a
+    /// loopback URL: a proxy cannot reach our loopback, and must not see the request.
+    pub env_proxy: bool,
 }
 
 impl Default for Config {
@@ -88,6 +91,7 @@ impl Default for Config {
             quiet: false,
             verbose: false,
             state_dir: None,
+            env_proxy: false,
         }
     }
 }
@@ -116,6 +120,10 @@ impl Config {
             None => env_string("BLUENEXUS_BASE_URL")?.unwrap_or_else(|| DEFAULT_BASE_URL.into()),
         };
         let url = endpoint(&base_url, &agent)?;
+        let env_proxy = !url.starts_with("http://")
+            && ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
+                .iter()
+                .any(|name| env(name).is_some_and(|v| !v.is_empty()));
         let token = if cli.dry_run {
             None
         } else {
@@ -157,6 +165,7 @@ impl Config {
             verbose: cli.verbose,
             state_dir: base_dir(&env, "XDG_STATE_HOME", ".local/state")
                 .map(|d| d.join("bluenexus")),
+            env_proxy,
         })
     }
 }
@@ -210,7 +219,7 @@ pub fn endpoint(base_url: &str, agent: &str) -> Result<String> {
         }
         _ => return Err(bad_url("the scheme must be https")),
     }
-    if agent.is_empty() || agent == "." || agent == ".." {
+    if agent.is_empty() || agent == "." || agent == ".." || agent.chars().any(char::is_control) {
         return Err(Error::msg(Kind::Config, format!("bad agent id {agent:?}")));
     }
     let agent = utf8_percent_encode(agent, PATH_SEGMENT).to_string();
@@ -337,6 +346,36 @@ mod tests {
             .as_deref()
             .unwrap()
             .contains("/nonexistent-home/.config/bluenexus/token"));
+    }
+
+    #[test]
+    fn proxies_only_for_https_and_never_http_proxy_alone() {
+        let https = [
+            ("BLUENEXUS_TOKEN", "t"),
+            ("HTTPS_PROXY", "http://proxy:3128"),
+        ];
+        assert!(resolve(&[], &https).unwrap().env_proxy);
+        let all = [("BLUENEXUS_TOKEN", "t"), ("all_proxy", "http://proxy:3128")];
+        assert!(resolve(&[], &all).unwrap().env_proxy);
+        let http_only = [
+            ("BLUENEXUS_TOKEN", "t"),
+            ("HTTP_PROXY", "http://proxy:3128"),
+        ];
+        assert!(!resolve(&[], &http_only).unwrap().env_proxy);
+        let loopback = [
+            ("BLUENEXUS_TOKEN", "t"),
+            ("ALL_PROXY", "http://proxy:3128"),
+            ("BLUENEXUS_BASE_URL", "http://127.0.0.1:1"),
+        ];
+        assert!(!resolve(&[], &loopback).unwrap().env_proxy);
+    }
+
+    #[test]
+    fn agent_with_control_characters_is_refused() {
+        assert_eq!(
+            endpoint("https://h", "a\r\nX-Evil: 1").unwrap_err().kind,
+            Kind::Config
+        );
     }
 
     #[test]

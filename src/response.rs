@@ -4,7 +4,9 @@
 //! Every size is bounded: an error body, a whole answer, one stream event. A stream as a whole
 //! is not, because it is never held: each piece is written as soon as its event is complete.
 
+use std::cell::Cell;
 use std::io::{self, Read, Write};
+use std::time::Instant;
 
 use serde_json::Value;
 use ureq::http::{HeaderMap, Response};
@@ -19,7 +21,7 @@ use crate::transport::Sent;
 use crate::wire::{self, ChatChunk, ChatCompletion};
 
 /// A whole (non-streamed) answer larger than this is refused.
-pub const MAX_BODY: u64 = 256 * 1024 * 1024;
+pub const MAX_BODY: u64 = 64 * 1024 * 1024;
 /// Of an error body, only this much is read: enough for any error message.
 const MAX_ERROR_BODY: u64 = 64 * 1024;
 const READ_BUFFER: usize = 64 * 1024;
@@ -65,7 +67,7 @@ pub fn handle<W: Write>(
     };
     meta.stream = is_stream.then(StreamMeta::default);
     let finish_reason = if is_stream {
-        stream(response.into_body(), config.json, meta, out, notices)?
+        stream(response.into_body(), config, meta, out, notices)?
     } else {
         whole(response.into_body(), config.json, meta, out, notices)?
     };
@@ -222,33 +224,43 @@ fn with_meta(body: &[u8], meta: &Value) -> Result<Vec<u8>> {
 
 /// A streamed answer: each piece is written as its event completes, and the output is flushed
 /// before every wait for more data. Returns the last finish reason.
+///
+/// `--timeout` bounds the silence between two events, not between two reads: ureq's per-read
+/// timeout catches a silent server, the clock here one that drips bytes but never an event.
 fn stream<W: Write>(
     body: Body,
-    json: bool,
+    config: &Config,
     meta: &mut Meta,
     out: &mut Output<W>,
     notices: &mut Notices,
 ) -> Result<Option<String>> {
     notices.stop_spinner();
+    let json = config.json;
     let mut reader = body.into_reader();
     let mut decoder = sse::Decoder::default();
     let mut buf = vec![0u8; READ_BUFFER];
     let mut progress = StreamMeta::default();
+    let last_event = Cell::new(Instant::now());
+    let on_data = |data: &[u8], progress: &mut StreamMeta, out: &mut Output<W>| {
+        last_event.set(Instant::now());
+        on_event(data, json, progress, out)
+    };
     let result = loop {
         let n = match reader.read(&mut buf) {
-            Ok(0) => break decoder.finish(&mut |data| on_event(data, json, &mut progress, out)),
+            Ok(0) => break decoder.finish(&mut |data| on_data(data, &mut progress, out)),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => break Err(read_error(e, true)),
         };
-        let fed = decoder.feed(&buf[..n], &mut |data| {
-            on_event(data, json, &mut progress, out)
-        });
+        let fed = decoder.feed(&buf[..n], &mut |data| on_data(data, &mut progress, out));
         if let Err(e) = fed.and_then(|_| out.flush()) {
             break Err(e);
         }
         if progress.done {
             break Ok(());
+        }
+        if last_event.get().elapsed() > config.timeout {
+            break Err(stream_silent());
         }
     };
     out.flush()?;
@@ -310,6 +322,14 @@ fn write_compact<W: Write>(data: &[u8], out: &mut Output<W>) -> Result<()> {
     }
 }
 
+fn stream_silent() -> Error {
+    Error::msg(
+        Kind::Unavailable,
+        "no event for longer than --timeout; the answer is incomplete",
+    )
+    .with_json_type("timeout")
+}
+
 /// A failure while reading the body, after the response began.
 fn read_error(err: io::Error, streaming: bool) -> Error {
     let timed_out = err.kind() == io::ErrorKind::TimedOut
@@ -317,15 +337,13 @@ fn read_error(err: io::Error, streaming: bool) -> Error {
             .get_ref()
             .and_then(|inner| inner.downcast_ref::<ureq::Error>())
             .is_some_and(|e| matches!(e, ureq::Error::Timeout(_)));
+    if timed_out && streaming {
+        return stream_silent();
+    }
     if timed_out {
-        let what = if streaming {
-            "the stream went silent for longer than --timeout"
-        } else {
-            "the answer did not arrive within --timeout"
-        };
         return Error::msg(
             Kind::Unavailable,
-            format!("{what}; the answer is incomplete"),
+            "the answer did not arrive within --timeout; the answer is incomplete",
         )
         .with_json_type("timeout");
     }

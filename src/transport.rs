@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use ureq::http::Response;
 use ureq::tls::{RootCerts, TlsConfig};
-use ureq::{Agent, Body, Timeout};
+use ureq::{Agent, Body, Proxy, Timeout};
 
 use crate::config::Config;
 use crate::error::{Error, Kind, Result};
@@ -41,6 +41,11 @@ impl Transport {
             .user_agent(USER_AGENT)
             .accept_encoding("identity")
             .max_response_header_size(MAX_HEADER_BYTES)
+            .proxy(if config.env_proxy {
+                Proxy::try_from_env()
+            } else {
+                None
+            })
             .tls_config(
                 TlsConfig::builder()
                     .root_certs(RootCerts::PlatformVerifier)

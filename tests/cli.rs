@@ -906,3 +906,13 @@ fn help_lists_options_environment_and_exit_codes() {
         assert!(help.contains(needle), "--help lacks {needle}");
     }
 }
+
+#[test]
+fn a_healthy_stream_longer_than_the_timeout_is_never_cut() {
+    let mock = Mock::start(&["--chunks", "4", "--chunk-delay", "600"]);
+    mock.bnx()
+        .args(["-s", "--timeout", "1", "a", "b", "c"])
+        .assert()
+        .success()
+        .stdout("[turn 1] a b c\n");
+}

@@ -133,3 +133,59 @@ pub fn assert_clean_stderr(stderr: &str) {
         .collect();
     assert!(errors.len() <= 1, "{stderr}");
 }
+
+/// What one measured run of a process cost.
+pub struct Measured {
+    pub code: Option<i32>,
+    pub elapsed: Duration,
+    pub max_rss_kib: u64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd` (stdin empty) to the end, its output into files, and reads its peak RSS and exit
+/// code with `wait4`. The peak cannot read below this test process's resident size at spawn.
+#[allow(clippy::zombie_processes)] // waited for by wait4, which std cannot see
+pub fn run_measured(cmd: &mut Command) -> Measured {
+    let dir = tempfile::tempdir().unwrap();
+    let (out_path, err_path) = (dir.path().join("out"), dir.path().join("err"));
+    let started = Instant::now();
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: our own child's pid, waited for once, with valid out-pointers.
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as libc::pid_t);
+    let code = if libc::WIFEXITED(status) {
+        Some(libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        Some(128 + libc::WTERMSIG(status))
+    } else {
+        None
+    };
+    Measured {
+        code,
+        elapsed: started.elapsed(),
+        max_rss_kib: usage.ru_maxrss as u64,
+        stdout: std::fs::read_to_string(out_path).unwrap(),
+        stderr: std::fs::read_to_string(err_path).unwrap(),
+    }
+}
+
+/// A std `Command` for `bnx` with the same isolation as `bnx_isolated`.
+pub fn bnx_std(dir: &Path) -> Command {
+    let mut cmd = Command::new(BNX);
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", dir.join("home"))
+        .env("XDG_CONFIG_HOME", dir.join("config"))
+        .env("XDG_STATE_HOME", dir.join("state"))
+        .env("BLUENEXUS_TOKEN", TOKEN);
+    cmd
+}

@@ -1,0 +1,203 @@
+//! `bnx` against servers that misbehave on purpose: endless headers, an endless SSE line, an
+//! endless body, bytes dripped one a second. Each run must end with the exit code the contract
+//! gives, within the configured limits, in bounded memory (peak RSS measured).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::thread;
+use std::time::Duration;
+
+use common::*;
+
+/// Serves one connection with `script`, which writes until the client goes away.
+fn server(script: fn(&mut TcpStream)) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    thread::spawn(move || {
+        for stream in listener.incoming().take(1) {
+            let mut stream = stream.unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(2)))
+                .unwrap();
+            let mut request = [0u8; 8192];
+            let _ = stream.read(&mut request);
+            script(&mut stream);
+        }
+    });
+    origin
+}
+
+fn run(origin: &str, args: &[&str]) -> Measured {
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_measured(
+        bnx_std(dir.path())
+            .env("BLUENEXUS_BASE_URL", origin)
+            .args(["--retries", "0"])
+            .args(args),
+    );
+    // Shown with --nocapture: the figures for the record.
+    eprintln!(
+        "{args:?}: exit {:?} after {:?}, peak RSS {} KiB",
+        run.code, run.elapsed, run.max_rss_kib
+    );
+    run
+}
+
+const MIB: u64 = 1024;
+
+fn endless(stream: &mut TcpStream, head: &[u8], filler: &[u8]) {
+    if stream.write_all(head).is_err() {
+        return;
+    }
+    let block = filler.repeat(64 * 1024 / filler.len());
+    while stream.write_all(&block).is_ok() {}
+}
+
+fn drip(stream: &mut TcpStream, head: &[u8], byte: u8) {
+    if stream.write_all(head).is_err() {
+        return;
+    }
+    for _ in 0..30 {
+        thread::sleep(Duration::from_secs(1));
+        if stream.write_all(&[byte]).is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn endless_headers_are_a_protocol_error() {
+    let origin = server(|s| {
+        endless(
+            s,
+            b"HTTP/1.1 200 OK\r\n",
+            b"X-Junk: aaaaaaaaaaaaaaaaaaaaaaaaa\r\n",
+        )
+    });
+    let run = run(&origin, &["x"]);
+    assert_eq!(run.code, Some(76), "{}", run.stderr);
+    assert!(run.stderr.contains("headers"), "{}", run.stderr);
+    assert!(
+        run.max_rss_kib < 32 * MIB,
+        "peak RSS {} KiB",
+        run.max_rss_kib
+    );
+}
+
+#[test]
+fn an_endless_sse_line_is_refused_at_the_event_cap() {
+    let origin = server(|s| {
+        endless(s, b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\ndata: ", b"a")
+    });
+    let run = run(&origin, &["-s", "x"]);
+    assert_eq!(run.code, Some(76), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("larger than 16777216 bytes"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.max_rss_kib < 64 * MIB,
+        "peak RSS {} KiB",
+        run.max_rss_kib
+    );
+    assert_eq!(run.stdout, "");
+}
+
+#[test]
+fn an_endless_whole_body_is_refused_at_the_body_cap() {
+    let origin = server(|s| {
+        endless(
+            s,
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n",
+            b"[1,",
+        )
+    });
+    let run = run(&origin, &["--json", "x"]);
+    assert_eq!(run.code, Some(76), "{}", run.stderr);
+    assert!(run.stderr.contains("larger than 64 MiB"), "{}", run.stderr);
+    assert!(
+        run.max_rss_kib < 160 * MIB,
+        "peak RSS {} KiB",
+        run.max_rss_kib
+    );
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(doc["error"]["type"], "protocol");
+}
+
+#[test]
+fn a_body_shorter_than_its_length_is_a_protocol_error() {
+    let origin = server(|s| {
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 10000000000\r\n\r\n{\"choices\":");
+    });
+    let run = run(&origin, &["x"]);
+    assert_eq!(run.code, Some(76), "{}", run.stderr);
+}
+
+#[test]
+fn a_stream_dripping_bytes_without_events_times_out() {
+    let origin = server(|s| {
+        drip(
+            s,
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\ndata: ",
+            b'a',
+        )
+    });
+    let run = run(&origin, &["-s", "--timeout", "2", "x"]);
+    assert_eq!(run.code, Some(69), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("no event for longer than --timeout"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.elapsed < Duration::from_secs(10),
+        "took {:?}",
+        run.elapsed
+    );
+}
+
+#[test]
+fn a_whole_answer_dripping_bytes_times_out() {
+    let origin = server(|s| {
+        drip(
+            s,
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n",
+            b' ',
+        )
+    });
+    let run = run(&origin, &["--timeout", "2", "x"]);
+    assert_eq!(run.code, Some(69), "{}", run.stderr);
+    assert!(run.stderr.contains("--timeout"), "{}", run.stderr);
+    assert!(
+        run.elapsed < Duration::from_secs(10),
+        "took {:?}",
+        run.elapsed
+    );
+}
+
+#[test]
+fn headers_dripping_bytes_time_out() {
+    let origin = server(|s| drip(s, b"HTTP/1.1 200", b' '));
+    let run = run(&origin, &["-s", "--timeout", "2", "x"]);
+    assert_eq!(run.code, Some(69), "{}", run.stderr);
+    assert!(
+        run.elapsed < Duration::from_secs(10),
+        "took {:?}",
+        run.elapsed
+    );
+}
+
+#[test]
+fn a_server_that_accepts_and_never_answers_times_out() {
+    let origin = server(|_| thread::sleep(Duration::from_secs(20)));
+    let run = run(&origin, &["--timeout", "1", "x"]);
+    assert_eq!(run.code, Some(69), "{}", run.stderr);
+    assert!(
+        run.elapsed < Duration::from_secs(8),
+        "took {:?}",
+        run.elapsed
+    );
+}

@@ -1,0 +1,198 @@
+//! The token goes nowhere but to the API host: not to a proxy that could read it, not to a
+//! redirect target, not into any output. Anything that could smuggle a header is refused before
+//! a byte is sent.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use common::*;
+use predicates::prelude::*;
+
+/// A listener that records every byte sent to it and answers `reply`.
+struct Recorder {
+    origin: String,
+    seen: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Recorder {
+    fn start(reply: &'static [u8]) -> Recorder {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let origin = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = Arc::clone(&seen);
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let mut stream = stream.unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_millis(500)))
+                    .unwrap();
+                let mut buf = [0u8; 65536];
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    record.lock().unwrap().extend_from_slice(&buf[..n]);
+                    if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+                let _ = stream.write_all(reply);
+            }
+        });
+        Recorder { origin, seen }
+    }
+
+    fn seen(&self) -> String {
+        String::from_utf8_lossy(&self.seen.lock().unwrap()).into_owned()
+    }
+}
+
+const SECRET: &str = "tok-SECRET-4242";
+
+#[test]
+fn an_https_proxy_only_ever_sees_connect_never_the_token() {
+    let proxy = Recorder::start(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n");
+    let dir = tempfile::tempdir().unwrap();
+    bnx_isolated(dir.path())
+        .env("BLUENEXUS_TOKEN", SECRET)
+        .env("HTTPS_PROXY", &proxy.origin)
+        .env("BLUENEXUS_BASE_URL", "https://api.bluenexus.test")
+        .args(["--retries", "0", "x"])
+        .assert()
+        .code(69)
+        .stderr(predicate::str::contains("proxy"));
+    let seen = proxy.seen();
+    assert!(
+        seen.starts_with("CONNECT api.bluenexus.test:443 HTTP/1.1"),
+        "{seen}"
+    );
+    assert!(!seen.contains("SECRET"), "{seen}");
+}
+
+#[test]
+fn a_loopback_api_is_never_sent_through_a_proxy() {
+    let proxy = Recorder::start(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
+    let mock = Mock::start(&[]);
+    for var in [
+        "ALL_PROXY",
+        "HTTPS_PROXY",
+        "HTTP_PROXY",
+        "all_proxy",
+        "http_proxy",
+    ] {
+        mock.bnx()
+            .env(var, &proxy.origin)
+            .arg("x")
+            .assert()
+            .success()
+            .stdout("[turn 1] x\n");
+    }
+    thread::sleep(Duration::from_millis(100));
+    assert_eq!(proxy.seen(), "");
+}
+
+#[test]
+fn a_redirect_target_receives_nothing() {
+    let elsewhere = Recorder::start(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    let target = format!(
+        "redirect:{}/api/v1/agents/default/chat/completions",
+        elsewhere.origin
+    );
+    let mock = Mock::start(&["--token", SECRET, "--fault", &target]);
+    mock.bnx()
+        .env("BLUENEXUS_TOKEN", SECRET)
+        .args(["-v", "x"])
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains("redirects are not followed")
+                .and(predicate::str::contains("SECRET").not()),
+        );
+    thread::sleep(Duration::from_millis(100));
+    assert_eq!(elsewhere.seen(), "");
+}
+
+#[test]
+fn header_smuggling_agent_ids_and_tokens_are_refused_before_sending() {
+    let mock = Mock::start(&[]);
+    mock.bnx()
+        .args(["-a", "bot\r\nX-Evil: 1", "x"])
+        .assert()
+        .code(78)
+        .stdout("");
+    mock.bnx()
+        .env("BLUENEXUS_TOKEN", "a\nX-Evil: 1")
+        .arg("x")
+        .assert()
+        .code(78);
+    mock.bnx()
+        .env("BLUENEXUS_TOKEN", "a b")
+        .arg("x")
+        .assert()
+        .code(78);
+    mock.bnx()
+        .env_remove("BLUENEXUS_TOKEN")
+        .args(["--token-cmd", "printf 'tok-SPACED out'"])
+        .arg("x")
+        .assert()
+        .code(78)
+        .stderr(predicate::str::contains("SPACED").not());
+    thread::sleep(Duration::from_millis(100));
+    assert!(mock.requests(0).is_empty());
+}
+
+#[test]
+fn a_failing_token_command_never_echoes_what_it_printed() {
+    let mock = Mock::start(&[]);
+    mock.bnx()
+        .env_remove("BLUENEXUS_TOKEN")
+        .args(["--token-cmd", &format!("echo {SECRET}; exit 3"), "x"])
+        .assert()
+        .code(78)
+        .stdout("")
+        .stderr(
+            predicate::str::contains("exit status 3").and(predicate::str::contains("SECRET").not()),
+        );
+}
+
+#[test]
+fn the_token_never_reaches_the_log_or_any_output_under_faults() {
+    let mock = Mock::start(&[
+        "--token",
+        SECRET,
+        "--fault",
+        "html",
+        "--fault",
+        "500",
+        "--fault",
+        "drop",
+        "--fault",
+        "cut:1",
+        "--fault",
+        "malformed",
+    ]);
+    for args in [
+        vec!["-v", "--json", "x"],
+        vec!["-v", "-s", "x"],
+        vec!["-v", "--json", "-s", "x"],
+    ] {
+        let output = mock
+            .bnx()
+            .env("BLUENEXUS_TOKEN", SECRET)
+            .args(&args)
+            .output()
+            .unwrap();
+        let all = format!("{}{}", stdout_of(&output), stderr_of(&output));
+        assert!(
+            !all.contains("SECRET") && !all.contains("4242"),
+            "{args:?}: {all}"
+        );
+    }
+    let log = std::fs::read_to_string(mock.dir.path().join("requests.jsonl")).unwrap();
+    assert!(!log.contains("SECRET"));
+}
