@@ -6,7 +6,7 @@
 
 use std::cell::Cell;
 use std::io::{self, Read, Write};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use ureq::http::{HeaderMap, Response};
@@ -155,9 +155,21 @@ fn whole<W: Write>(
             format!("the answer is larger than {} MiB", MAX_BODY >> 20),
         ));
     }
-    let completion: ChatCompletion = match serde_json::from_slice(&bytes) {
+    write_answer(&bytes, json, meta, out, notices)
+}
+
+/// Checks a whole answer and writes it: the content as text, or the body with the `bnx` key.
+/// Returns its finish reason. Public so that the fuzz target drives it with arbitrary bytes.
+pub fn write_answer<W: Write>(
+    bytes: &[u8],
+    json: bool,
+    meta: &Meta,
+    out: &mut Output<W>,
+    notices: &mut Notices,
+) -> Result<Option<String>> {
+    let completion: ChatCompletion = match serde_json::from_slice(bytes) {
         Ok(completion) => completion,
-        Err(e) => return Err(not_an_answer(&bytes, e, "the answer")),
+        Err(e) => return Err(not_an_answer(bytes, e, "the answer")),
     };
     let first = completion
         .choices
@@ -165,7 +177,7 @@ fn whole<W: Write>(
         .ok_or_else(|| Error::msg(Kind::Protocol, "the answer has no choices"))?;
     notices.stop_spinner();
     if json {
-        out.line(&with_meta(&bytes, &meta.to_json())?)?;
+        out.line(&with_meta(bytes, &meta.to_json())?)?;
         out.flush()?;
     } else {
         if let Some(content) = &first.message.content {
@@ -222,11 +234,7 @@ fn with_meta(body: &[u8], meta: &Value) -> Result<Vec<u8>> {
     Ok(doc)
 }
 
-/// A streamed answer: each piece is written as its event completes, and the output is flushed
-/// before every wait for more data. Returns the last finish reason.
-///
-/// `--timeout` bounds the silence between two events, not between two reads: ureq's per-read
-/// timeout catches a silent server, the clock here one that drips bytes but never an event.
+/// A streamed answer, written as it arrives. Returns the last finish reason.
 fn stream<W: Write>(
     body: Body,
     config: &Config,
@@ -235,8 +243,38 @@ fn stream<W: Write>(
     notices: &mut Notices,
 ) -> Result<Option<String>> {
     notices.stop_spinner();
-    let json = config.json;
-    let mut reader = body.into_reader();
+    let (progress, result) = pump(&mut body.into_reader(), config.json, config.timeout, out);
+    let finish_reason = progress.finish_reason.clone();
+    let done = progress.done;
+    meta.stream = Some(progress);
+    result?;
+    if !done {
+        return Err(Error::msg(
+            Kind::Protocol,
+            "the stream ended before [DONE]: the answer is incomplete",
+        ));
+    }
+    if config.json {
+        out.json(&serde_json::json!({ "bnx": meta.to_json() }))?;
+        out.flush()?;
+    } else {
+        out.end_text()?;
+    }
+    Ok(finish_reason)
+}
+
+/// Decodes an SSE body from `reader` until `[DONE]`, the end, or a failure, writing each piece
+/// as its event completes and flushing before every wait for more data. Public so that the
+/// fuzz target and the property tests drive the real thing with arbitrary bytes and reads.
+///
+/// `timeout` bounds the silence between two events, not between two reads: the transport's
+/// per-read timeout catches a silent server, this clock one that drips bytes but no event.
+pub fn pump<R: Read, W: Write>(
+    reader: &mut R,
+    json: bool,
+    timeout: Duration,
+    out: &mut Output<W>,
+) -> (StreamMeta, Result<()>) {
     let mut decoder = sse::Decoder::default();
     let mut buf = vec![0u8; READ_BUFFER];
     let mut progress = StreamMeta::default();
@@ -259,28 +297,12 @@ fn stream<W: Write>(
         if progress.done {
             break Ok(());
         }
-        if last_event.get().elapsed() > config.timeout {
+        if last_event.get().elapsed() > timeout {
             break Err(stream_silent());
         }
     };
-    out.flush()?;
-    let finish_reason = progress.finish_reason.clone();
-    let done = progress.done;
-    meta.stream = Some(progress);
-    result?;
-    if !done {
-        return Err(Error::msg(
-            Kind::Protocol,
-            "the stream ended before [DONE]: the answer is incomplete",
-        ));
-    }
-    if json {
-        out.json(&serde_json::json!({ "bnx": meta.to_json() }))?;
-        out.flush()?;
-    } else {
-        out.end_text()?;
-    }
-    Ok(finish_reason)
+    let flushed = out.flush();
+    (progress, result.and(flushed))
 }
 
 fn on_event<W: Write>(
@@ -444,5 +466,114 @@ mod tests {
         assert_eq!(err.kind, Kind::Protocol);
         let err = on_event(br#"{"object":"x"}"#, false, &mut progress, &mut out).unwrap_err();
         assert_eq!(err.kind, Kind::Protocol);
+    }
+
+    mod properties {
+        use super::super::*;
+        use crate::wire::{ChunkChoice, Delta, Text};
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+        use std::time::Duration;
+
+        /// A reader that hands out `data` in reads of the given sizes, cycling through them.
+        struct Reads<'a> {
+            data: &'a [u8],
+            sizes: Vec<usize>,
+            next: usize,
+        }
+
+        impl Read for Reads<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let size = self.sizes[self.next % self.sizes.len()]
+                    .min(buf.len())
+                    .min(self.data.len());
+                self.next += 1;
+                buf[..size].copy_from_slice(&self.data[..size]);
+                self.data = &self.data[size..];
+                Ok(size)
+            }
+        }
+
+        fn run(input: &[u8], sizes: Vec<usize>, json: bool) -> (Vec<u8>, StreamMeta, Result<()>) {
+            let mut out = Output::new(Vec::new());
+            let mut reads = Reads {
+                data: input,
+                sizes,
+                next: 0,
+            };
+            let (progress, result) = pump(&mut reads, json, Duration::from_secs(3600), &mut out);
+            (out.into_inner(), progress, result)
+        }
+
+        fn chunk_json(content: &str) -> String {
+            let chunk = ChatChunk {
+                id: "c".into(),
+                object: wire::CHAT_COMPLETION_CHUNK.into(),
+                created: 1,
+                model: "m".into(),
+                choices: vec![ChunkChoice {
+                    index: 0,
+                    delta: Delta {
+                        role: None,
+                        content: Some(Text(content.into())),
+                    },
+                    finish_reason: None,
+                }],
+            };
+            serde_json::to_string(&chunk).unwrap()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn arbitrary_stream_bytes_never_panic(
+                input in vec(any::<u8>(), 0..2048),
+                sizes in vec(1usize..64, 1..8),
+                json in any::<bool>(),
+            ) {
+                let (_, progress, result) = run(&input, sizes, json);
+                prop_assert!(result.is_err() || !progress.done || input.windows(6).any(|w| w == wire::DONE));
+            }
+
+            #[test]
+            fn streamed_text_is_exactly_the_content_in_any_reads(
+                contents in vec(any::<String>(), 0..12),
+                sizes in vec(1usize..48, 1..8),
+            ) {
+                let mut stream = String::from("data: {\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\n\n");
+                for content in &contents {
+                    stream.push_str(&format!("data: {}\n\n", chunk_json(content)));
+                }
+                stream.push_str("data: [DONE]\n\n");
+                let (text, progress, result) = run(stream.as_bytes(), sizes.clone(), false);
+                prop_assert!(result.is_ok());
+                prop_assert!(progress.done);
+                prop_assert_eq!(String::from_utf8(text).unwrap(), contents.concat());
+
+                let (lines, _, result) = run(stream.as_bytes(), sizes, true);
+                prop_assert!(result.is_ok());
+                let lines = String::from_utf8(lines).unwrap();
+                let expected: Vec<String> = contents.iter().map(|c| chunk_json(c)).collect();
+                prop_assert_eq!(lines.lines().skip(1).collect::<Vec<_>>(), expected);
+            }
+
+            #[test]
+            fn a_cut_stream_writes_a_prefix_and_is_not_done(
+                contents in vec("[a-zé ]{1,12}", 1..8),
+                keep in any::<prop::sample::Index>(),
+                sizes in vec(1usize..48, 1..8),
+            ) {
+                let mut stream = String::new();
+                for content in &contents {
+                    stream.push_str(&format!("data: {}\n\n", chunk_json(content)));
+                }
+                let cut = keep.index(stream.len() + 1);
+                let cut = (0..=cut).rev().find(|&i| stream.is_char_boundary(i)).unwrap();
+                let (text, progress, _) = run(&stream.as_bytes()[..cut], sizes, false);
+                prop_assert!(!progress.done);
+                prop_assert!(contents.concat().starts_with(std::str::from_utf8(&text).unwrap()));
+            }
+        }
     }
 }

@@ -71,6 +71,9 @@ impl Decoder {
         }
         while let Some(end) = memchr::memchr2(b'\n', b'\r', input) {
             if self.line.is_empty() {
+                if end > self.max_event {
+                    return Err(EventTooLarge(self.max_event).into());
+                }
                 self.line_done(&input[..end], on_event)?;
             } else {
                 self.append_partial(&input[..end])?;
@@ -257,6 +260,16 @@ mod tests {
     }
 
     #[test]
+    fn an_overlong_line_is_refused_however_it_arrives() {
+        let line = b"x-not-a-field-anyone-reads-but-long\n";
+        let mut sink = |_: &[u8]| -> Result<(), EventTooLarge> { Ok(()) };
+        assert_eq!(Decoder::new(8).feed(line, &mut sink), Err(EventTooLarge(8)));
+        let mut split = Decoder::new(8);
+        split.feed(&line[..4], &mut sink).unwrap();
+        assert_eq!(split.feed(&line[4..], &mut sink), Err(EventTooLarge(8)));
+    }
+
+    #[test]
     fn oversized_event_is_refused() {
         let mut decoder = Decoder::new(8);
         let mut sink = |_: &[u8]| -> Result<(), EventTooLarge> { Ok(()) };
@@ -269,5 +282,94 @@ mod tests {
             decoder.feed(b"data: 1234\ndata: 5678\n", &mut sink),
             Err(EventTooLarge(8))
         );
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+
+        /// All events of `input` fed in pieces ending at `cuts`, or the error.
+        fn events(input: &[u8], cuts: &[usize], cap: usize) -> Result<Vec<Vec<u8>>, EventTooLarge> {
+            let mut decoder = Decoder::new(cap);
+            let mut events = Vec::new();
+            let mut sink = |data: &[u8]| -> Result<(), EventTooLarge> {
+                assert!(data.len() <= cap, "an event past the cap was dispatched");
+                events.push(data.to_vec());
+                Ok(())
+            };
+            let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+            cuts.sort();
+            let mut start = 0;
+            for cut in cuts.into_iter().chain(std::iter::once(input.len())) {
+                decoder.feed(&input[start..cut], &mut sink)?;
+                assert!(
+                    decoder.line.len() <= cap && decoder.data.len() <= cap,
+                    "state past the cap"
+                );
+                start = cut;
+            }
+            decoder.finish(&mut sink)?;
+            Ok(events)
+        }
+
+        /// A stream of bytes that leans towards what SSE is made of.
+        fn sse_bytes() -> impl Strategy<Value = Vec<u8>> {
+            let piece = prop_oneof![
+                Just(b"data:".to_vec()),
+                Just(b"data: ".to_vec()),
+                Just(b"\n".to_vec()),
+                Just(b"\r".to_vec()),
+                Just(b"\r\n".to_vec()),
+                Just(b":".to_vec()),
+                Just("\u{FEFF}".as_bytes().to_vec()),
+                Just("é😀".as_bytes().to_vec()),
+                vec(any::<u8>(), 0..8),
+            ];
+            vec(piece, 0..64).prop_map(|pieces| pieces.concat())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(3000))]
+
+            #[test]
+            fn arbitrary_bytes_in_any_split_give_the_same_result(
+                input in prop_oneof![sse_bytes(), vec(any::<u8>(), 0..512)],
+                cuts in vec(any::<usize>(), 0..12),
+                cap in prop_oneof![Just(DEFAULT_MAX_EVENT), 1usize..64],
+            ) {
+                let whole = events(&input, &[], cap);
+                prop_assert_eq!(events(&input, &cuts, cap), whole.clone());
+                let every_byte: Vec<usize> = (0..input.len()).collect();
+                prop_assert_eq!(events(&input, &every_byte, cap), whole);
+            }
+
+            #[test]
+            fn encoded_events_decode_to_themselves(
+                texts in vec("[^\r]{0,40}", 1..8),
+                eol in prop_oneof![Just("\n"), Just("\r"), Just("\r\n")],
+                spaced in any::<bool>(),
+                comment in any::<bool>(),
+                bom in any::<bool>(),
+                terminate_last in any::<bool>(),
+                cuts in vec(any::<usize>(), 0..8),
+            ) {
+                let mut stream = if bom { "\u{FEFF}".to_string() } else { String::new() };
+                for (i, text) in texts.iter().enumerate() {
+                    if comment {
+                        stream.push_str(&format!(": keep-alive{eol}"));
+                    }
+                    for line in text.split('\n') {
+                        let sep = if spaced || line.starts_with(' ') { "data: " } else { "data:" };
+                        stream.push_str(&format!("{sep}{line}{eol}"));
+                    }
+                    if terminate_last || i + 1 < texts.len() {
+                        stream.push_str(eol);
+                    }
+                }
+                let expected: Vec<Vec<u8>> = texts.iter().map(|t| t.as_bytes().to_vec()).collect();
+                prop_assert_eq!(events(stream.as_bytes(), &cuts, DEFAULT_MAX_EVENT).unwrap(), expected);
+            }
+        }
     }
 }
