@@ -3,6 +3,8 @@
 
 #[path = "../benches/compare/harness.rs"]
 mod harness;
+#[path = "../benches/compare/measure.rs"]
+mod measure;
 
 #[test]
 fn benchmark_harness_runs_every_measurement() {

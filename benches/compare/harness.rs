@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use bnx::mock::http::{read_request, Incoming, Stream};
 
+use crate::measure::{self, Cost};
+
 const BNX: &str = env!("CARGO_BIN_EXE_bnx");
 const BNX_MOCK: &str = env!("CARGO_BIN_EXE_bnx-mock");
 const TOKEN: &str = "bnx-mock-token";
@@ -64,51 +66,22 @@ impl Scale {
     }
 }
 
-/// One process's cost.
-#[derive(Debug, Clone, Copy, Default)]
-struct Cost {
-    wall: Duration,
-    cpu: Duration,
-    max_rss_kib: u64,
-}
-
-/// Runs `cmd` to completion. The peak RSS that `wait4` reports is at least this process's
-/// resident size at the spawn (the kernel carries it through vfork and exec), so the harness
-/// holds no large buffers and reports its own resident size as the floor of that measurement.
-#[allow(clippy::zombie_processes)] // waited for by wait4, which std cannot see
+/// Runs `cmd` (stdin empty) and asserts it succeeded.
 fn cost(cmd: &mut Command) -> Cost {
-    let started = Instant::now();
-    let child = cmd
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("the command starts");
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: the pid is our child's, waited for exactly once, with valid out-pointers.
-    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
-    let wall = started.elapsed();
-    assert_eq!(pid, child.id() as libc::pid_t, "wait4 failed");
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{cmd:?} failed: {status}"
-    );
-    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    Cost {
-        wall,
-        cpu: time(usage.ru_utime) + time(usage.ru_stime),
-        max_rss_kib: usage.ru_maxrss as u64,
-    }
+    let cost = measure::run(cmd.stdin(Stdio::null()));
+    assert_eq!(cost.code, Some(0), "{cmd:?} failed");
+    cost
 }
 
 /// Median wall and CPU time, and the largest peak RSS, of `runs` runs.
-fn measure(runs: usize, mut make: impl FnMut() -> Command) -> Cost {
+fn median_of(runs: usize, mut make: impl FnMut() -> Command) -> Cost {
     let mut costs: Vec<Cost> = (0..runs.max(1)).map(|_| cost(&mut make())).collect();
     let max_rss_kib = costs.iter().map(|c| c.max_rss_kib).max().unwrap_or(0);
     costs.sort_by_key(|c| c.wall);
     let wall = costs[costs.len() / 2].wall;
     costs.sort_by_key(|c| c.cpu);
     Cost {
+        code: Some(0),
         wall,
         cpu: costs[costs.len() / 2].cpu,
         max_rss_kib,
@@ -353,12 +326,12 @@ pub fn run(scale: Scale) -> Report {
     };
 
     // 1. Start-up.
-    let startup = measure(p.startup_runs, || {
+    let startup = median_of(p.startup_runs, || {
         let mut cmd = Command::new(BNX);
         cmd.arg("--version").stdout(Stdio::null());
         cmd
     });
-    let spawn_floor = measure(p.startup_runs, || Command::new("true"));
+    let spawn_floor = median_of(p.startup_runs, || Command::new("true"));
     report.row(
         "start-up: `bnx --version` (baseline: `true`)",
         ms(startup.wall),
@@ -370,9 +343,9 @@ pub fn run(scale: Scale) -> Report {
 
     // 2. Small round trip.
     let small = Mock::start(&[]);
-    let bnx_small = measure(p.request_runs, || small.bnx(&["hi"]));
+    let bnx_small = median_of(p.request_runs, || small.bnx(&["hi"]));
     if let (Some(curl), Some(jq)) = (&curl, &jq) {
-        let pipeline = measure(p.request_runs, || {
+        let pipeline = median_of(p.request_runs, || {
             let args: Vec<String> = curl_args(&small.origin, false)
                 .iter()
                 .map(|a| shell_quote(a))
@@ -399,7 +372,7 @@ pub fn run(scale: Scale) -> Report {
             "<= 0.5",
             Some(r <= 0.5),
         );
-        let bare = measure(p.request_runs, || small.curl(curl, false));
+        let bare = median_of(p.request_runs, || small.curl(curl, false));
         let r = ratio(bnx_small.wall, bare.wall);
         report.row(
             "round trip: `bnx hi` vs `curl > /dev/null`",
@@ -411,7 +384,7 @@ pub fn run(scale: Scale) -> Report {
         );
     }
     if python.is_some() {
-        let sdk_small = measure(p.request_runs.min(10), || sdk(&small.origin, "whole"));
+        let sdk_small = median_of(p.request_runs.min(10), || sdk(&small.origin, "whole"));
         let r = ratio(sdk_small.wall, bnx_small.wall);
         report.row(
             "round trip: Python SDK / `bnx hi`",
@@ -437,7 +410,7 @@ pub fn run(scale: Scale) -> Report {
         child.wait().unwrap();
         bytes as usize
     });
-    let bnx_stream = measure(p.stream_runs, || big.bnx(&["-s", "hi"]));
+    let bnx_stream = median_of(p.stream_runs, || big.bnx(&["-s", "hi"]));
     let size = format!(
         "{:.0} MiB answer, {} MiB on the wire, {} events",
         p.stream_bytes as f64 / 1048576.0,
@@ -445,7 +418,7 @@ pub fn run(scale: Scale) -> Report {
         p.stream_events
     );
     if let Some(curl) = &curl {
-        let floor = measure(p.stream_runs, || big.curl(curl, true));
+        let floor = median_of(p.stream_runs, || big.curl(curl, true));
         let r = ratio(bnx_stream.wall, floor.wall);
         report.row(
             &format!("stream wall: `bnx -s` vs `curl -N > /dev/null` ({size})"),
@@ -466,7 +439,7 @@ pub fn run(scale: Scale) -> Report {
         );
     }
     if python.is_some() && p.sdk_stream_runs > 0 {
-        let sdk_stream = measure(p.sdk_stream_runs, || sdk(&big.origin, "stream"));
+        let sdk_stream = median_of(p.sdk_stream_runs, || sdk(&big.origin, "stream"));
         let r = ratio(sdk_stream.cpu, bnx_stream.cpu);
         report.row(
             "stream CPU: Python SDK / `bnx -s`",
@@ -509,7 +482,7 @@ pub fn run(scale: Scale) -> Report {
         ("`bnx`", vec!["hi"]),
         ("`bnx --json`", vec!["--json", "hi"]),
     ] {
-        let cost = measure(p.stream_runs.min(3), || whole.bnx(&args));
+        let cost = median_of(p.stream_runs.min(3), || whole.bnx(&args));
         report.row(
             &format!(
                 "peak RSS: {what} on a {:.0} MiB whole answer",

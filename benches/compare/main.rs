@@ -2,6 +2,7 @@
 //! `harness.rs`; the results of a real run are in BENCHMARKS.md.
 
 mod harness;
+mod measure;
 
 fn main() {
     // `cargo bench` passes `--bench`; anything else (such as `cargo test --benches`) gets the

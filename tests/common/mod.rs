@@ -134,7 +134,10 @@ pub fn assert_clean_stderr(stderr: &str) {
     assert!(errors.len() <= 1, "{stderr}");
 }
 
-/// What one measured run of a process cost.
+#[path = "../../benches/compare/measure.rs"]
+pub mod measure;
+
+/// What one measured run of a process cost, and what it wrote.
 pub struct Measured {
     pub code: Option<i32>,
     pub elapsed: Duration,
@@ -143,36 +146,19 @@ pub struct Measured {
     pub stderr: String,
 }
 
-/// Runs `cmd` (stdin empty) to the end, its output into files, and reads its peak RSS and exit
-/// code with `wait4`. The peak cannot read below this test process's resident size at spawn.
-#[allow(clippy::zombie_processes)] // waited for by wait4, which std cannot see
+/// Runs `cmd` (stdin empty) to the end with its output in files, measured by `measure::run`.
 pub fn run_measured(cmd: &mut Command) -> Measured {
     let dir = tempfile::tempdir().unwrap();
     let (out_path, err_path) = (dir.path().join("out"), dir.path().join("err"));
-    let started = Instant::now();
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_path).unwrap())
-        .stderr(std::fs::File::create(&err_path).unwrap())
-        .spawn()
-        .unwrap();
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: our own child's pid, waited for once, with valid out-pointers.
-    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as libc::pid_t);
-    let code = if libc::WIFEXITED(status) {
-        Some(libc::WEXITSTATUS(status))
-    } else if libc::WIFSIGNALED(status) {
-        Some(128 + libc::WTERMSIG(status))
-    } else {
-        None
-    };
+    let cost = measure::run(
+        cmd.stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out_path).unwrap())
+            .stderr(std::fs::File::create(&err_path).unwrap()),
+    );
     Measured {
-        code,
-        elapsed: started.elapsed(),
-        max_rss_kib: usage.ru_maxrss as u64,
+        code: cost.code,
+        elapsed: cost.wall,
+        max_rss_kib: cost.max_rss_kib,
         stdout: std::fs::read_to_string(out_path).unwrap(),
         stderr: std::fs::read_to_string(err_path).unwrap(),
     }
