@@ -167,7 +167,7 @@ pub fn write_answer<W: Write>(
     out: &mut Output<W>,
     notices: &mut Notices,
 ) -> Result<Option<String>> {
-    let completion: ChatCompletion = match serde_json::from_slice(bytes) {
+    let completion: ChatCompletion = match serde_json::from_str(utf8(bytes, "the answer")?) {
         Ok(completion) => completion,
         Err(e) => return Err(not_an_answer(bytes, e, "the answer")),
     };
@@ -318,9 +318,12 @@ fn on_event<W: Write>(
         progress.done = true;
         return Ok(());
     }
-    let parsed = serde_json::from_slice::<ChatChunk>(data);
-    if json && (parsed.is_ok() || serde_json::from_slice::<Value>(data).is_ok()) {
-        write_compact(data, out)?;
+    // Checked once here, so that serde_json need not check each string again, and so that a
+    // field it would skip unchecked cannot carry invalid UTF-8 into the output.
+    let text = utf8(data, "a stream event")?;
+    let parsed = serde_json::from_str::<ChatChunk>(text);
+    if json {
+        write_line(text, parsed.is_ok(), out)?;
     }
     let chunk = parsed.map_err(|e| not_an_answer(data, e, "a stream event"))?;
     if let Some(choice) = chunk.choices.first() {
@@ -334,13 +337,29 @@ fn on_event<W: Write>(
     Ok(())
 }
 
-/// One event's JSON as one line: as received, unless it spans lines.
-fn write_compact<W: Write>(data: &[u8], out: &mut Output<W>) -> Result<()> {
-    if data.iter().any(|&b| b == b'\n' || b == b'\r') {
-        let value: Value = serde_json::from_slice(data).expect("checked by the caller");
-        out.json(&value)
-    } else {
-        out.line(data)
+fn utf8<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        Error::msg(
+            Kind::Protocol,
+            format!(
+                "{what} is not valid UTF-8 (invalid byte at offset {})",
+                e.valid_up_to()
+            ),
+        )
+    })
+}
+
+/// One event as one line of JSON: as received, unless it spans lines. An event that is not
+/// JSON is not written; the caller reports it.
+fn write_line<W: Write>(text: &str, is_chunk: bool, out: &mut Output<W>) -> Result<()> {
+    let spans_lines = text.contains(['\n', '\r']);
+    if is_chunk && !spans_lines {
+        return out.line(text.as_bytes());
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(value) if spans_lines => out.json(&value),
+        Ok(_) => out.line(text.as_bytes()),
+        Err(_) => Ok(()),
     }
 }
 
@@ -443,6 +462,24 @@ mod tests {
     }
 
     #[test]
+    fn invalid_utf8_in_a_skipped_field_is_refused_not_printed() {
+        let data = b"{\"x\":\"\xff\",\n\"choices\":[{\"delta\":{\"content\":\"a\"}}]}";
+        for json in [false, true] {
+            let mut out = Output::new(Vec::new());
+            let err = on_event(data, json, &mut StreamMeta::default(), &mut out).unwrap_err();
+            assert_eq!(err.kind, Kind::Protocol);
+            assert!(err.line().contains("not valid UTF-8"), "{}", err.line());
+            assert!(out.into_inner().is_empty());
+        }
+        let body = b"{\"x\":\"\xff\",\"choices\":[{\"message\":{\"content\":\"a\"}}]}";
+        let mut out = Output::new(Vec::new());
+        let meta = Meta::new("a", false);
+        let err =
+            write_answer(body, true, &meta, &mut out, &mut Notices::new(true, false)).unwrap_err();
+        assert_eq!(err.kind, Kind::Protocol);
+    }
+
+    #[test]
     fn error_events_and_garbage_are_told_apart() {
         let mut out = Output::new(Vec::new());
         let mut progress = StreamMeta::default();
@@ -532,8 +569,15 @@ mod tests {
                 sizes in vec(1usize..64, 1..8),
                 json in any::<bool>(),
             ) {
-                let (_, progress, result) = run(&input, sizes, json);
+                let (written, progress, result) = run(&input, sizes, json);
                 prop_assert!(result.is_err() || !progress.done || input.windows(6).any(|w| w == wire::DONE));
+                let written = std::str::from_utf8(&written);
+                prop_assert!(written.is_ok(), "output is always UTF-8");
+                if json {
+                    for line in written.unwrap().lines() {
+                        prop_assert!(serde_json::from_str::<Value>(line).is_ok(), "not JSON: {:?}", line);
+                    }
+                }
             }
 
             #[test]
