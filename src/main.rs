@@ -34,8 +34,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if json && err.kind != Kind::LocalIo {
-        let doc = serde_json::json!({"error": err.json(), "bnx": meta.to_json()});
-        let _ = out.json(&doc).and_then(|_| out.flush());
+        let _ = out.failure(&err, &meta);
     }
     notices.error(&err);
     ExitCode::from(err.kind.exit_code() as u8)
@@ -56,11 +55,10 @@ fn run(
     let messages = prompt::messages(&config.prompt, &mut io::stdin().lock())?;
     let conversation = state::conversation_to_send(&config, notices);
     let request = Request::new(&config, messages, conversation);
-    let Some(token) = &config.token else {
-        let shown = serde_json::to_vec_pretty(&request.describe()).expect("serializes");
-        out.line(&shown)?;
-        return out.flush();
-    };
+    if config.dry_run {
+        return out.dry_run(&request.describe());
+    }
+    let token = config.token.as_ref().expect("resolved unless --dry-run");
     if !config.stream {
         notices.start_spinner();
     }

@@ -131,6 +131,19 @@ impl<W: Write> Output<W> {
         self.out.flush().map_err(Error::output)
     }
 
+    /// `--dry-run`: the request, pretty-printed for a person to read.
+    pub fn dry_run(&mut self, request: &Value) -> Result<()> {
+        let shown = serde_json::to_vec_pretty(request).expect("a Value always serializes");
+        self.line(&shown)?;
+        self.flush()
+    }
+
+    /// The `--json` failure document: `{"error": ..., "bnx": ...}`.
+    pub fn failure(&mut self, err: &Error, meta: &Meta) -> Result<()> {
+        self.json(&json!({"error": err.json(), "bnx": meta.to_json()}))?;
+        self.flush()
+    }
+
     pub fn into_inner(self) -> W {
         self.out
     }
