@@ -909,9 +909,10 @@ fn help_lists_options_environment_and_exit_codes() {
 
 #[test]
 fn a_healthy_stream_longer_than_the_timeout_is_never_cut() {
-    let mock = Mock::start(&["--chunks", "4", "--chunk-delay", "600"]);
+    // Five gaps of 0.4 s: 2 s in all, against a 1.5 s limit on the silence between events.
+    let mock = Mock::start(&["--chunks", "5", "--chunk-delay", "400"]);
     mock.bnx()
-        .args(["-s", "--timeout", "1", "a", "b", "c"])
+        .args(["-s", "--timeout", "1.5", "a", "b", "c"])
         .assert()
         .success()
         .stdout("[turn 1] a b c\n");
