@@ -75,7 +75,9 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             agent: DEFAULT_AGENT.into(),
-            url: endpoint(DEFAULT_BASE_URL, DEFAULT_AGENT).expect("the default URL is valid"),
+            url: endpoint(DEFAULT_BASE_URL, DEFAULT_AGENT)
+                .expect("the default URL is valid")
+                .url,
             token: None,
             stream: false,
             json: false,
@@ -103,24 +105,15 @@ impl Config {
         env: impl Fn(&str) -> Option<OsString>,
         stdin_is_terminal: bool,
     ) -> Result<Config> {
-        let env_string = |name: &str| -> Result<Option<String>> {
-            env(name)
-                .map(|v| {
-                    v.into_string()
-                        .map_err(|_| Error::msg(Kind::Config, format!("{name} is not valid UTF-8")))
-                })
-                .transpose()
-        };
-        let agent = match cli.agent {
-            Some(agent) => agent,
-            None => env_string("BLUENEXUS_AGENT")?.unwrap_or_else(|| DEFAULT_AGENT.into()),
-        };
+        let agent = agent(cli.agent, &env)?;
         let base_url = match cli.base_url {
             Some(url) => url,
-            None => env_string("BLUENEXUS_BASE_URL")?.unwrap_or_else(|| DEFAULT_BASE_URL.into()),
+            None => {
+                env_string(&env, "BLUENEXUS_BASE_URL")?.unwrap_or_else(|| DEFAULT_BASE_URL.into())
+            }
         };
-        let url = endpoint(&base_url, &agent)?;
-        let env_proxy = !url.starts_with("http://")
+        let endpoint = endpoint(&base_url, &agent)?;
+        let env_proxy = !endpoint.loopback
             && ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
                 .iter()
                 .any(|name| env(name).is_some_and(|v| !v.is_empty()));
@@ -143,7 +136,7 @@ impl Config {
         };
         Ok(Config {
             agent,
-            url,
+            url: endpoint.url,
             token,
             stream: cli.stream,
             json: cli.json,
@@ -170,6 +163,23 @@ impl Config {
     }
 }
 
+/// The agent id: the flag, else `BLUENEXUS_AGENT`, else `default`.
+pub fn agent(flag: Option<String>, env: &impl Fn(&str) -> Option<OsString>) -> Result<String> {
+    match flag {
+        Some(agent) => Ok(agent),
+        None => Ok(env_string(env, "BLUENEXUS_AGENT")?.unwrap_or_else(|| DEFAULT_AGENT.into())),
+    }
+}
+
+fn env_string(env: &impl Fn(&str) -> Option<OsString>, name: &str) -> Result<Option<String>> {
+    env(name)
+        .map(|v| {
+            v.into_string()
+                .map_err(|_| Error::msg(Kind::Config, format!("{name} is not valid UTF-8")))
+        })
+        .transpose()
+}
+
 /// `$XDG_VAR` when it is an absolute path (as the XDG spec requires), else `$HOME/fallback`.
 fn base_dir(
     env: &impl Fn(&str) -> Option<OsString>,
@@ -187,8 +197,15 @@ fn base_dir(
         })
 }
 
+/// The chat endpoint's URL, and whether its host is loopback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub url: String,
+    pub loopback: bool,
+}
+
 /// The chat endpoint for `agent` under the API origin `base_url`.
-pub fn endpoint(base_url: &str, agent: &str) -> Result<String> {
+pub fn endpoint(base_url: &str, agent: &str) -> Result<Endpoint> {
     let bad_url = |why: &str| {
         Error::msg(Kind::Config, format!("bad base URL {base_url:?}: {why}"))
             .with_hint("use the API origin, such as https://api.bluenexus.ai")
@@ -204,9 +221,10 @@ pub fn endpoint(base_url: &str, agent: &str) -> Result<String> {
             "a query or fragment has no place in the API origin",
         ));
     }
+    let loopback = is_loopback(authority.host());
     match scheme {
         "https" => {}
-        "http" if is_loopback(authority.host()) => {}
+        "http" if loopback => {}
         "http" => {
             return Err(Error::msg(
                 Kind::Config,
@@ -224,10 +242,8 @@ pub fn endpoint(base_url: &str, agent: &str) -> Result<String> {
     }
     let agent = utf8_percent_encode(agent, PATH_SEGMENT).to_string();
     let prefix = uri.path().trim_end_matches('/');
-    Ok(format!(
-        "{scheme}://{authority}{prefix}{}",
-        wire::chat_path(&agent)
-    ))
+    let url = format!("{scheme}://{authority}{prefix}{}", wire::chat_path(&agent));
+    Ok(Endpoint { url, loopback })
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -283,7 +299,7 @@ mod tests {
     #[test]
     fn agent_is_one_encoded_path_segment() {
         assert_eq!(
-            endpoint("https://h", "a/b c?d#é").unwrap(),
+            endpoint("https://h", "a/b c?d#é").unwrap().url,
             "https://h/api/v1/agents/a%2Fb%20c%3Fd%23%C3%A9/chat/completions"
         );
         assert_eq!(endpoint("https://h", "..").unwrap_err().kind, Kind::Config);
@@ -293,7 +309,7 @@ mod tests {
     #[test]
     fn base_url_rules() {
         assert_eq!(
-            endpoint("https://h.example/prefix/", "x").unwrap(),
+            endpoint("https://h.example/prefix/", "x").unwrap().url,
             "https://h.example/prefix/api/v1/agents/x/chat/completions"
         );
         for ok in [
@@ -302,8 +318,10 @@ mod tests {
             "http://LOCALHOST",
             "http://127.3.4.5",
         ] {
-            assert!(endpoint(ok, "x").is_ok(), "{ok}");
+            assert!(endpoint(ok, "x").unwrap().loopback, "{ok}");
         }
+        assert!(endpoint("https://localhost:8443", "x").unwrap().loopback);
+        assert!(!endpoint("https://api.bluenexus.ai", "x").unwrap().loopback);
         for bad in [
             "http://example.com",
             "http://10.0.0.1",
@@ -368,6 +386,15 @@ mod tests {
             ("BLUENEXUS_BASE_URL", "http://127.0.0.1:1"),
         ];
         assert!(!resolve(&[], &loopback).unwrap().env_proxy);
+        let https_loopback = [
+            ("BLUENEXUS_TOKEN", "t"),
+            ("HTTPS_PROXY", "http://proxy:3128"),
+            ("BLUENEXUS_BASE_URL", "https://127.0.0.1:8443"),
+        ];
+        assert!(
+            !resolve(&[], &https_loopback).unwrap().env_proxy,
+            "https to loopback is never proxied either"
+        );
     }
 
     #[test]

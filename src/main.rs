@@ -4,7 +4,7 @@ use std::io::{self, BufWriter, IsTerminal, Write};
 use std::process::ExitCode;
 
 use bnx::cli::Cli;
-use bnx::config::{Config, DEFAULT_AGENT};
+use bnx::config::{self, Config, DEFAULT_AGENT};
 use bnx::error::{Kind, Result};
 use bnx::output::{Meta, Notices, Output};
 use bnx::request::Request;
@@ -20,10 +20,8 @@ fn main() -> ExitCode {
     }
     let json = cli.json;
     let mut notices = Notices::new(cli.quiet, cli.verbose);
-    let agent = cli
-        .agent
-        .clone()
-        .or_else(|| std::env::var("BLUENEXUS_AGENT").ok());
+    // Known before the rest of the configuration, so a failure document can name it.
+    let agent = config::agent(cli.agent.clone(), &|name| std::env::var_os(name));
     let mut meta = Meta::new(agent.as_deref().unwrap_or(DEFAULT_AGENT), cli.stream);
     let mut out = Output::new(BufWriter::with_capacity(64 * 1024, io::stdout().lock()));
     let Err(err) = run(cli, &mut meta, &mut out, &mut notices) else {

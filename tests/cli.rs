@@ -917,3 +917,19 @@ fn a_healthy_stream_longer_than_the_timeout_is_never_cut() {
         .success()
         .stdout("[turn 1] a b c\n");
 }
+
+#[test]
+fn a_configuration_failure_document_names_the_agent_from_the_environment() {
+    let mock = Mock::start(&[]);
+    let output = mock
+        .bnx()
+        .env_remove("BLUENEXUS_TOKEN")
+        .env("BLUENEXUS_AGENT", "ops-bot")
+        .args(["--json", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(78));
+    let doc: Value = serde_json::from_str(&stdout_of(&output)).unwrap();
+    assert_eq!(doc["bnx"]["agent"], "ops-bot");
+    assert_eq!(doc["error"]["type"], "config");
+}
