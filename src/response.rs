@@ -112,12 +112,8 @@ fn http_error(response: Response<Body>, gave_up: Option<String>) -> Error {
     let server_error = serde_json::from_slice::<Value>(&body)
         .ok()
         .and_then(|mut v| v.get_mut("error").map(Value::take));
-    let server_message = server_error.as_ref().and_then(|e| match e {
-        Value::String(s) => Some(s.clone()),
-        e => e.get("message").and_then(Value::as_str).map(str::to_string),
-    });
     let mut message = format!("HTTP {code} {}", status.canonical_reason().unwrap_or(""));
-    if let Some(text) = server_message {
+    if let Some(text) = server_error.as_ref().and_then(server_message) {
         message = format!("{}: {text}", message.trim_end());
     }
     if let Some(why) = gave_up {
@@ -134,6 +130,15 @@ fn http_error(response: Response<Body>, gave_up: Option<String>) -> Error {
         429 => err.with_hint("rate limited: try again later"),
         _ => err,
     }
+}
+
+/// The message of a server's `error` value: its `message`, or the value itself when it is a
+/// bare string.
+fn server_message(error: &Value) -> Option<&str> {
+    error
+        .get("message")
+        .and_then(Value::as_str)
+        .or(error.as_str())
 }
 
 /// A whole JSON answer. Returns its finish reason.
@@ -194,12 +199,7 @@ fn not_an_answer(bytes: &[u8], parse_error: serde_json::Error, what: &str) -> Er
     match serde_json::from_slice::<Value>(bytes) {
         Ok(mut value) if value.get("error").is_some() => {
             let error = value["error"].take();
-            let message = error
-                .get("message")
-                .and_then(Value::as_str)
-                .or(error.as_str())
-                .unwrap_or("no message")
-                .to_string();
+            let message = server_message(&error).unwrap_or("no message");
             Error::msg(
                 Kind::Refused,
                 format!("the server reported an error: {message}"),
@@ -397,6 +397,14 @@ fn read_error(err: io::Error, streaming: bool) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_messages_come_from_an_error_object_or_a_bare_string() {
+        let object = serde_json::json!({"message": "bad token", "type": "auth"});
+        assert_eq!(server_message(&object), Some("bad token"));
+        assert_eq!(server_message(&serde_json::json!("plain")), Some("plain"));
+        assert_eq!(server_message(&serde_json::json!({"code": 7})), None);
+    }
 
     #[test]
     fn meta_is_spliced_in_keeping_the_body_as_sent() {

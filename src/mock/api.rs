@@ -73,12 +73,8 @@ pub fn handle(
         .and_then(|_| lock(&shared.faults).pop_front());
     let fault_name = fault.as_ref().map(Fault::to_string);
     let outcome = match fault {
+        Some(fault) => inject(fault, request, agent, out, socket, shared),
         None => answer(request, agent, out, shared),
-        Some(Fault::Slow(delay)) => {
-            sleep(delay);
-            answer(request, agent, out, shared)
-        }
-        Some(fault) => inject(fault, request, out, socket, shared),
     };
     let (status, next) = outcome.unwrap_or((None, Next::Close));
     if let Some(log) = &shared.log {
@@ -507,9 +503,11 @@ impl Event<'_> {
     }
 }
 
+/// Applies `fault`; `slow` delays the normal answer to the chat path of `agent`.
 fn inject(
     fault: Fault,
     request: &Request,
+    agent: Option<String>,
     out: &mut impl Write,
     socket: &TcpStream,
     shared: &Shared,
@@ -623,7 +621,10 @@ fn inject(
             socket.shutdown(Shutdown::Both)?;
             Ok((Some(200), Next::Close))
         }
-        Fault::Slow(_) => unreachable!("handled before injection"),
+        Fault::Slow(delay) => {
+            sleep(delay);
+            answer(request, agent, out, shared)
+        }
         Fault::Redirect(location) => {
             let message = format!("moved to {location} (injected redirect)");
             error(
