@@ -201,3 +201,62 @@ fn a_server_that_accepts_and_never_answers_times_out() {
         run.elapsed
     );
 }
+
+const JSON_ANSWER: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 55\r\n\r\n\
+{\"choices\":[{\"message\":{\"content\":\"whole\"},\"index\":0}]}";
+
+const SSE_ANSWER: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n\
+data: {\"choices\":[{\"delta\":{\"content\":\"streamed\"}}]}\n\ndata: [DONE]\n\n";
+
+#[test]
+fn the_answer_is_read_by_its_content_type_whatever_was_asked() {
+    let origin = server(|s| {
+        let _ = s.write_all(JSON_ANSWER);
+    });
+    let whole = run(&origin, &["-s", "x"]);
+    assert_eq!(
+        (whole.code, whole.stdout.as_str()),
+        (Some(0), "whole\n"),
+        "{}",
+        whole.stderr
+    );
+    let origin = server(|s| {
+        let _ = s.write_all(SSE_ANSWER);
+    });
+    let streamed = run(&origin, &["x"]);
+    assert_eq!(
+        (streamed.code, streamed.stdout.as_str()),
+        (Some(0), "streamed\n"),
+        "{}",
+        streamed.stderr
+    );
+}
+
+#[test]
+fn a_5xx_asking_for_a_longer_wait_than_allowed_fails_at_once() {
+    let origin = server(|s| {
+        let _ = s.write_all(
+            b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 120\r\nContent-Length: 0\r\n\r\n",
+        );
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_measured(
+        bnx_std(dir.path())
+            .env("BLUENEXUS_BASE_URL", &origin)
+            .args(["--retries", "3", "--max-retry-wait", "5", "x"]),
+    );
+    assert_eq!(run.code, Some(69), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("asked to wait 120s, longer than --max-retry-wait 5s"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.elapsed < Duration::from_secs(5),
+        "took {:?}",
+        run.elapsed
+    );
+}
