@@ -1,4 +1,4 @@
-//! The failure kinds scripts branch on, and the exit-code table (SPEC section 5).
+//! The failure kinds scripts branch on, and the exit-code table (the README's "Exit codes").
 
 use std::fmt;
 use std::io;
@@ -25,6 +25,19 @@ pub enum Kind {
 }
 
 impl Kind {
+    pub const ALL: [Kind; 10] = [
+        Kind::ClosedPipe,
+        Kind::Refused,
+        Kind::Usage,
+        Kind::Input,
+        Kind::Unavailable,
+        Kind::LocalIo,
+        Kind::RateLimited,
+        Kind::Protocol,
+        Kind::Auth,
+        Kind::Config,
+    ];
+
     pub fn exit_code(self) -> i32 {
         match self {
             Kind::ClosedPipe => 0,
@@ -176,7 +189,7 @@ mod tests {
 
     #[test]
     fn exit_codes_match_the_spec_table() {
-        let table = [
+        let table: [(Kind, i32); Kind::ALL.len()] = [
             (Kind::ClosedPipe, 0),
             (Kind::Refused, 1),
             (Kind::Usage, 2),
@@ -195,6 +208,36 @@ mod tests {
                 "{code} missing from the help table"
             );
         }
+    }
+
+    /// The README's table is what users read: it must list exactly the codes `bnx` exits with
+    /// (130, the signal's, included), so a new kind cannot ship undocumented.
+    #[test]
+    fn the_readme_table_lists_every_exit_code() {
+        let readme = include_str!("../README.md");
+        let section = readme
+            .split("\n## Exit codes\n")
+            .nth(1)
+            .expect("the README has an Exit codes section");
+        let documented: Vec<i32> = section
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .filter_map(|l| {
+                l.trim_start_matches('|')
+                    .split('|')
+                    .next()?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        let mut codes: Vec<i32> = Kind::ALL.iter().map(|k| k.exit_code()).collect();
+        codes.push(130);
+        assert_eq!(
+            documented, codes,
+            "README.md's exit-code table is out of step with Kind"
+        );
     }
 
     #[test]
