@@ -9,10 +9,15 @@ use serde_json::Value;
 /// What went wrong, as far as a calling script needs to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// The request was refused or failed in a way not listed below (400, 402, 404, 3xx, an SSE
+    /// The request was refused or failed in a way not listed below (400, 404, 3xx, an SSE
     /// error event).
     Refused,
     Usage,
+    /// The answer arrived but is not what was asked for (no code block for `-x`, no JSON for
+    /// `--expect-json`, cut with `--fail-on-length`).
+    Unexpected,
+    /// Out of credits (402), or a credit budget reached.
+    Credits,
     Input,
     Unavailable,
     LocalIo,
@@ -25,10 +30,12 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 12] = [
         Kind::ClosedPipe,
         Kind::Refused,
         Kind::Usage,
+        Kind::Unexpected,
+        Kind::Credits,
         Kind::Input,
         Kind::Unavailable,
         Kind::LocalIo,
@@ -43,6 +50,8 @@ impl Kind {
             Kind::ClosedPipe => 0,
             Kind::Refused => 1,
             Kind::Usage => 2,
+            Kind::Unexpected => 3,
+            Kind::Credits => 4,
             Kind::Input => 65,
             Kind::Unavailable => 69,
             Kind::LocalIo => 74,
@@ -57,6 +66,7 @@ impl Kind {
     pub fn for_status(status: u16) -> Kind {
         match status {
             401 | 403 => Kind::Auth,
+            402 => Kind::Credits,
             429 => Kind::RateLimited,
             500..=599 => Kind::Unavailable,
             _ => Kind::Refused,
@@ -67,7 +77,10 @@ impl Kind {
     fn json_type(self) -> &'static str {
         match self {
             Kind::Refused | Kind::RateLimited | Kind::Auth => "http",
-            Kind::Usage | Kind::Input => "input",
+            Kind::Usage => "usage",
+            Kind::Input => "input",
+            Kind::Unexpected => "answer",
+            Kind::Credits => "budget",
             Kind::Unavailable | Kind::LocalIo | Kind::ClosedPipe => "network",
             Kind::Protocol => "protocol",
             Kind::Config => "config",
@@ -79,8 +92,10 @@ impl Kind {
 pub const EXIT_CODES: &str = "\
 Exit codes:
   0   success (also --dry-run, and a closed stdout such as `| head -1`)
-  1   request refused or failed: 400, 402, 404, other 4xx, a redirect, an SSE error event
+  1   request refused or failed: 400, 404, other 4xx, a redirect, an SSE error event
   2   usage error: unknown flag, bad value, no prompt
+  3   the answer arrived but is not what was asked for (-x, --expect-json, --fail-on-length)
+  4   out of credits (402), or a credit budget reached
   65  bad input data: stdin not UTF-8 or over 64 MiB, --messages not valid
   69  service unavailable: connect/DNS/TLS failure, timeout, 5xx after retries
   74  local I/O error: writing stdout failed
@@ -193,6 +208,8 @@ mod tests {
             (Kind::ClosedPipe, 0),
             (Kind::Refused, 1),
             (Kind::Usage, 2),
+            (Kind::Unexpected, 3),
+            (Kind::Credits, 4),
             (Kind::Input, 65),
             (Kind::Unavailable, 69),
             (Kind::LocalIo, 74),
@@ -243,7 +260,7 @@ mod tests {
     #[test]
     fn statuses_map_to_kinds() {
         assert_eq!(Kind::for_status(400), Kind::Refused);
-        assert_eq!(Kind::for_status(402), Kind::Refused);
+        assert_eq!(Kind::for_status(402), Kind::Credits);
         assert_eq!(Kind::for_status(404), Kind::Refused);
         assert_eq!(Kind::for_status(307), Kind::Refused);
         assert_eq!(Kind::for_status(401), Kind::Auth);

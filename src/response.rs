@@ -162,6 +162,7 @@ fn http_error(response: Response<Body>, gave_up: Option<&str>) -> Error {
     }
     match code {
         401 => err.with_hint("the token was refused: check it, or get a new one"),
+        402 => err.with_hint("the account is out of credits: add credits, then run again"),
         403 => err.with_hint("the token needs the agents-all or agents-use scope"),
         429 => err.with_hint("rate limited: try again later"),
         _ => err,

@@ -32,14 +32,14 @@ fn exit_1_for_a_400_with_the_servers_message() {
 }
 
 #[test]
-fn exit_1_for_402_when_credits_run_out() {
+fn exit_4_for_402_when_credits_run_out() {
     let mock = Mock::start(&["--credits", "1"]);
     mock.bnx().arg("a").assert().success();
-    mock.bnx()
-        .arg("b")
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("HTTP 402"));
+    mock.bnx().arg("b").assert().code(4).stderr(
+        predicate::str::contains("bnx: error: HTTP 402").and(predicate::str::contains(
+            "hint: the account is out of credits",
+        )),
+    );
 }
 
 #[test]
