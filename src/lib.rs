@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod interrupt;
 pub mod mock;
 pub mod output;
 pub mod printer;

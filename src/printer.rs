@@ -8,6 +8,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::error::Error;
+use crate::interrupt;
 
 /// How much stderr says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +34,13 @@ impl Verbosity {
 /// line, and a line written while it spins does not tear it.
 pub struct Printer {
     verbosity: Verbosity,
-    spinner: Mutex<Option<ProgressBar>>,
+    spinner: Mutex<Option<Spinner>>,
+}
+
+/// A spinner, and the clean-up that erases it if Ctrl-C comes first.
+struct Spinner {
+    bar: ProgressBar,
+    _on_interrupt: interrupt::Guard,
 }
 
 impl Printer {
@@ -70,7 +77,7 @@ impl Printer {
             let _ = writeln!(io::stderr().lock(), "{line}");
         };
         match self.spinner().as_ref() {
-            Some(spinner) => spinner.suspend(print),
+            Some(spinner) => spinner.bar.suspend(print),
             None => print(),
         }
     }
@@ -86,17 +93,21 @@ impl Printer {
                 .expect("the template is valid"),
         );
         spinner.enable_steady_tick(Duration::from_millis(100));
-        *self.spinner() = Some(spinner);
+        let erase = spinner.clone();
+        *self.spinner() = Some(Spinner {
+            bar: spinner,
+            _on_interrupt: interrupt::on_interrupt(move || erase.finish_and_clear()),
+        });
     }
 
     /// Erases the spinner, before any answer text is written.
     pub fn stop_spinner(&self) {
         if let Some(spinner) = self.spinner().take() {
-            spinner.finish_and_clear();
+            spinner.bar.finish_and_clear();
         }
     }
 
-    fn spinner(&self) -> MutexGuard<'_, Option<ProgressBar>> {
+    fn spinner(&self) -> MutexGuard<'_, Option<Spinner>> {
         self.spinner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
