@@ -345,22 +345,25 @@ fn faults_apply_in_order_then_requests_behave() {
         (307, Some("http://elsewhere.test/x"))
     );
     assert_eq!(chat(&mock, body).status, 200);
-    let faults: Vec<Value> = mock
-        .requests(9)
+    // Each request is logged after its answer is sent, so two answered back to back can be
+    // logged in either order: the answers above proved the order, the log proves the names.
+    let mut faults: Vec<String> = mock
+        .requests(8)
         .iter()
-        .map(|r| r["fault"].clone())
+        .map(|r| r["fault"].to_string())
         .collect();
+    faults.sort();
     assert_eq!(
         faults,
         [
-            json!("429:3"),
-            json!("500"),
-            json!("502"),
-            json!("503"),
-            json!("504"),
-            json!("html"),
-            json!("redirect:http://elsewhere.test/x"),
-            Value::Null
+            "\"429:3\"",
+            "\"500\"",
+            "\"502\"",
+            "\"503\"",
+            "\"504\"",
+            "\"html\"",
+            "\"redirect:http://elsewhere.test/x\"",
+            "null"
         ]
     );
 }
