@@ -11,8 +11,10 @@ use ureq::http::Uri;
 
 use crate::cli::Cli;
 use crate::error::{Error, Kind, Result};
+use crate::proxy;
 use crate::retry::Policy;
 use crate::token::{self, Secret};
+use crate::url::{self, Url};
 use crate::wire;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.bluenexus.ai";
@@ -68,9 +70,8 @@ pub struct Network {
     pub timeout: Duration,
     pub connect_timeout: Duration,
     pub retry: Policy,
-    /// Whether to go through `HTTPS_PROXY`/`ALL_PROXY` (which honour `NO_PROXY`). Never for a
-    /// loopback URL: a proxy cannot reach our loopback, and must not see the request.
-    pub env_proxy: bool,
+    /// The proxy from `HTTPS_PROXY`/`ALL_PROXY`, when one applies (`proxy.rs`).
+    pub proxy: Option<proxy::Chosen>,
     /// A streamed answer: `timeout` bounds the silence between reads, not the whole body.
     pub stream: bool,
 }
@@ -80,6 +81,8 @@ pub struct Config {
     pub agent: String,
     /// The full URL of the chat endpoint.
     pub url: String,
+    /// The API origin, normalised: saved conversations are kept per origin and agent.
+    pub origin: String,
     pub action: Action,
     pub chat: Chat,
     pub network: Network,
@@ -106,10 +109,7 @@ impl Config {
             }
         };
         let endpoint = endpoint(&base_url, &agent)?;
-        let env_proxy = !endpoint.loopback
-            && ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
-                .iter()
-                .any(|name| env(name).is_some_and(|v| !v.is_empty()));
+        let proxy = proxy::choose(&env, &endpoint.host, endpoint.loopback)?;
         let action = if cli.dry_run {
             Action::DryRun
         } else {
@@ -130,6 +130,7 @@ impl Config {
         Ok(Config {
             agent,
             url: endpoint.url,
+            origin: endpoint.origin,
             action,
             chat: Chat {
                 stream: cli.stream,
@@ -144,7 +145,7 @@ impl Config {
                     retries: cli.retries,
                     max_wait: cli.max_retry_wait,
                 },
-                env_proxy,
+                proxy,
                 stream: cli.stream,
             },
             json: cli.json,
@@ -198,28 +199,35 @@ fn base_dir(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     pub url: String,
+    /// The API origin, normalised (`scheme://host[:port][/prefix]`, the port only when it is not
+    /// the scheme's default): what tells one API from another.
+    pub origin: String,
+    pub host: String,
     pub loopback: bool,
 }
 
-/// The chat endpoint for `agent` under the API origin `base_url`.
+/// The chat endpoint for `agent` under the API origin `base_url` (SPEC "Base URL").
 pub fn endpoint(base_url: &str, agent: &str) -> Result<Endpoint> {
     let bad_url = |why: &str| {
-        Error::msg(Kind::Config, format!("bad base URL {base_url:?}: {why}"))
-            .with_hint("use the API origin, such as https://api.bluenexus.ai")
+        Error::msg(
+            Kind::Config,
+            format!("bad base URL {:?}: {why}", url::masked(base_url)),
+        )
+        .with_hint("use the API origin, such as https://api.bluenexus.ai")
     };
-    let uri: Uri = base_url.parse().map_err(|_| bad_url("not a URL"))?;
-    let scheme = uri.scheme_str().ok_or_else(|| bad_url("no scheme"))?;
-    let authority = uri.authority().ok_or_else(|| bad_url("no host"))?;
-    if authority.as_str().contains('@') {
-        return Err(bad_url("credentials do not belong in the URL"));
+    let parsed = Url::parse(base_url).map_err(|why| bad_url(&why))?;
+    if parsed.userinfo.is_some() {
+        return Err(bad_url(
+            "a user name or password does not belong in it (the token is sent as a header)",
+        ));
     }
-    if uri.query().is_some() || base_url.contains('#') {
+    if parsed.query.is_some() || parsed.fragment.is_some() {
         return Err(bad_url(
             "a query or fragment has no place in the API origin",
         ));
     }
-    let loopback = is_loopback(authority.host());
-    match scheme {
+    let loopback = is_loopback(&parsed.host);
+    match parsed.scheme.as_str() {
         "https" => {}
         "http" if loopback => {}
         "http" => {
@@ -227,20 +235,56 @@ pub fn endpoint(base_url: &str, agent: &str) -> Result<Endpoint> {
                 Kind::Config,
                 format!(
                     "refusing plain http:// to {}: the token would cross the network unencrypted",
-                    authority.host()
+                    parsed.host
                 ),
             )
             .with_hint("use https://, or http:// only for 127.0.0.1, [::1] or localhost"))
         }
         _ => return Err(bad_url("the scheme must be https")),
     }
+    let prefix = parsed.path.trim_end_matches('/');
+    let origin = format!("{}{prefix}", parsed.origin());
+    if let Some(before) = api_path_start(prefix) {
+        return Err(
+            bad_url("the path already holds /api/v1, which bnx adds").with_hint(format!(
+                "use the origin {}{}",
+                parsed.origin(),
+                &prefix[..before]
+            )),
+        );
+    }
     if agent.is_empty() || agent == "." || agent == ".." || agent.chars().any(char::is_control) {
         return Err(Error::msg(Kind::Config, format!("bad agent id {agent:?}")));
     }
     let agent = utf8_percent_encode(agent, PATH_SEGMENT).to_string();
-    let prefix = uri.path().trim_end_matches('/');
-    let url = format!("{scheme}://{authority}{prefix}{}", wire::chat_path(&agent));
-    Ok(Endpoint { url, loopback })
+    let port = parsed.port.map(|p| format!(":{p}")).unwrap_or_default();
+    let url = format!(
+        "{}://{}{port}{prefix}{}",
+        parsed.scheme,
+        parsed.host,
+        wire::chat_path(&agent)
+    );
+    // The HTTP stack reads the URL again: it must find the same host and port, or the token
+    // could go where no check above looked.
+    let uri: Uri = url.parse().map_err(|_| bad_url("not a URL"))?;
+    if uri.host() != Some(parsed.host.as_str()) || uri.port_u16() != parsed.port {
+        return Err(bad_url("the host or port is ambiguous"));
+    }
+    Ok(Endpoint {
+        url,
+        origin,
+        host: parsed.bare_host().to_string(),
+        loopback,
+    })
+}
+
+/// Where `/api/v1` starts in `path`, if it holds it as whole segments (any case).
+fn api_path_start(path: &str) -> Option<usize> {
+    let lower = path.to_ascii_lowercase();
+    lower.match_indices("/api/v1").map(|(i, _)| i).find(|&i| {
+        let end = i + "/api/v1".len();
+        end == lower.len() || lower.as_bytes()[end] == b'/'
+    })
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -370,33 +414,37 @@ mod tests {
 
     #[test]
     fn proxies_only_for_https_and_never_http_proxy_alone() {
-        let https = [
+        let proxied = |env: &[(&str, &str)]| resolve(&[], env).unwrap().network.proxy.is_some();
+        assert!(proxied(&[
             ("BLUENEXUS_TOKEN", "t"),
             ("HTTPS_PROXY", "http://proxy:3128"),
-        ];
-        assert!(resolve(&[], &https).unwrap().network.env_proxy);
-        let all = [("BLUENEXUS_TOKEN", "t"), ("all_proxy", "http://proxy:3128")];
-        assert!(resolve(&[], &all).unwrap().network.env_proxy);
-        let http_only = [
+        ]));
+        assert!(proxied(&[
+            ("BLUENEXUS_TOKEN", "t"),
+            ("all_proxy", "socks5h://proxy:1080"),
+        ]));
+        assert!(!proxied(&[
             ("BLUENEXUS_TOKEN", "t"),
             ("HTTP_PROXY", "http://proxy:3128"),
-        ];
-        assert!(!resolve(&[], &http_only).unwrap().network.env_proxy);
-        let loopback = [
+        ]));
+        assert!(!proxied(&[
             ("BLUENEXUS_TOKEN", "t"),
             ("ALL_PROXY", "http://proxy:3128"),
             ("BLUENEXUS_BASE_URL", "http://127.0.0.1:1"),
-        ];
-        assert!(!resolve(&[], &loopback).unwrap().network.env_proxy);
-        let https_loopback = [
-            ("BLUENEXUS_TOKEN", "t"),
-            ("HTTPS_PROXY", "http://proxy:3128"),
-            ("BLUENEXUS_BASE_URL", "https://127.0.0.1:8443"),
-        ];
+        ]));
         assert!(
-            !resolve(&[], &https_loopback).unwrap().network.env_proxy,
+            !proxied(&[
+                ("BLUENEXUS_TOKEN", "t"),
+                ("HTTPS_PROXY", "http://proxy:3128"),
+                ("BLUENEXUS_BASE_URL", "https://127.0.0.1:8443"),
+            ]),
             "https to loopback is never proxied either"
         );
+        let bad = [
+            ("BLUENEXUS_TOKEN", "t"),
+            ("ALL_PROXY", "socks5://proxy:99999"),
+        ];
+        assert_eq!(resolve(&[], &bad).unwrap_err().kind, Kind::Config);
     }
 
     #[test]

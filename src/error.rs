@@ -175,11 +175,18 @@ impl Error {
             .collect()
     }
 
-    /// The `error` object of the `--json` failure document.
+    /// The `error` object of the `--json` failure document: the server's own, given a
+    /// `message` if it has none, so that `.error.message` always works.
     pub fn json(&self) -> Value {
         match &self.server_error {
-            Some(error) => error.clone(),
-            None => serde_json::json!({"message": self.line(), "type": self.json_type}),
+            Some(Value::Object(error)) => {
+                let mut error = error.clone();
+                if !error.get("message").is_some_and(Value::is_string) {
+                    error.insert("message".into(), Value::String(self.line()));
+                }
+                Value::Object(error)
+            }
+            _ => serde_json::json!({"message": self.line(), "type": self.json_type}),
         }
     }
 }
@@ -275,6 +282,22 @@ mod tests {
         assert_eq!(err.kind.exit_code(), 0);
         let err = Error::output(io::Error::from(io::ErrorKind::StorageFull));
         assert_eq!(err.kind.exit_code(), 74);
+    }
+
+    #[test]
+    fn the_json_error_always_has_a_message() {
+        let err = Error::msg(Kind::Refused, "HTTP 400 Bad Request")
+            .with_server_error(serde_json::json!({"code": 7}));
+        assert_eq!(
+            err.json(),
+            serde_json::json!({"code": 7, "message": "HTTP 400 Bad Request"})
+        );
+        let err = Error::msg(Kind::Refused, "x")
+            .with_server_error(serde_json::json!({"message": "own", "type": "t"}));
+        assert_eq!(
+            err.json(),
+            serde_json::json!({"message": "own", "type": "t"})
+        );
     }
 
     #[test]

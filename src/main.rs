@@ -5,27 +5,50 @@ use std::process::ExitCode;
 
 use bnx::cli::Cli;
 use bnx::config::{self, Action, Config, DEFAULT_AGENT};
-use bnx::error::{Kind, Result};
+use bnx::error::{Error, Kind, Result};
 use bnx::output::Output;
 use bnx::printer::{Printer, Verbosity};
 use bnx::report::Report;
 use bnx::request::Request;
 use bnx::transport::Transport;
-use bnx::{prompt, response, state};
+use bnx::{prompt, response, state, usage};
 use clap::{CommandFactory, Parser};
+use clap_complete::Shell;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut out = Output::new(BufWriter::with_capacity(64 * 1024, io::stdout().lock()));
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return refused_arguments(&err, &mut out),
+    };
     if let Some(shell) = cli.completions {
-        clap_complete::generate(shell, &mut Cli::command(), "bnx", &mut io::stdout());
-        return ExitCode::SUCCESS;
+        let printer = Printer::new(Verbosity::Normal);
+        let report = Report::new(DEFAULT_AGENT, false);
+        return finish(
+            completions(shell, &mut out),
+            false,
+            &report,
+            &mut out,
+            &printer,
+        );
     }
     let json = cli.json;
     let printer = Printer::new(Verbosity::new(cli.quiet, cli.verbose));
     let mut report = Report::new(DEFAULT_AGENT, cli.stream);
-    let mut out = Output::new(BufWriter::with_capacity(64 * 1024, io::stdout().lock()));
     let result = run(cli, &mut report, &mut out, &printer);
     printer.stop_spinner();
+    finish(result, json, &report, &mut out, &printer)
+}
+
+/// How a run ends: quietly on success or a closed stdout; otherwise the error on stderr (and
+/// with `--json` the failure document on stdout), and the exit code of its kind.
+fn finish(
+    result: Result<()>,
+    json: bool,
+    report: &Report,
+    out: &mut Output<impl Write>,
+    printer: &Printer,
+) -> ExitCode {
     let Err(err) = result else {
         return ExitCode::SUCCESS;
     };
@@ -39,6 +62,33 @@ fn main() -> ExitCode {
     ExitCode::from(err.kind.exit_code() as u8)
 }
 
+/// What clap stopped at: `--help` or `--version` (printed, and a failure to print them is
+/// exit 74), or a usage error in `bnx`'s own form, with the failure document under `--json`.
+fn refused_arguments(err: &clap::Error, out: &mut Output<impl Write>) -> ExitCode {
+    let printer = Printer::new(Verbosity::Normal);
+    let result = if err.use_stderr() {
+        Err(usage::from_clap(err))
+    } else {
+        err.print().map_err(Error::output)
+    };
+    let json = usage::wants_json(std::env::args_os());
+    finish(
+        result,
+        json,
+        &Report::new(DEFAULT_AGENT, false),
+        out,
+        &printer,
+    )
+}
+
+/// `--completions SHELL`: the script on stdout, where a failed write is exit 74 like any other.
+fn completions(shell: Shell, out: &mut Output<impl Write>) -> Result<()> {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "bnx", &mut script);
+    out.text(&String::from_utf8_lossy(&script))?;
+    out.flush()
+}
+
 /// The pipeline. The report is put together here alone, from what each stage returns.
 fn run(
     cli: Cli,
@@ -49,10 +99,20 @@ fn run(
     let env = |name: &str| std::env::var_os(name);
     report.agent = config::agent(cli.agent.as_deref(), &env)?;
     let config = Config::resolve(cli, report.agent.clone(), env, io::stdin().is_terminal())?;
+    if let Action::Send(token) = &config.action {
+        // From here on, whatever a server echoes is shown with the token masked.
+        printer.redact(token);
+        out.redact(token);
+    }
     let messages = prompt::messages(&config.prompt, &mut io::stdin().lock())?;
     let state_dir = config.state_dir.as_deref();
-    let conversation =
-        state::conversation_to_send(&config.chat.conversation, state_dir, &config.agent, printer);
+    let conversation = state::conversation_to_send(
+        &config.chat.conversation,
+        state_dir,
+        &config.origin,
+        &config.agent,
+        printer,
+    );
     let request = Request::new(&config.url, &config.chat, messages, conversation);
     let Action::Send(token) = &config.action else {
         return out.dry_run(&request.describe());
@@ -69,9 +129,15 @@ fn run(
         printer.verbose(&format!("credits consumed {used}, remaining {left}"));
     }
     report.reply = reply;
+    // An id that echoes the token is not kept: it would be written into the state file.
+    report.reply.conversation_id =
+        (report.reply.conversation_id.take()).filter(|id| !bnx::redact::contains(token, id));
     let kept = kept?;
     if config.json {
         out.document(kept.as_deref(), &report.to_json())?;
+    }
+    if let Some(held) = &report.reply.no_text {
+        printer.notice(&format!("the answer has no text: {held}"));
     }
     if report.reply.finish_reason.as_deref() == Some("length") {
         printer.notice(match config.chat.max_tokens {
@@ -81,7 +147,7 @@ fn run(
     }
     if let Some(id) = &report.reply.conversation_id {
         printer.verbose(&format!("conversation {id}"));
-        state::remember(state_dir, &config.agent, id, printer);
+        state::remember(state_dir, &config.origin, &config.agent, id, printer);
     }
     Ok(())
 }

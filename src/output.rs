@@ -6,12 +6,16 @@ use std::io::Write;
 use serde_json::{json, Value};
 
 use crate::error::{Error, Kind, Result};
+use crate::redact;
+use crate::token::Secret;
 
 /// Standard output. Pieces are buffered only until `flush`, which the caller does before it
 /// waits for more data, so nothing sits in a buffer while the network is quiet.
 pub struct Output<W: Write> {
     out: W,
     last_byte: Option<u8>,
+    /// Once known, the token is masked in everything but the answer itself.
+    secret: Option<Secret>,
 }
 
 impl<W: Write> Output<W> {
@@ -19,7 +23,14 @@ impl<W: Write> Output<W> {
         Output {
             out,
             last_byte: None,
+            secret: None,
         }
+    }
+
+    /// Masks `secret` from now on in what the server said that is not the answer: error
+    /// objects, the `bnx` object's values, stream events that are not chunks.
+    pub fn redact(&mut self, secret: &Secret) {
+        self.secret = Some(secret.clone());
     }
 
     pub fn text(&mut self, piece: &str) -> Result<()> {
@@ -54,6 +65,23 @@ impl<W: Write> Output<W> {
         self.line(&bytes)
     }
 
+    /// One line of JSON from the server that is not answer content (an SSE error event):
+    /// `text` as received, unless it spans lines or echoes the token.
+    pub fn server_json(&mut self, text: &str, mut value: Value) -> Result<()> {
+        let redacted = redact::value(self.secret.as_ref(), &mut value);
+        if redacted || text.contains(['\n', '\r']) {
+            self.json(&value)
+        } else {
+            self.line(text.as_bytes())
+        }
+    }
+
+    fn redacted(&self, value: &Value) -> Value {
+        let mut value = value.clone();
+        redact::value(self.secret.as_ref(), &mut value);
+        value
+    }
+
     pub fn flush(&mut self) -> Result<()> {
         self.out.flush().map_err(Error::output)
     }
@@ -68,6 +96,7 @@ impl<W: Write> Output<W> {
     /// The `--json` document of a success: the body as the server sent it with the `bnx` key
     /// added, or, after a stream, `{"bnx": ...}` alone.
     pub fn document(&mut self, body: Option<&[u8]>, meta: &Value) -> Result<()> {
+        let meta = &self.redacted(meta);
         match body {
             Some(body) => self.line(&with_meta(body, meta)?)?,
             None => self.json(&json!({ "bnx": meta }))?,
@@ -77,7 +106,8 @@ impl<W: Write> Output<W> {
 
     /// The `--json` failure document: `{"error": ..., "bnx": ...}`.
     pub fn failure(&mut self, err: &Error, meta: &Value) -> Result<()> {
-        self.json(&json!({"error": err.json(), "bnx": meta}))?;
+        let document = self.redacted(&json!({"error": err.json(), "bnx": meta}));
+        self.json(&document)?;
         self.flush()
     }
 

@@ -2,13 +2,14 @@
 //! path (`response`, `output`) never sees it; answer text never comes here.
 
 use std::io::{self, IsTerminal, Write};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::error::Error;
-use crate::interrupt;
+use crate::token::Secret;
+use crate::{interrupt, redact};
 
 /// How much stderr says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +36,8 @@ impl Verbosity {
 pub struct Printer {
     verbosity: Verbosity,
     spinner: Mutex<Option<Spinner>>,
+    /// Once known, the token is masked in every line: a line may quote the server.
+    secret: OnceLock<Secret>,
 }
 
 /// A spinner, and the clean-up that erases it if Ctrl-C comes first.
@@ -48,7 +51,13 @@ impl Printer {
         Printer {
             verbosity,
             spinner: Mutex::new(None),
+            secret: OnceLock::new(),
         }
+    }
+
+    /// Masks `secret` in every line written from now on.
+    pub fn redact(&self, secret: &Secret) {
+        let _ = self.secret.set(secret.clone());
     }
 
     /// A notice the user should see: retries, a cut answer, a warning. Silenced by `-q`.
@@ -73,6 +82,7 @@ impl Printer {
     }
 
     fn line(&self, line: &str) {
+        let line = redact::text(self.secret.get(), line);
         let print = || {
             let _ = writeln!(io::stderr().lock(), "{line}");
         };

@@ -33,6 +33,12 @@ pub fn messages(sources: &PromptSources, stdin: &mut dyn Read) -> Result<Vec<Mes
             let file = File::open(path)
                 .with_context(|| format!("cannot read messages file {name}"))
                 .map_err(|e| Error::new(Kind::Input, e))?;
+            if file.metadata().is_ok_and(|m| m.is_dir()) {
+                return Err(Error::msg(
+                    Kind::Input,
+                    format!("cannot read messages file {name}: it is a directory"),
+                ));
+            }
             (read_text(file, &name)?, name)
         };
         messages.extend(parse_messages(&text, &name)?);
@@ -101,18 +107,22 @@ fn parse_messages(text: &str, name: &str) -> Result<Vec<Message>> {
         Error::msg(Kind::Input, format!("invalid messages in {name}: {why}"))
             .with_hint(r#"expected a JSON array like [{"role": "user", "content": "hi"}]"#)
     };
+    // Read straight into messages, the one reading that sees a key given twice (a `Value`
+    // keeps the last silently); on failure, read again for a message that names the element.
+    let direct = match serde_json::from_str::<Vec<Message>>(text) {
+        Ok(messages) => return Ok(messages),
+        Err(e) => e,
+    };
     let items: Vec<Value> = match serde_json::from_str::<Value>(text) {
         Ok(Value::Array(items)) => items,
         Ok(_) => return Err(invalid("the top level is not an array".into())),
         Err(e) => return Err(invalid(e.to_string())),
     };
-    items
-        .into_iter()
-        .enumerate()
-        .map(|(i, item)| {
-            serde_json::from_value(item).map_err(|e| invalid(format!("element {i}: {e}")))
-        })
-        .collect()
+    for (i, item) in items.into_iter().enumerate() {
+        serde_json::from_value::<Message>(item)
+            .map_err(|e| invalid(format!("element {i}: {e}")))?;
+    }
+    Err(invalid(direct.to_string()))
 }
 
 #[cfg(test)]
@@ -233,5 +243,32 @@ mod tests {
         }
         let err = messages(&s, &mut &b"[]"[..]).unwrap_err();
         assert_eq!(err.kind, Kind::Usage);
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused_not_resolved() {
+        let mut s = sources(&[], false);
+        s.messages = Some("-".into());
+        let input = r#"[{"role":"user","content":"a"},
+            {"role":"user","content":"b","role":"system"}]"#;
+        let err = messages(&s, &mut input.as_bytes()).unwrap_err();
+        assert_eq!(err.kind, Kind::Input);
+        assert!(
+            err.line().contains("duplicate field `role` at line 2"),
+            "{}",
+            err.line()
+        );
+    }
+
+    #[test]
+    fn a_messages_directory_is_bad_input_like_a_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        for path in [dir.path().to_path_buf(), dir.path().join("missing")] {
+            let mut s = sources(&[], false);
+            s.messages = Some(path.clone());
+            let err = messages(&s, &mut &b""[..]).unwrap_err();
+            assert_eq!(err.kind, Kind::Input, "{}", path.display());
+            assert!(err.line().contains(&path.display().to_string()));
+        }
     }
 }

@@ -41,12 +41,18 @@ pub struct Reply {
     /// The answer was streamed: how far it got.
     pub stream: Option<StreamFacts>,
     pub finish_reason: Option<String>,
+    /// A text answer that held no text: what it held instead, for a notice.
+    pub no_text: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StreamFacts {
     pub done: bool,
     pub finish_reason: Option<String>,
+    /// Some answer text was written.
+    pub text: bool,
+    /// Tool calls the deltas started, when they carried no text.
+    pub tool_calls: usize,
 }
 
 /// Reads `response`, writing the answer to `out` as it arrives. With `json`, a whole answer's
@@ -88,8 +94,9 @@ pub fn read<W: Write>(
     };
     if !is_stream {
         let result = whole(response.into_body(), json, out);
-        let result = result.map(|(finish_reason, kept)| {
-            reply.finish_reason = finish_reason;
+        let result = result.map(|(answered, kept)| {
+            reply.finish_reason = answered.finish_reason;
+            reply.no_text = answered.no_text;
             kept
         });
         return (reply, result);
@@ -102,6 +109,13 @@ pub fn read<W: Write>(
     );
     reply.finish_reason = progress.finish_reason.clone();
     let done = progress.done;
+    let text = progress.text;
+    if !json && done && !text {
+        reply.no_text = Some(match progress.tool_calls {
+            0 => held_nothing(progress.finish_reason.as_deref()),
+            n => tool_calls(n),
+        });
+    }
     reply.stream = Some(progress);
     let result = result.and_then(|()| {
         if !done {
@@ -110,7 +124,7 @@ pub fn read<W: Write>(
                 "the stream ended before [DONE]: the answer is incomplete",
             ));
         }
-        if !json {
+        if !json && text {
             out.end_text()?;
         }
         Ok(None)
@@ -147,9 +161,9 @@ fn http_error(response: Response<Body>, gave_up: Option<&str>) -> Error {
         .read_to_end(&mut body);
     let server_error = serde_json::from_slice::<Value>(&body)
         .ok()
-        .and_then(|mut v| v.get_mut("error").map(Value::take));
+        .and_then(ServerError::from_body);
     let mut message = format!("HTTP {code} {}", status.canonical_reason().unwrap_or(""));
-    if let Some(text) = server_error.as_ref().and_then(server_message) {
+    if let Some(text) = server_error.as_ref().and_then(|e| e.text.as_deref()) {
         message = format!("{}: {text}", message.trim_end());
     }
     if let Some(why) = gave_up {
@@ -157,8 +171,8 @@ fn http_error(response: Response<Body>, gave_up: Option<&str>) -> Error {
     }
     let kind = Kind::for_status(code);
     let mut err = Error::msg(kind, message).with_json_type("http");
-    if let Some(server_error) = server_error {
-        err = err.with_server_error(server_error);
+    if let Some(object) = server_error.and_then(|e| e.object) {
+        err = err.with_server_error(object);
     }
     match code {
         401 => err.with_hint("the token was refused: check it, or get a new one"),
@@ -169,21 +183,48 @@ fn http_error(response: Response<Body>, gave_up: Option<&str>) -> Error {
     }
 }
 
-/// The message of a server's `error` value: its `message`, or the value itself when it is a
-/// bare string.
-fn server_message(error: &Value) -> Option<&str> {
-    error
-        .get("message")
-        .and_then(Value::as_str)
-        .or(error.as_str())
+/// What a server's error body says: its message, and its own `error` object when it is one.
+/// An `error` that is not an object (`"error": "text"`, or a `message` beside it) has no object
+/// to keep: `--json` then reports `{"message", "type": "http"}`, so `.error.message` always
+/// works.
+#[derive(Debug, Clone, PartialEq)]
+struct ServerError {
+    text: Option<String>,
+    object: Option<Value>,
 }
 
-/// A whole JSON answer: its finish reason, and with `json` the body to write.
+impl ServerError {
+    /// `None` when the body names neither an `error` nor a `message`.
+    fn from_body(mut body: Value) -> Option<ServerError> {
+        let beside = body
+            .get("message")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let error = body.get_mut("error").map(Value::take);
+        let (text, object) = match error {
+            Some(Value::Object(object)) => {
+                let own = object.get("message").and_then(Value::as_str);
+                (
+                    own.map(str::to_string).or(beside),
+                    Some(Value::Object(object)),
+                )
+            }
+            Some(Value::String(error)) => match beside {
+                Some(message) if message != error => (Some(format!("{error}: {message}")), None),
+                _ => (Some(error), None),
+            },
+            Some(_) | None => (beside, None),
+        };
+        (text.is_some() || object.is_some()).then_some(ServerError { text, object })
+    }
+}
+
+/// A whole JSON answer: what it said of itself, and with `json` the body to write.
 fn whole<W: Write>(
     body: Body,
     json: bool,
     out: &mut Output<W>,
-) -> Result<(Option<String>, Option<Vec<u8>>)> {
+) -> Result<(Answered, Option<Vec<u8>>)> {
     let mut bytes = Vec::new();
     body.into_reader()
         .take(MAX_BODY + 1)
@@ -195,17 +236,21 @@ fn whole<W: Write>(
             format!("the answer is larger than {} MiB", MAX_BODY >> 20),
         ));
     }
-    let finish_reason = write_answer(&bytes, json, out)?;
-    Ok((finish_reason, json.then_some(bytes)))
+    let answered = write_answer(&bytes, json, out)?;
+    Ok((answered, json.then_some(bytes)))
 }
 
-/// Checks a whole answer and, unless `json`, writes its content as text. Returns its finish
-/// reason. Public so that the fuzz target drives it with arbitrary bytes.
-pub fn write_answer<W: Write>(
-    bytes: &[u8],
-    json: bool,
-    out: &mut Output<W>,
-) -> Result<Option<String>> {
+/// What a whole answer said of itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Answered {
+    pub finish_reason: Option<String>,
+    /// Written as text, it held no text (`content: null`): what it held instead.
+    pub no_text: Option<String>,
+}
+
+/// Checks a whole answer and, unless `json`, writes its content as text. Public so that the
+/// fuzz target drives it with arbitrary bytes.
+pub fn write_answer<W: Write>(bytes: &[u8], json: bool, out: &mut Output<W>) -> Result<Answered> {
     let completion: ChatCompletion = match serde_json::from_str(utf8(bytes, "the answer")?) {
         Ok(completion) => completion,
         Err(e) => return Err(not_an_answer(bytes, e, "the answer")),
@@ -214,27 +259,83 @@ pub fn write_answer<W: Write>(
         .choices
         .first()
         .ok_or_else(|| Error::msg(Kind::Protocol, "the answer has no choices"))?;
+    let finish_reason = first.finish_reason.as_ref().map(|r| r.as_str().to_string());
+    let mut no_text = None;
     if !json {
-        if let Some(content) = &first.message.content {
-            out.text(content.as_str())?;
+        match &first.message.content {
+            Some(content) => {
+                out.text(content.as_str())?;
+                out.end_text()?;
+            }
+            None => no_text = Some(held_instead(bytes, finish_reason.as_deref())),
         }
-        out.end_text()?;
     }
-    Ok(first.finish_reason.as_ref().map(|r| r.as_str().to_string()))
+    Ok(Answered {
+        finish_reason,
+        no_text,
+    })
+}
+
+/// What an answer without content held instead, for a notice: its tool calls, a function
+/// call or a refusal (read again, only in this rare case), or nothing.
+fn held_instead(bytes: &[u8], finish_reason: Option<&str>) -> String {
+    let body = serde_json::from_slice::<Value>(bytes).unwrap_or_default();
+    let message = &body["choices"][0]["message"];
+    match message["tool_calls"].as_array().map(Vec::len) {
+        Some(n) if n > 0 => tool_calls(n),
+        _ if message["function_call"].is_object() => "it holds a function call".into(),
+        _ if message["refusal"].is_string() => "it holds a refusal (see --json)".into(),
+        _ => held_nothing(finish_reason),
+    }
+}
+
+fn tool_calls(n: usize) -> String {
+    match n {
+        1 => "it holds 1 tool call".into(),
+        n => format!("it holds {n} tool calls"),
+    }
+}
+
+fn held_nothing(finish_reason: Option<&str>) -> String {
+    match finish_reason {
+        Some(reason) => format!("it holds nothing else (finish_reason {reason:?})"),
+        None => "it holds nothing else".into(),
+    }
+}
+
+/// The tool calls a stream event starts: each has a new `index` (or, without one, an `id`).
+fn started_tool_calls(text: &str, so_far: usize) -> usize {
+    let event = serde_json::from_str::<Value>(text).unwrap_or_default();
+    let calls = event["choices"][0]["delta"]["tool_calls"].as_array();
+    calls
+        .into_iter()
+        .flatten()
+        .fold(so_far, |count, call| match call["index"].as_u64() {
+            Some(index) => count.max(index as usize + 1),
+            None if call.get("id").is_some() => count + 1,
+            None => count,
+        })
 }
 
 /// Why `bytes` did not parse as the expected shape: an `{"error": ...}` body is the server's
 /// refusal (exit 1, with its message); anything else is a protocol error.
 fn not_an_answer(bytes: &[u8], parse_error: serde_json::Error, what: &str) -> Error {
     match serde_json::from_slice::<Value>(bytes) {
-        Ok(mut value) if value.get("error").is_some() => {
-            let error = value["error"].take();
-            let message = server_message(&error).unwrap_or("no message");
-            Error::msg(
+        Ok(value) if value.get("error").is_some() => {
+            let error = ServerError::from_body(value);
+            let message = error.as_ref().and_then(|e| e.text.as_deref());
+            let err = Error::msg(
                 Kind::Refused,
-                format!("the server reported an error: {message}"),
+                format!(
+                    "the server reported an error: {}",
+                    message.unwrap_or("no message")
+                ),
             )
-            .with_server_error(error)
+            .with_json_type("http");
+            match error.and_then(|e| e.object) {
+                Some(object) => err.with_server_error(object),
+                None => err,
+            }
         }
         Ok(_) => Error::msg(
             Kind::Protocol,
@@ -299,6 +400,10 @@ fn on_event<W: Write>(
         progress.done = true;
         return Ok(());
     }
+    // `data:` with nothing after it carries nothing to parse: skipped, as a comment would be.
+    if data.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
     // Checked once here, so that serde_json need not check each string again, and so that a
     // field it would skip unchecked cannot carry invalid UTF-8 into the output.
     let text = utf8(data, "a stream event")?;
@@ -308,8 +413,15 @@ fn on_event<W: Write>(
     }
     let chunk = parsed.map_err(|e| not_an_answer(data, e, "a stream event"))?;
     if let Some(choice) = chunk.choices.first() {
-        if let (false, Some(content)) = (json, &choice.delta.content) {
-            out.text(content.as_str())?;
+        match (json, &choice.delta.content) {
+            (false, Some(content)) => {
+                out.text(content.as_str())?;
+                progress.text = true;
+            }
+            (false, None) if !progress.text => {
+                progress.tool_calls = started_tool_calls(text, progress.tool_calls);
+            }
+            _ => {}
         }
         if let Some(reason) = &choice.finish_reason {
             progress.finish_reason = Some(reason.as_str().to_string());
@@ -330,16 +442,16 @@ fn utf8<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str> {
     })
 }
 
-/// One event as one line of JSON: as received, unless it spans lines. An event that is not
-/// JSON is not written; the caller reports it.
+/// One event as one line of JSON: as received, unless it spans lines, or is not a chunk and
+/// echoes the token. An event that is not JSON is not written; the caller reports it.
 fn write_line<W: Write>(text: &str, is_chunk: bool, out: &mut Output<W>) -> Result<()> {
     let spans_lines = text.contains(['\n', '\r']);
     if is_chunk && !spans_lines {
         return out.line(text.as_bytes());
     }
     match serde_json::from_str::<Value>(text) {
-        Ok(value) if spans_lines => out.json(&value),
-        Ok(_) => out.line(text.as_bytes()),
+        Ok(value) if is_chunk => out.json(&value),
+        Ok(value) => out.server_json(text, value),
         Err(_) => Ok(()),
     }
 }
@@ -378,13 +490,39 @@ fn read_error(err: io::Error, streaming: bool) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
-    fn server_messages_come_from_an_error_object_or_a_bare_string() {
-        let object = serde_json::json!({"message": "bad token", "type": "auth"});
-        assert_eq!(server_message(&object), Some("bad token"));
-        assert_eq!(server_message(&serde_json::json!("plain")), Some("plain"));
-        assert_eq!(server_message(&serde_json::json!({"code": 7})), None);
+    fn server_errors_in_every_shape() {
+        let parse = |body: Value| ServerError::from_body(body).map(|e| (e.text, e.object));
+        let text = |s: &str| Some(s.to_string());
+        let object = json!({"message": "bad token", "type": "auth"});
+        assert_eq!(
+            parse(json!({ "error": object })),
+            Some((text("bad token"), Some(object)))
+        );
+        assert_eq!(
+            parse(json!({"error": "plain"})),
+            Some((text("plain"), None))
+        );
+        assert_eq!(
+            parse(json!({"error": "Unauthorized", "message": "token expired"})),
+            Some((text("Unauthorized: token expired"), None))
+        );
+        assert_eq!(
+            parse(json!({"error": true, "message": "no"})),
+            Some((text("no"), None))
+        );
+        assert_eq!(
+            parse(json!({"message": "Forbidden"})),
+            Some((text("Forbidden"), None))
+        );
+        assert_eq!(
+            parse(json!({"error": {"code": 7}})),
+            Some((None, Some(json!({"code": 7}))))
+        );
+        assert_eq!(parse(json!({"error": null})), None);
+        assert_eq!(parse(json!([1])), None);
     }
 
     #[test]
@@ -425,7 +563,9 @@ mod tests {
             progress,
             StreamFacts {
                 done: true,
-                finish_reason: Some("length".into())
+                finish_reason: Some("length".into()),
+                text: true,
+                tool_calls: 0,
             }
         );
 

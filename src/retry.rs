@@ -13,13 +13,11 @@ pub struct Policy {
 }
 
 /// How an attempt ended, as far as retrying is concerned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Outcome {
-    /// The server answered with this status, and maybe asked for a wait.
-    Answered {
-        status: u16,
-        asked: Option<Duration>,
-    },
+    /// The server answered with this status, and maybe asked for a wait, in seconds (see
+    /// [`server_wait`]: possibly far longer than any `Duration`).
+    Answered { status: u16, asked: Option<f64> },
     /// No response arrived; `retryable` when it failed before any response byte in a way
     /// worth another try (a connect error, a timeout).
     Failed { retryable: bool },
@@ -46,12 +44,15 @@ pub fn decide(attempt: u32, outcome: Outcome, policy: &Policy, jitter: f64) -> D
         Outcome::Failed { retryable: true } => Decision::Retry(backoff()),
         Outcome::Answered {
             asked: Some(asked), ..
-        } if asked > policy.max_wait => Decision::GiveUp(format!(
+        } if asked > policy.max_wait.as_secs_f64() => Decision::GiveUp(format!(
             "the server asked to wait {}s, longer than --max-retry-wait {}s",
-            secs(asked),
+            secs_f64(asked),
             secs(policy.max_wait)
         )),
-        Outcome::Answered { asked, .. } => Decision::Retry(asked.unwrap_or_else(backoff)),
+        // Not longer than `max_wait`, so a `Duration` holds it.
+        Outcome::Answered { asked, .. } => {
+            Decision::Retry(asked.map_or_else(backoff, Duration::from_secs_f64))
+        }
     }
 }
 
@@ -61,36 +62,53 @@ pub fn is_retryable_status(status: u16) -> bool {
 
 /// Seconds for a message: whole when whole, else one decimal.
 pub fn secs(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s.fract() == 0.0 {
+    secs_f64(d.as_secs_f64())
+}
+
+/// As [`secs`], and in exponent form when it is huge: `1e300`, not 301 digits.
+pub fn secs_f64(s: f64) -> String {
+    if s >= 1e9 {
+        format!("{s:e}")
+    } else if s.fract() == 0.0 {
         format!("{s:.0}")
     } else {
         format!("{s:.1}")
     }
 }
 
-/// The wait the server asked for: `retry-after-ms`, else `Retry-After` in seconds or as an HTTP
-/// date. Unparseable values are ignored (the backoff applies), negative ones mean now.
+/// The wait the server asked for, in seconds: `retry-after-ms`, else `Retry-After` in seconds or
+/// as an HTTP date. A wait too long for any clock (`99999999999999999999`, `1e300`, even one
+/// past `f64`, held as `f64::MAX`) is kept: it is longer than any `--max-retry-wait`, never
+/// "no wait asked". A negative or unparseable value counts as absent (the backoff applies).
 pub fn server_wait(
     retry_after_ms: Option<&str>,
     retry_after: Option<&str>,
     now: SystemTime,
-) -> Option<Duration> {
-    let secs = |s: &str, scale: f64| {
-        s.trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|v| v.is_finite())
-            .and_then(|v| Duration::try_from_secs_f64((v * scale).max(0.0)).ok())
-    };
-    if let Some(wait) = retry_after_ms.and_then(|ms| secs(ms, 0.001)) {
-        return Some(wait);
+) -> Option<f64> {
+    if let Some(ms) = retry_after_ms.and_then(non_negative_number) {
+        return Some(ms / 1000.0);
     }
-    let value = retry_after?;
-    secs(value, 1.0).or_else(|| {
-        let at = httpdate::parse_http_date(value.trim()).ok()?;
-        Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    let value = retry_after?.trim();
+    non_negative_number(value).or_else(|| {
+        let at = httpdate::parse_http_date(value).ok()?;
+        Some(
+            at.duration_since(now)
+                .unwrap_or(Duration::ZERO)
+                .as_secs_f64(),
+        )
     })
+}
+
+/// A decimal number such as `3`, `1.5` or `1e300`, not negative; never `inf` or `NaN` as Rust
+/// would read them.
+fn non_negative_number(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let starts_well = s.starts_with(|c: char| c.is_ascii_digit() || c == '.');
+    if !starts_well || !s.chars().all(|c| c.is_ascii_digit() || ".eE+-".contains(c)) {
+        return None;
+    }
+    let value = s.parse::<f64>().ok()?;
+    Some(if value.is_infinite() { f64::MAX } else { value })
 }
 
 /// `min(8, 0.5 * 2^attempt)` seconds, scaled by a jitter in [0.5, 1.0) so that clients that
@@ -117,7 +135,7 @@ mod tests {
     fn answered(status: u16, asked: Option<u64>) -> Outcome {
         Outcome::Answered {
             status,
-            asked: asked.map(Duration::from_secs),
+            asked: asked.map(|s| s as f64),
         }
     }
 
@@ -171,6 +189,56 @@ mod tests {
     }
 
     #[test]
+    fn a_wait_too_long_for_any_clock_is_longer_than_allowed_not_absent() {
+        let now = SystemTime::now();
+        for (ms, header, expected) in [
+            (None, "99999999999999999999", 1e20),
+            (None, "1e300", 1e300),
+            (Some("1e30"), "1", 1e27),
+            (None, "1e400", f64::MAX),
+        ] {
+            let asked = server_wait(ms, Some(header), now);
+            assert_eq!(asked, Some(expected), "{ms:?} {header}");
+            let outcome = Outcome::Answered { status: 429, asked };
+            assert!(
+                matches!(decide(0, outcome, &POLICY, 1.0), Decision::GiveUp(_)),
+                "{header}"
+            );
+        }
+        let Decision::GiveUp(why) = decide(
+            0,
+            Outcome::Answered {
+                status: 503,
+                asked: Some(1e300),
+            },
+            &POLICY,
+            1.0,
+        ) else {
+            panic!("not given up")
+        };
+        assert_eq!(
+            why,
+            "the server asked to wait 1e300s, longer than --max-retry-wait 10s"
+        );
+    }
+
+    #[test]
+    fn negative_or_unparseable_waits_count_as_absent() {
+        let now = SystemTime::now();
+        for bad in [
+            "-4", "-1e300", "soon", "inf", "NaN", "infinity", "", "+5", "0x10",
+        ] {
+            assert_eq!(server_wait(None, Some(bad), now), None, "{bad:?}");
+            assert_eq!(server_wait(Some(bad), None, now), None, "ms {bad:?}");
+        }
+        assert_eq!(
+            decide(0, answered(503, None), &POLICY, 1.0),
+            Decision::Retry(Duration::from_millis(500)),
+            "the backoff applies"
+        );
+    }
+
+    #[test]
     fn our_own_backoff_never_exceeds_the_longest_wait() {
         let policy = Policy {
             retries: 9,
@@ -186,6 +254,8 @@ mod tests {
     fn seconds_read_whole_or_with_one_decimal() {
         assert_eq!(secs(Duration::from_secs(60)), "60");
         assert_eq!(secs(Duration::from_millis(1500)), "1.5");
+        assert_eq!(secs_f64(1e20), "1e20");
+        assert_eq!(secs_f64(1.5e30), "1.5e30");
     }
 
     #[test]
@@ -197,23 +267,11 @@ mod tests {
     #[test]
     fn retry_after_ms_beats_retry_after() {
         let now = SystemTime::now();
-        assert_eq!(
-            server_wait(Some("250"), Some("9"), now),
-            Some(Duration::from_millis(250))
-        );
-        assert_eq!(
-            server_wait(None, Some("3"), now),
-            Some(Duration::from_secs(3))
-        );
-        assert_eq!(
-            server_wait(None, Some(" 1.5 "), now),
-            Some(Duration::from_millis(1500))
-        );
-        assert_eq!(
-            server_wait(Some("junk"), Some("2"), now),
-            Some(Duration::from_secs(2))
-        );
-        assert_eq!(server_wait(None, Some("-4"), now), Some(Duration::ZERO));
+        assert_eq!(server_wait(Some("250"), Some("9"), now), Some(0.25));
+        assert_eq!(server_wait(None, Some("3"), now), Some(3.0));
+        assert_eq!(server_wait(None, Some(" 1.5 "), now), Some(1.5));
+        assert_eq!(server_wait(Some("junk"), Some("2"), now), Some(2.0));
+        assert_eq!(server_wait(Some("-5"), Some("2"), now), Some(2.0));
         assert_eq!(server_wait(None, Some("soon"), now), None);
         assert_eq!(server_wait(None, None, now), None);
     }
@@ -223,11 +281,11 @@ mod tests {
         let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
         assert_eq!(
             server_wait(None, Some("Sun, 06 Nov 1994 08:50:07 GMT"), now),
-            Some(Duration::from_secs(30))
+            Some(30.0)
         );
         assert_eq!(
             server_wait(None, Some("Sun, 06 Nov 1994 08:00:00 GMT"), now),
-            Some(Duration::ZERO)
+            Some(0.0)
         );
     }
 

@@ -2,18 +2,27 @@
 
 use std::ffi::OsString;
 use std::fmt;
-use std::fs::File;
+use std::fs::{self, Metadata, OpenOptions};
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
 
 use anyhow::Context;
 
 use crate::error::{Error, Kind, Result};
+use crate::interrupt;
+use crate::retry::secs;
 
-/// A token file or command printing more than this is not printing a token.
-const MAX_TOKEN_BYTES: u64 = 64 * 1024;
+/// A token from any source larger than this is refused, never cut: it is not a token.
+const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// A token command that has not finished by then is killed with its process group.
+const TOKEN_COMMAND_LIMIT: Duration = Duration::from_secs(30);
 
 /// The access token. Its `Debug` and `Display` print `***`, so no log line or error message can
 /// carry it by accident; `expose` is the one way to the value, used for the header alone.
@@ -26,7 +35,16 @@ impl Secret {
     }
 
     /// Trims surrounding whitespace and refuses what cannot be sent as a header value intact.
-    fn parse(raw: &str, source: &str) -> Result<Secret> {
+    pub(crate) fn parse(raw: &str, source: &str) -> Result<Secret> {
+        if raw.len() > MAX_TOKEN_BYTES {
+            return Err(Error::msg(
+                Kind::Config,
+                format!(
+                    "the token from {source} is larger than {} KiB: refusing it rather than cutting it",
+                    MAX_TOKEN_BYTES >> 10
+                ),
+            ));
+        }
         let token = raw.trim();
         if token.is_empty() {
             return Err(Error::msg(
@@ -101,57 +119,130 @@ pub fn resolve(sources: Sources) -> Result<Secret> {
     }
 }
 
+/// Reads a token file: a regular file that only its owner can read or write. A FIFO, a
+/// directory or a device is refused before it is opened for reading, which could block forever.
 fn read_file(path: &Path) -> Result<Secret> {
-    let config_error = |e: anyhow::Error| Error::new(Kind::Config, e);
-    let file = File::open(path)
-        .with_context(|| format!("cannot read token file {}", path.display()))
-        .map_err(config_error)?;
-    let mode = file
-        .metadata()
-        .with_context(|| format!("cannot read token file {}", path.display()))
-        .map_err(config_error)?
-        .permissions()
-        .mode();
+    let name = path.display();
+    let cannot_read = |e: std::io::Error| {
+        Error::new(
+            Kind::Config,
+            anyhow::Error::new(e).context(format!("cannot read token file {name}")),
+        )
+    };
+    let before = fs::metadata(path).map_err(cannot_read)?;
+    if let Some(what) = not_regular(&before) {
+        return Err(Error::msg(
+            Kind::Config,
+            format!("token file {name} is {what}, not a regular file"),
+        ));
+    }
+    // Non-blocking, so that a FIFO swapped in since the check cannot hang the open; then the
+    // opened file must be the one checked.
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(cannot_read)?;
+    let opened = file.metadata().map_err(cannot_read)?;
+    if not_regular(&opened).is_some()
+        || (opened.dev(), opened.ino()) != (before.dev(), before.ino())
+    {
+        return Err(Error::msg(
+            Kind::Config,
+            format!("token file {name} changed while it was being read"),
+        ));
+    }
+    let mode = opened.permissions().mode();
     if mode & 0o077 != 0 {
         return Err(Error::msg(
             Kind::Config,
             format!(
-                "token file {} is readable or writable by others (mode {:o})",
-                path.display(),
+                "token file {name} is readable or writable by others (mode {:o})",
                 mode & 0o777
             ),
         )
-        .with_hint(format!("chmod 600 {}", path.display())));
+        .with_hint(format!("chmod 600 {name}")));
     }
-    let mut raw = String::new();
-    file.take(MAX_TOKEN_BYTES)
-        .read_to_string(&mut raw)
-        .with_context(|| format!("cannot read token file {} as UTF-8 text", path.display()))
-        .map_err(config_error)?;
-    Secret::parse(&raw, &format!("token file {}", path.display()))
+    let mut raw = Vec::new();
+    file.take(MAX_TOKEN_BYTES as u64 + 1)
+        .read_to_end(&mut raw)
+        .map_err(cannot_read)?;
+    let source = format!("token file {name}");
+    let raw = String::from_utf8(raw)
+        .map_err(|_| Error::msg(Kind::Config, format!("the {source} is not UTF-8 text")))?;
+    Secret::parse(&raw, &source)
 }
 
-/// Runs `sh -c command`. Its stdin is closed so it cannot eat the prompt piped to us; its
+/// What a file that is not a regular file is, for a message.
+fn not_regular(meta: &Metadata) -> Option<&'static str> {
+    let kind = meta.file_type();
+    match () {
+        _ if kind.is_file() => None,
+        _ if kind.is_dir() => Some("a directory"),
+        _ if kind.is_fifo() => Some("a FIFO"),
+        _ if kind.is_socket() => Some("a socket"),
+        _ if kind.is_char_device() || kind.is_block_device() => Some("a device"),
+        _ => Some("not a file"),
+    }
+}
+
+/// Runs `sh -c command` in a process group of its own, killed with all of it if it has not
+/// finished within 30 s or if `bnx` is interrupted meanwhile. Its stdin is closed so it cannot
+/// eat the prompt piped to us (nor prompt on the terminal: it runs in the background); its
 /// stderr is passed through (a password manager's own message); its output is never shown.
 fn run_command(command: &str, source: &str) -> Result<Secret> {
+    run_command_within(command, source, TOKEN_COMMAND_LIMIT)
+}
+
+fn run_command_within(command: &str, source: &str, limit: Duration) -> Result<Secret> {
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(command)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
+        .process_group(0)
         .spawn()
         .with_context(|| format!("cannot run the token command from {source}"))
         .map_err(|e| Error::new(Kind::Config, e))?;
-    let mut raw = Vec::new();
-    let read = child
-        .stdout
-        .take()
-        .map(|out| out.take(MAX_TOKEN_BYTES).read_to_end(&mut raw));
-    let status = child
-        .wait()
-        .with_context(|| format!("cannot run the token command from {source}"))
-        .map_err(|e| Error::new(Kind::Config, e))?;
+    let group = Group(child.id() as libc::pid_t);
+    let _on_interrupt = interrupt::on_interrupt(move || group.kill());
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (done, finished) = mpsc::channel();
+    thread::spawn(move || {
+        let mut raw = Vec::new();
+        let read = stdout
+            .take(MAX_TOKEN_BYTES as u64 + 1)
+            .read_to_end(&mut raw);
+        // Past the limit the command is not waited for: it is killed below.
+        let status = (raw.len() <= MAX_TOKEN_BYTES).then(|| child.wait());
+        let _ = done.send((read, raw, status));
+    });
+    let Ok((read, raw, status)) = finished.recv_timeout(limit) else {
+        group.kill();
+        return Err(Error::msg(
+            Kind::Config,
+            format!(
+                "the token command from {source} did not finish within {}s and was stopped",
+                secs(limit)
+            ),
+        ));
+    };
+    let status = match status {
+        Some(status) => status
+            .with_context(|| format!("cannot run the token command from {source}"))
+            .map_err(|e| Error::new(Kind::Config, e))?,
+        None => {
+            group.kill();
+            return Err(Error::msg(
+                Kind::Config,
+                format!(
+                    "the token command from {source} printed more than {} KiB: that is not a token",
+                    MAX_TOKEN_BYTES >> 10
+                ),
+            ));
+        }
+    };
     if !status.success() {
         let how = match status.code() {
             Some(code) => format!("exit status {code}"),
@@ -162,7 +253,7 @@ fn run_command(command: &str, source: &str) -> Result<Secret> {
             format!("the token command from {source} failed with {how}"),
         ));
     }
-    if !matches!(read, Some(Ok(_))) {
+    if read.is_err() {
         return Err(Error::msg(
             Kind::Config,
             format!("cannot read the output of the token command from {source}"),
@@ -175,6 +266,19 @@ fn run_command(command: &str, source: &str) -> Result<Secret> {
         )
     })?;
     Secret::parse(&raw, &format!("the token command from {source}"))
+}
+
+/// A token command's process group.
+#[derive(Debug, Clone, Copy)]
+struct Group(libc::pid_t);
+
+impl Group {
+    fn kill(self) {
+        // SAFETY: kill(2) on the group of a child we started, which leads it (process_group(0)).
+        unsafe {
+            libc::kill(-self.0, libc::SIGKILL);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -266,6 +370,93 @@ mod tests {
         }
         let err = run_command("echo leaked-secret; exit 1", "test").unwrap_err();
         assert!(!err.line().contains("leaked-secret"));
+    }
+
+    #[test]
+    fn a_token_over_16_kib_is_refused_from_every_source_never_cut() {
+        let dir = tempdir();
+        let file = dir.join("big-token");
+        let padded = format!("tok-{}junk", " ".repeat(70_000));
+        write_private(&file, &padded);
+        let err = read_file(&file).unwrap_err();
+        assert_eq!(err.kind, Kind::Config);
+        assert!(err.line().contains("larger than 16 KiB"), "{}", err.line());
+        let huge = "x".repeat(16 * 1024 + 1);
+        let mut env = sources();
+        env.env_token = Some(huge.clone().into());
+        assert!(resolve(env)
+            .unwrap_err()
+            .line()
+            .contains("larger than 16 KiB"));
+        let err = run_command(&format!("printf {huge}"), "test").unwrap_err();
+        assert!(err.line().contains("more than 16 KiB"), "{}", err.line());
+        let endless = run_command("yes tok", "test").unwrap_err();
+        assert_eq!(endless.kind, Kind::Config);
+        let just_fits = "y".repeat(16 * 1024);
+        let mut env = sources();
+        env.env_token = Some(just_fits.clone().into());
+        assert_eq!(resolve(env).unwrap().expose(), just_fits);
+    }
+
+    #[test]
+    fn only_a_regular_file_is_read_and_a_fifo_is_never_opened_for_reading() {
+        let dir = tempdir();
+        let fifo = dir.join("fifo");
+        let path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: mkfifo(3) with a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+        let err = read_file(&fifo).unwrap_err();
+        assert_eq!(err.kind, Kind::Config);
+        assert!(
+            err.line().contains("is a FIFO, not a regular file"),
+            "{}",
+            err.line()
+        );
+        let err = read_file(&dir).unwrap_err();
+        assert!(err.line().contains("a directory"), "{}", err.line());
+        let err = read_file(Path::new("/dev/null")).unwrap_err();
+        assert!(err.line().contains("a device"), "{}", err.line());
+    }
+
+    #[test]
+    fn a_token_command_past_its_limit_is_killed_with_its_process_group() {
+        let dir = tempdir();
+        let pid_file = dir.join("sleeper.pid");
+        let command = format!("sleep 100 & echo $! > '{}'; wait", pid_file.display());
+        let started = std::time::Instant::now();
+        let err = run_command_within(&command, "test", Duration::from_millis(500)).unwrap_err();
+        assert_eq!(err.kind, Kind::Config);
+        assert!(
+            err.line().contains("did not finish within 0.5s"),
+            "{}",
+            err.line()
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let pid: libc::pid_t = fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while is_running(pid) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "sleep {pid} still runs"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Alive and not a zombie waiting to be reaped.
+    fn is_running(pid: libc::pid_t) -> bool {
+        fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            !stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
     }
 
     fn tempdir() -> PathBuf {

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use ureq::http::Response;
 use ureq::tls::{RootCerts, TlsConfig};
-use ureq::{Agent, Body, Proxy, Timeout};
+use ureq::unversioned::resolver::DefaultResolver;
+use ureq::{Agent, Body, Timeout};
 
 use crate::config::Network;
 use crate::error::{Error, Kind, Result};
@@ -15,6 +16,8 @@ use crate::printer::Printer;
 use crate::request::{Request, USER_AGENT};
 use crate::retry::{self, secs, Decision, Outcome, Policy};
 use crate::token::Secret;
+use crate::upload::{self, Upload};
+use crate::url::Url;
 
 /// Response headers past this size are a hostile or broken server, not an answer.
 const MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -33,6 +36,9 @@ pub struct Transport {
     agent: Agent,
     timeout: Duration,
     policy: Policy,
+    upload: Upload,
+    /// The proxy, as messages name it.
+    proxy: Option<String>,
 }
 
 impl Transport {
@@ -44,11 +50,7 @@ impl Transport {
             .user_agent(USER_AGENT)
             .accept_encoding("identity")
             .max_response_header_size(MAX_HEADER_BYTES)
-            .proxy(if network.env_proxy {
-                Proxy::try_from_env()
-            } else {
-                None
-            })
+            .proxy(network.proxy.as_ref().map(|chosen| chosen.proxy.clone()))
             .tls_config(
                 TlsConfig::builder()
                     .root_certs(RootCerts::PlatformVerifier)
@@ -65,10 +67,17 @@ impl Transport {
         } else {
             builder.timeout_per_call(Some(network.timeout))
         };
+        let upload = Upload::default();
         Transport {
-            agent: builder.build().into(),
+            agent: Agent::with_parts(
+                builder.build(),
+                upload::connector(&upload),
+                DefaultResolver::default(),
+            ),
             timeout: network.timeout,
             policy: network.retry,
+            upload,
+            proxy: network.proxy.as_ref().map(|chosen| chosen.shown.clone()),
         }
     }
 
@@ -81,6 +90,7 @@ impl Transport {
         printer: &Printer,
     ) -> (Attempts, Result<Response<Body>>) {
         let body = serde_json::to_vec(&request.body).expect("a request always serializes");
+        let host = Url::parse(&request.url).map_or_else(|_| String::new(), |u| u.host);
         let mut attempts = Attempts::default();
         loop {
             let attempt = attempts.count;
@@ -91,6 +101,7 @@ impl Transport {
             ));
             printer.verbose("authorization: Bearer ***");
             let sent_at = Instant::now();
+            self.upload.start();
             let result = self
                 .agent
                 .post(&request.url)
@@ -98,7 +109,13 @@ impl Transport {
                 .header("Content-Type", "application/json")
                 .header("Accept", request.accept)
                 .send(&body[..])
-                .map_err(|e| (is_retryable(&e), self.error(&e)));
+                .map_err(|e| {
+                    if self.upload.was_cut() {
+                        (false, cut_while_sending(body.len()))
+                    } else {
+                        (is_retryable(&e), self.error(&e, &host))
+                    }
+                });
             let outcome = match &result {
                 Ok(response) => {
                     let status = response.status();
@@ -110,7 +127,7 @@ impl Transport {
                     ));
                     let asked = asked_wait(response);
                     if status.as_u16() == 429 {
-                        attempts.retry_after = asked.map(|d| d.as_secs_f64());
+                        attempts.retry_after = asked;
                     }
                     Outcome::Answered {
                         status: status.as_u16(),
@@ -143,8 +160,13 @@ impl Transport {
         }
     }
 
-    /// A failure before any response, in words.
-    fn error(&self, err: &ureq::Error) -> Error {
+    /// A failure before any response, in words. `host` is the API's.
+    fn error(&self, err: &ureq::Error, host: &str) -> Error {
+        let via = self
+            .proxy
+            .as_ref()
+            .map(|proxy| format!(" through the proxy {proxy}"))
+            .unwrap_or_default();
         let network = |what: String| Error::msg(Kind::Unavailable, what).with_json_type("network");
         match err {
             ureq::Error::Timeout(Timeout::Connect | Timeout::Resolve) => Error::msg(
@@ -157,10 +179,18 @@ impl Transport {
                 format!("no answer within {}s (--timeout)", secs(self.timeout)),
             )
             .with_json_type("timeout"),
-            ureq::Error::HostNotFound => network("cannot resolve the API host".into()),
-            ureq::Error::ConnectionFailed => network("cannot connect to the API host".into()),
-            ureq::Error::Io(e) => network(format!("connection failed before an answer: {e}")),
-            ureq::Error::ConnectProxyFailed(why) => network(format!("proxy refused: {why}")),
+            ureq::Error::HostNotFound => match &self.proxy {
+                None => network(format!("cannot resolve the host name {host}")),
+                Some(proxy) => network(format!(
+                    "cannot resolve the host name {host} or that of the proxy {proxy}"
+                )),
+            },
+            ureq::Error::ConnectionFailed => network(format!("cannot connect to {host}{via}")),
+            ureq::Error::Io(e) => network(format!("connection failed before an answer{via}: {e}")),
+            ureq::Error::ConnectProxyFailed(why) => network(format!(
+                "the proxy {} refused: {why}",
+                self.proxy.as_deref().unwrap_or("")
+            )),
             ureq::Error::Protocol(e) => Error::msg(
                 Kind::Protocol,
                 format!("the server's answer is not valid HTTP: {e}"),
@@ -177,6 +207,29 @@ impl Transport {
     }
 }
 
+/// The server stopped reading the request and closed, and no answer could be read: retrying
+/// would only send it again.
+fn cut_while_sending(size: usize) -> Error {
+    Error::msg(
+        Kind::Unavailable,
+        format!(
+            "the server closed the connection while the request ({}) was being sent",
+            bytes(size)
+        ),
+    )
+    .with_json_type("network")
+    .with_hint("the server may refuse requests this large: try a shorter prompt")
+}
+
+/// A size for a message: bytes, KiB or MiB.
+fn bytes(n: usize) -> String {
+    match n {
+        0..1024 => format!("{n} bytes"),
+        1024..1_048_576 => format!("{:.1} KiB", n as f64 / 1024.0),
+        _ => format!("{:.1} MiB", n as f64 / 1_048_576.0),
+    }
+}
+
 /// Whether a failure before any response byte is worth another attempt.
 fn is_retryable(err: &ureq::Error) -> bool {
     matches!(
@@ -189,8 +242,8 @@ fn is_retryable(err: &ureq::Error) -> bool {
     )
 }
 
-/// The wait a response asked for, if it asked.
-fn asked_wait(response: &Response<Body>) -> Option<Duration> {
+/// The wait a response asked for, in seconds, if it asked.
+fn asked_wait(response: &Response<Body>) -> Option<f64> {
     let header = |name| response.headers().get(name).and_then(|v| v.to_str().ok());
     retry::server_wait(
         header("retry-after-ms"),

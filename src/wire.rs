@@ -6,8 +6,11 @@
 //! document's own examples leave out (a chunk's `id`, `index`, ...) default rather than fail.
 
 use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{self, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 
 pub const CHAT_COMPLETION: &str = "chat.completion";
 pub const CHAT_COMPLETION_CHUNK: &str = "chat.completion.chunk";
@@ -61,9 +64,51 @@ pub struct ChatRequest {
 
 /// A string that borrows from the input when it has no escapes. `Option<Cow<str>>` alone would
 /// always copy: serde only borrows through a field or newtype marked `borrow`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Read from an array of content parts too (`[{"type": "text", "text": "..."}]`, which
+/// OpenAI-compatible servers may send as a message's content): the concatenation of their
+/// `text`s.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
-pub struct Text<'a>(#[serde(borrow)] pub Cow<'a, str>);
+pub struct Text<'a>(pub Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(TextVisitor(PhantomData))
+    }
+}
+
+struct TextVisitor<'a>(PhantomData<Text<'a>>);
+
+impl<'de: 'a, 'a> Visitor<'de> for TextVisitor<'a> {
+    type Value = Text<'a>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string or an array of content parts")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Text(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Text(Cow::Owned(v.to_string())))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Text(Cow::Owned(v)))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut parts: A) -> Result<Self::Value, A::Error> {
+        let mut text = String::new();
+        while let Some(part) = parts.next_element::<serde_json::Value>()? {
+            if let Some(piece) = part.get("text").and_then(serde_json::Value::as_str) {
+                text.push_str(piece);
+            }
+        }
+        Ok(Text(Cow::Owned(text)))
+    }
+}
 
 impl<'a> Text<'a> {
     pub fn as_str(&self) -> &str {
@@ -190,6 +235,27 @@ mod tests {
         let chunk: ChatChunk = serde_json::from_str(raw).unwrap();
         let content = chunk.choices[0].delta.content.as_ref().unwrap();
         assert!(matches!(content.0, Cow::Borrowed("Here")));
+    }
+
+    #[test]
+    fn content_parts_are_read_as_their_text() {
+        let raw = r#"{"choices":[{"message":{"content":[{"type":"text","text":"Hel"},
+            {"type":"image_url","image_url":{"url":"x"}},{"type":"text","text":"lo"}]}}]}"#;
+        let answer: ChatCompletion = serde_json::from_str(raw).unwrap();
+        let content = answer.choices[0].message.content.as_ref().unwrap();
+        assert_eq!(content.as_str(), "Hello");
+        let raw = r#"{"choices":[{"delta":{"content":[{"type":"text","text":"a\nb"}]}}]}"#;
+        let chunk: ChatChunk = serde_json::from_str(raw).unwrap();
+        assert_eq!(
+            chunk.choices[0].delta.content.as_ref().unwrap().as_str(),
+            "a\nb"
+        );
+        let raw = r#"{"choices":[{"message":{"content":null,"tool_calls":[]}}]}"#;
+        let answer: ChatCompletion = serde_json::from_str(raw).unwrap();
+        assert_eq!(answer.choices[0].message.content, None);
+        assert!(
+            serde_json::from_str::<ChatChunk>(r#"{"choices":[{"delta":{"content":7}}]}"#).is_err()
+        );
     }
 
     #[test]

@@ -32,9 +32,13 @@ fn continue_picks_up_the_last_conversation_of_the_agent() {
     assert_eq!(requests[1]["body"]["conversationId"], "conv-000001");
     assert!(requests[2]["body"].get("conversationId").is_none());
     assert_eq!(requests[3]["body"]["conversationId"], "conv-000001");
-    let saved =
-        fs::read_to_string(mock.state_dir().join("bluenexus/conversations/default")).unwrap();
-    assert_eq!(saved, "conv-000001");
+    let kept = mock.state_dir().join("bluenexus/conversations-by-api");
+    let mut saved: Vec<String> = fs::read_dir(&kept)
+        .unwrap()
+        .map(|entry| fs::read_to_string(entry.unwrap().path()).unwrap())
+        .collect();
+    saved.sort();
+    assert_eq!(saved, ["conv-000001", "conv-000002"], "one file per agent");
 }
 
 #[test]
