@@ -7,37 +7,79 @@
 //! can forget it. A successful answer's content is written as received.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
-use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::{Map, Value};
 
 use crate::token::Secret;
 
 pub const MASK: &str = "***";
 
-/// The forms in which the token may come back: as sent, and percent-encoded as a server would
-/// put it into a URL.
-fn forms(secret: &Secret) -> impl Iterator<Item = Cow<'_, str>> {
-    let raw = secret.expose();
-    let encoded: Cow<str> = utf8_percent_encode(raw, NON_ALPHANUMERIC).into();
-    let encoded = Some(encoded).filter(|e| e != raw);
-    std::iter::once(Cow::Borrowed(raw)).chain(encoded)
+/// Where the token occurs in `text`: as sent, or percent-encoded in whole or in part (as a
+/// server would put it into a URL, with any case of hex digits), each as a byte range of `text`.
+fn occurrences(secret: &Secret, text: &str) -> Vec<Range<usize>> {
+    let token = secret.expose().as_bytes();
+    let bytes = text.as_bytes();
+    if !bytes.contains(&b'%') {
+        return find_all(bytes, token)
+            .map(|at| at..at + token.len())
+            .collect();
+    }
+    // Decoded bytes, each with the range of `text` it came from.
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut from = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escape = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok());
+        let width = if escape.is_some() { 3 } else { 1 };
+        decoded.push(escape.unwrap_or(bytes[i]));
+        from.push(i..i + width);
+        i += width;
+    }
+    find_all(&decoded, token)
+        .map(|at| from[at].start..from[at + token.len() - 1].end)
+        .collect()
+}
+
+/// Every position of `needle` in `haystack`, overlapping ones included: masking only every
+/// other occurrence of a token that repeats itself would leave part of it.
+fn find_all<'a>(haystack: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
+    let finder = memchr::memmem::Finder::new(needle);
+    let mut from = 0;
+    std::iter::from_fn(move || {
+        let at = from + finder.find(haystack.get(from..)?)?;
+        from = at + 1;
+        Some(at)
+    })
 }
 
 /// Whether `text` holds the token in any of its forms.
 pub fn contains(secret: &Secret, text: &str) -> bool {
-    forms(secret).any(|form| text.contains(form.as_ref()))
+    !occurrences(secret, text).is_empty()
 }
 
 /// `text` with every occurrence of the token replaced by `***`.
 pub fn text<'a>(secret: Option<&Secret>, text: &'a str) -> Cow<'a, str> {
-    let Some(secret) = secret.filter(|s| contains(s, text)) else {
+    let found = secret.map(|s| occurrences(s, text)).unwrap_or_default();
+    if found.is_empty() {
         return Cow::Borrowed(text);
-    };
-    let mut redacted = text.to_string();
-    for form in forms(secret) {
-        redacted = redacted.replace(form.as_ref(), MASK);
     }
+    let mut redacted = String::with_capacity(text.len());
+    let mut copied = 0;
+    for range in found {
+        // Overlapping occurrences (a token that repeats itself) are masked once.
+        if range.start >= copied {
+            redacted.push_str(&text[copied..range.start]);
+            redacted.push_str(MASK);
+            copied = range.end;
+        } else if range.end > copied {
+            copied = range.end;
+        }
+    }
+    redacted.push_str(&text[copied..]);
     Cow::Owned(redacted)
 }
 
@@ -93,6 +135,13 @@ mod tests {
             text(Some(&s), "https://x/?t=tok%2FSECRET%2B1"),
             "https://x/?t=***"
         );
+        assert_eq!(
+            text(Some(&s), "/tok%2fSECRET+1/%74ok/SECRET%2b1%"),
+            "/***/***%",
+            "in part, any case"
+        );
+        let repeating = secret("abab");
+        assert_eq!(text(Some(&repeating), "xababab"), "x***");
         assert!(matches!(
             text(Some(&s), "nothing"),
             Cow::Borrowed("nothing")

@@ -179,12 +179,12 @@ impl Transport {
                 format!("no answer within {}s (--timeout)", secs(self.timeout)),
             )
             .with_json_type("timeout"),
-            ureq::Error::HostNotFound => match &self.proxy {
-                None => network(format!("cannot resolve the host name {host}")),
-                Some(proxy) => network(format!(
-                    "cannot resolve the host name {host} or that of the proxy {proxy}"
-                )),
-            },
+            ureq::Error::HostNotFound => network(self.unresolved(host, None)),
+            ureq::Error::Io(e) if is_resolve_failure(e) => {
+                let detail = e.to_string();
+                let detail = detail.rsplit(": ").next().filter(|d| *d != detail);
+                network(self.unresolved(host, detail))
+            }
             ureq::Error::ConnectionFailed => network(format!("cannot connect to {host}{via}")),
             ureq::Error::Io(e) => network(format!("connection failed before an answer{via}: {e}")),
             ureq::Error::ConnectProxyFailed(why) => network(format!(
@@ -202,9 +202,30 @@ impl Transport {
                     MAX_HEADER_BYTES >> 10
                 ),
             ),
-            other => network(format!("request failed: {other}")),
+            other => network(format!("request failed{via}: {other}")),
         }
     }
+}
+
+impl Transport {
+    /// A DNS failure, naming the host (and the proxy's, which may be the one that failed).
+    fn unresolved(&self, host: &str, detail: Option<&str>) -> String {
+        let mut message = format!("cannot resolve the host name {host}");
+        if let Some(proxy) = &self.proxy {
+            message.push_str(&format!(" or that of the proxy {proxy}"));
+        }
+        if let Some(detail) = detail {
+            message.push_str(&format!(" ({detail})"));
+        }
+        message
+    }
+}
+
+/// A lookup that failed: ureq reports it as std's `getaddrinfo` error rather than
+/// `HostNotFound`, which it keeps for a lookup that found no address.
+fn is_resolve_failure(err: &std::io::Error) -> bool {
+    err.to_string()
+        .starts_with("failed to lookup address information")
 }
 
 /// The server stopped reading the request and closed, and no answer could be read: retrying

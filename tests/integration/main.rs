@@ -15,6 +15,7 @@ mod prompt;
 mod retries;
 mod secrecy;
 mod soak;
+mod trust;
 mod util;
 
 #[path = "../support/mod.rs"]
