@@ -1,5 +1,6 @@
 //! Chaos soak: many `bnx` runs, 4 at a time, each against its own `bnx-mock` (exec mode) with a
-//! random queue of faults, streaming or not, JSON or text. For each run the exit code the
+//! random queue of faults, or against an in-test server for the faults the mock does not play
+//! (a token echoed back, a Retry-After too long for any clock), streaming or not, JSON or text. For each run the exit code the
 //! contract gives is computed from a model of the README's exit codes and retry rules, and the
 //! run is checked against it: the exit code, stdout (exact answer, or a prefix when cut), stderr
 //! (no panic, at most two lines), and the token nowhere.
@@ -53,6 +54,20 @@ const FAULTS: [&str; 16] = [
     "503",
 ];
 
+/// Faults the mock does not play, played by an in-test server: a server that echoes the token
+/// (in a 401, a 400 with a bare string error, a 503, an SSE error event or a 200 error body, a
+/// 307 Location), a Retry-After too large for any clock, and a negative one (counts as absent).
+/// A scenario's faults come from one list or the other: each run talks to one server.
+const HOSTILE_FAULTS: [&str; 7] = [
+    "echo-401",
+    "echo-400",
+    "echo-503",
+    "echo-event",
+    "echo-307",
+    "429:huge",
+    "503:-5",
+];
+
 #[derive(Debug, Clone)]
 struct Scenario {
     faults: Vec<&'static str>,
@@ -77,6 +92,10 @@ fn expected(s: &Scenario) -> (i32, usize) {
             Some("stall:10") => Some((69, attempt)),
             Some("malformed" | "cut:0" | "cut:2") => Some((76, attempt)),
             Some("error-event") => Some((1, attempt)),
+            Some("echo-401") => Some((77, attempt)),
+            Some("echo-400" | "echo-event" | "echo-307") => Some((1, attempt)),
+            Some("echo-503" | "503:-5") => retryable(69),
+            Some("429:huge") => Some((75, attempt)),
             Some(redirect) if redirect.starts_with("redirect") => Some((1, attempt)),
             Some(other) => panic!("no model for {other}"),
         };
@@ -88,8 +107,13 @@ fn expected(s: &Scenario) -> (i32, usize) {
 }
 
 fn scenario(rng: &mut Rng) -> Scenario {
+    let list: &[&'static str] = if rng.below(3) == 0 {
+        &HOSTILE_FAULTS
+    } else {
+        &FAULTS
+    };
     let faults = (0..rng.below(4))
-        .map(|_| FAULTS[rng.below(FAULTS.len())])
+        .map(|_| list[rng.below(list.len())])
         .collect();
     let words = [
         "alpha",
@@ -118,22 +142,23 @@ fn scenario(rng: &mut Rng) -> Scenario {
 
 /// Runs one scenario; returns the problems found (none when it behaved).
 fn check(s: &Scenario, home: &std::path::Path) -> Vec<String> {
-    let mut cmd = isolated(BNX_MOCK, home);
-    cmd.args(["--token", SECRET, "--rate-limit", "0"]);
-    for fault in &s.faults {
-        cmd.args(["--fault", fault]);
-    }
-    cmd.args([
-        "--",
-        BNX,
-        "-q",
-        "--timeout",
-        "1",
-        "--max-retry-wait",
-        "0",
-        "--retries",
-    ])
-    .arg(s.retries.to_string());
+    let hostile = s.faults.iter().any(|f| HOSTILE_FAULTS.contains(f));
+    let mut cmd = if hostile {
+        let mut bnx = isolated(BNX, home);
+        bnx.env("BLUENEXUS_BASE_URL", hostile_server(s.faults.clone()))
+            .env("BLUENEXUS_TOKEN", SECRET);
+        bnx
+    } else {
+        let mut mock = isolated(BNX_MOCK, home);
+        mock.args(["--token", SECRET, "--rate-limit", "0"]);
+        for fault in &s.faults {
+            mock.args(["--fault", fault]);
+        }
+        mock.args(["--", BNX]);
+        mock
+    };
+    cmd.args(["-q", "--timeout", "1", "--max-retry-wait", "0", "--retries"])
+        .arg(s.retries.to_string());
     if s.wrong_token {
         cmd.args(["--token-cmd", "echo wrong-token"]);
     }
@@ -218,9 +243,95 @@ fn check(s: &Scenario, home: &std::path::Path) -> Vec<String> {
             if last.is_none_or(|l| l.get("error").is_none() || l.get("bnx").is_none()) {
                 fail(format!("no JSON failure document last: {stdout}"));
             }
+            let waited_forever = s.faults.get(expected(s).1 - 1) == Some(&"429:huge");
+            if waited_forever && last.unwrap()["bnx"]["retry_after"].as_f64() != Some(1e300) {
+                fail(format!("retry_after is not 1e300: {stdout}"));
+            }
         }
     }
     problems
+}
+
+/// A server for one scenario's hostile faults, one per request in order, then answers as the
+/// mock would (`[turn 1] PROMPT`, whole or streamed as asked) to the right token.
+fn hostile_server(faults: Vec<&'static str>) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut faults = VecDeque::from(faults);
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let head = read_head(&mut stream);
+            let body: Value =
+                serde_json::from_slice(&read_body(&mut stream, &head)).unwrap_or_default();
+            let token = header(&head, "authorization")
+                .unwrap_or("")
+                .trim_start_matches("Bearer ");
+            let stream_asked = body["stream"] == true;
+            let prompt = body["messages"]
+                .as_array()
+                .and_then(|m| m.last())
+                .map_or("", |m| m["content"].as_str().unwrap_or(""));
+            let answer = format!("[turn 1] {prompt}");
+            let json_type = "Content-Type: application/json\r\n";
+            let echo =
+                json!({"error": {"message": format!("refused Bearer {token}"), "type": "x"}})
+                    .to_string();
+            let response = match faults.pop_front() {
+                Some("echo-401") => http("401 Unauthorized", json_type, &echo),
+                Some("echo-400") => http(
+                    "400 Bad Request",
+                    json_type,
+                    &json!({"error": format!("bad {token}")}).to_string(),
+                ),
+                Some("echo-503") => http("503 Service Unavailable", json_type, &echo),
+                Some("echo-event") if stream_asked => sse_answer(&answer, Some(&echo)),
+                Some("echo-event") => http("200 OK", json_type, &echo),
+                Some("echo-307") => http(
+                    "307 Temporary Redirect",
+                    &format!("Location: https://evil.example/?t={token}\r\n"),
+                    "",
+                ),
+                Some("429:huge") => http("429 Too Many Requests", "Retry-After: 1e300\r\n", ""),
+                Some("503:-5") => http("503 Service Unavailable", "Retry-After: -5\r\n", ""),
+                Some(other) => panic!("no hostile fault {other}"),
+                None if token != SECRET => http(
+                    "401 Unauthorized",
+                    json_type,
+                    r#"{"error":{"message":"bad token","type":"auth"}}"#,
+                ),
+                None if stream_asked => sse_answer(&answer, None),
+                None => {
+                    let doc = json!({"object": "chat.completion", "choices": [{"index": 0,
+                        "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}]});
+                    http("200 OK", json_type, &doc.to_string())
+                }
+            };
+            let _ = std::io::Write::write_all(&mut stream, &response);
+        }
+    });
+    origin
+}
+
+/// The answer streamed in two pieces, or its first piece then `error` as an SSE event.
+fn sse_answer(answer: &str, error: Option<&str>) -> Vec<u8> {
+    let half = answer
+        .char_indices()
+        .nth(answer.chars().count() / 2)
+        .map_or(0, |(i, _)| i);
+    let chunk =
+        |text: &str| json!({"choices": [{"index": 0, "delta": {"content": text}}]}).to_string();
+    let mut events = vec![chunk(&answer[..half])];
+    match error {
+        Some(error) => events.push(error.to_string()),
+        None => {
+            events.push(chunk(&answer[half..]));
+            events.push(r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#.into());
+            events.push("[DONE]".into());
+        }
+    }
+    let body: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
+    http("200 OK", "Content-Type: text/event-stream\r\n", &body)
 }
 
 #[test]
@@ -320,4 +431,8 @@ fn the_model_matches_the_contract_on_known_cases() {
         expected(&with(vec!["redirect:http://127.0.0.1:9/x"], 2)),
         (1, 1)
     );
+    assert_eq!(expected(&with(vec!["429:huge"], 2)), (75, 1));
+    assert_eq!(expected(&with(vec!["503:-5", "echo-503"], 2)), (0, 3));
+    assert_eq!(expected(&with(vec!["503:-5", "echo-401"], 2)), (77, 2));
+    assert_eq!(expected(&with(vec!["echo-event"], 2)), (1, 1));
 }

@@ -94,46 +94,12 @@ impl Hostile {
     }
 }
 
-fn read_head(stream: &mut TcpStream) -> String {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match stream.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => break,
-        }
-    }
-    String::from_utf8_lossy(&head).into_owned()
-}
-
-fn read_body(stream: &mut TcpStream, head: &str) -> Vec<u8> {
-    let length = header(head, "content-length").map_or(0, |v| v.parse().unwrap());
-    let mut body = vec![0u8; length];
-    let _ = stream.read_exact(&mut body);
-    body
-}
-
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines().find_map(|line| {
-        let (key, value) = line.split_once(':')?;
-        key.eq_ignore_ascii_case(name).then(|| value.trim())
-    })
-}
-
 /// The token the request carried, as an echoing server would quote it.
 fn bearer(head: &str) -> String {
     header(head, "authorization")
         .unwrap_or("")
         .trim_start_matches("Bearer ")
         .to_string()
-}
-
-fn http(status: &str, headers: &str, body: &str) -> Vec<u8> {
-    format!(
-        "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
 }
 
 fn json_answer(message: &str) -> Vec<u8> {

@@ -2,7 +2,7 @@
 //! a run wrote.
 
 use std::io::Read;
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::mpsc::{self, Receiver};
@@ -104,4 +104,42 @@ pub fn run_measured(cmd: &mut Command) -> Measured {
         stdout: std::fs::read_to_string(out_path).unwrap(),
         stderr: std::fs::read_to_string(err_path).unwrap(),
     }
+}
+
+/// What a test server reads first: the request head, up to and with its blank line.
+pub fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// The body of the request whose `head` was read, by its Content-Length.
+pub fn read_body(stream: &mut TcpStream, head: &str) -> Vec<u8> {
+    let length = header(head, "content-length").map_or(0, |v| v.parse().unwrap());
+    let mut body = vec![0u8; length];
+    let _ = stream.read_exact(&mut body);
+    body
+}
+
+/// A header's value in a request or response head, by case-insensitive name.
+pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+/// A whole HTTP/1.1 response that closes the connection.
+pub fn http(status: &str, headers: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
