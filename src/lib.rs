@@ -6,6 +6,9 @@
 //! with `retry` deciding) -> `response` (whole or `sse` streamed) -> `output` (stdout) ->
 //! `error` (exit codes). `report` puts together the `bnx` object of `--json` from what the
 //! stages return; `printer` owns stderr. `wire` holds the API's types, shared with `mock`.
+//! Beside the flow: `url` and `proxy` (where a request may go), `upload` (an early answer to
+//! a large request), `redact` (the token masked in whatever a server echoes), `state` (saved
+//! conversations), `usage` (clap's errors in `bnx`'s form).
 
 pub mod cli;
 pub mod config;
