@@ -1077,22 +1077,35 @@ fn an_answer_of_tool_calls_writes_nothing_and_says_what_it_held() {
         .success()
         .stdout("")
         .stderr("bnx: the answer has no text: it holds 2 tool calls\n");
-    let streamed = Hostile::answering(|_| {
-        sse(&[
-            r#"{"choices":[{"delta":{"role":"assistant","content":null}}]}"#,
-            r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"id":"a","function":{"name":"f"}}]}}]}"#,
-            r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{}"}}]}}]}"#,
-            r#"{"choices":[{"delta":{},"finish_reason":"tool_calls"}]}"#,
-            "[DONE]",
-        ])
-    });
-    streamed
-        .bnx(dir.path())
+    let streamed = streaming(&[
+        r#"{"choices":[{"delta":{"role":"assistant","content":null}}]}"#,
+        r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"id":"a","function":{"name":"f"}}]}}]}"#,
+        r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{}"}}]}}]}"#,
+        r#"{"choices":[{"delta":{},"finish_reason":"tool_calls"}]}"#,
+        "[DONE]",
+    ]);
+    assert_streamed(
+        &streamed,
+        dir.path(),
+        "",
+        "bnx: the answer has no text: it holds 1 tool call\n",
+    );
+}
+
+/// A server that streams `events` in answer to every request.
+fn streaming(events: &'static [&'static str]) -> Hostile {
+    Hostile::answering(move |_| sse(events))
+}
+
+/// `bnx -s` against `server` succeeds, writing `stdout` and `stderr`.
+fn assert_streamed(server: &Hostile, dir: &Path, stdout: &str, stderr: &str) {
+    server
+        .bnx(dir)
         .args(["-s", "x"])
         .assert()
         .success()
-        .stdout("")
-        .stderr("bnx: the answer has no text: it holds 1 tool call\n");
+        .stdout(stdout.to_string())
+        .stderr(stderr.to_string());
 }
 
 #[test]
@@ -1110,19 +1123,12 @@ fn content_as_an_array_of_parts_is_its_text() {
         .assert()
         .success()
         .stdout("Hello\n");
-    let streamed = Hostile::answering(|_| {
-        sse(&[
-            r#"{"choices":[{"delta":{"content":[{"type":"text","text":"Str"}]}}]}"#,
-            r#"{"choices":[{"delta":{"content":[{"type":"text","text":"eamed"}]}}]}"#,
-            "[DONE]",
-        ])
-    });
-    streamed
-        .bnx(dir.path())
-        .args(["-s", "x"])
-        .assert()
-        .success()
-        .stdout("Streamed\n");
+    let streamed = streaming(&[
+        r#"{"choices":[{"delta":{"content":[{"type":"text","text":"Str"}]}}]}"#,
+        r#"{"choices":[{"delta":{"content":[{"type":"text","text":"eamed"}]}}]}"#,
+        "[DONE]",
+    ]);
+    assert_streamed(&streamed, dir.path(), "Streamed\n", "");
 }
 
 // 10. Write failures.
@@ -1181,20 +1187,13 @@ fn every_write_failure_is_exit_74_never_a_panic() {
 #[test]
 fn an_empty_sse_data_event_is_skipped() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Hostile::answering(|_| {
-        sse(&[
-            r#"{"choices":[{"delta":{"content":"a"}}]}"#,
-            "",
-            r#"{"choices":[{"delta":{"content":"b"}}]}"#,
-            "[DONE]",
-        ])
-    });
-    server
-        .bnx(dir.path())
-        .args(["-s", "x"])
-        .assert()
-        .success()
-        .stdout("ab\n");
+    let server = streaming(&[
+        r#"{"choices":[{"delta":{"content":"a"}}]}"#,
+        "",
+        r#"{"choices":[{"delta":{"content":"b"}}]}"#,
+        "[DONE]",
+    ]);
+    assert_streamed(&server, dir.path(), "ab\n", "");
     let lines = server
         .bnx(dir.path())
         .args(["-s", "--json", "x"])
