@@ -11,7 +11,7 @@ use bnx::printer::{Printer, Verbosity};
 use bnx::report::Report;
 use bnx::request::Request;
 use bnx::transport::Transport;
-use bnx::{prompt, response, state, usage};
+use bnx::{prompt, redact, response, state, usage};
 use clap::{CommandFactory, Parser};
 use clap_complete::Shell;
 
@@ -130,8 +130,11 @@ fn run(
     }
     report.reply = reply;
     // An id that echoes the token is not kept: it would be written into the state file.
-    report.reply.conversation_id =
-        (report.reply.conversation_id.take()).filter(|id| !bnx::redact::contains(token, id));
+    report.reply.conversation_id = report
+        .reply
+        .conversation_id
+        .take()
+        .filter(|id| !redact::contains(token, id));
     let kept = kept?;
     if config.json {
         out.document(kept.as_deref(), &report.to_json())?;
