@@ -330,8 +330,7 @@ fn not_an_answer(bytes: &[u8], parse_error: serde_json::Error, what: &str) -> Er
                     "the server reported an error: {}",
                     message.unwrap_or("no message")
                 ),
-            )
-            .with_json_type("http");
+            );
             match error.and_then(|e| e.object) {
                 Some(object) => err.with_server_error(object),
                 None => err,
