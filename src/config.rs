@@ -11,6 +11,7 @@ use ureq::http::Uri;
 
 use crate::cli::Cli;
 use crate::error::{Error, Kind, Result};
+use crate::pace::Rate;
 use crate::retry::Policy;
 use crate::token::{self, Secret};
 use crate::wire;
@@ -73,11 +74,15 @@ pub struct Network {
     pub env_proxy: bool,
     /// A streamed answer: `timeout` bounds the silence between reads, not the whole body.
     pub stream: bool,
+    /// Requests per rolling window for this origin and token; `None` when pacing is off.
+    pub pace: Option<Rate>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub agent: String,
+    /// `scheme://host[:port]` of the API: with the token, what pacing is shared by.
+    pub origin: String,
     /// The full URL of the chat endpoint.
     pub url: String,
     pub action: Action,
@@ -127,8 +132,18 @@ impl Config {
             (None, true) => Conversation::Continue,
             (None, false) => Conversation::New,
         };
+        let pace = match cli.rate_limit {
+            Some(rate) => rate,
+            None => match env_string(&env, "BLUENEXUS_RATE_LIMIT")? {
+                Some(value) => value.parse().map_err(|why| {
+                    Error::msg(Kind::Config, format!("BLUENEXUS_RATE_LIMIT: {why}"))
+                })?,
+                None => Rate::DEFAULT,
+            },
+        };
         Ok(Config {
             agent,
+            origin: endpoint.origin,
             url: endpoint.url,
             action,
             chat: Chat {
@@ -146,6 +161,7 @@ impl Config {
                 },
                 env_proxy,
                 stream: cli.stream,
+                pace: Some(pace).filter(|rate| rate.requests > 0),
             },
             json: cli.json,
             prompt: PromptSources {
@@ -197,6 +213,7 @@ fn base_dir(
 /// The chat endpoint's URL, and whether its host is loopback.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
+    pub origin: String,
     pub url: String,
     pub loopback: bool,
 }
@@ -239,8 +256,13 @@ pub fn endpoint(base_url: &str, agent: &str) -> Result<Endpoint> {
     }
     let agent = utf8_percent_encode(agent, PATH_SEGMENT).to_string();
     let prefix = uri.path().trim_end_matches('/');
-    let url = format!("{scheme}://{authority}{prefix}{}", wire::chat_path(&agent));
-    Ok(Endpoint { url, loopback })
+    let origin = format!("{scheme}://{authority}");
+    let url = format!("{origin}{prefix}{}", wire::chat_path(&agent));
+    Ok(Endpoint {
+        origin,
+        url,
+        loopback,
+    })
 }
 
 fn is_loopback(host: &str) -> bool {

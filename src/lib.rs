@@ -13,6 +13,7 @@ pub mod error;
 pub mod interrupt;
 pub mod mock;
 pub mod output;
+pub mod pace;
 pub mod printer;
 pub mod prompt;
 pub mod report;

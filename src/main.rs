@@ -7,9 +7,11 @@ use bnx::cli::Cli;
 use bnx::config::{self, Action, Config, DEFAULT_AGENT};
 use bnx::error::{Kind, Result};
 use bnx::output::Output;
+use bnx::pace::{self, Pacer};
 use bnx::printer::{Printer, Verbosity};
 use bnx::report::Report;
 use bnx::request::Request;
+use bnx::token::Secret;
 use bnx::transport::Transport;
 use bnx::{prompt, response, state};
 use clap::{CommandFactory, Parser};
@@ -60,7 +62,8 @@ fn run(
     if !config.chat.stream {
         printer.start_spinner();
     }
-    let (attempts, response) = Transport::new(&config.network).send(&request, token, printer);
+    let transport = Transport::new(&config.network).paced(pacer(&config, token, printer));
+    let (attempts, response) = transport.send(&request, token, printer);
     printer.stop_spinner();
     report.attempts = attempts;
     let gave_up = report.attempts.gave_up.as_deref();
@@ -84,4 +87,14 @@ fn run(
         state::remember(state_dir, &config.agent, id, printer);
     }
     Ok(())
+}
+
+/// The pacing of this run, unless it is off; an unusable state directory is one warning.
+fn pacer(config: &Config, token: &Secret, printer: &Printer) -> Option<Pacer> {
+    let rate = config.network.pace?;
+    let dir = config.state_dir.as_ref().map(|d| d.join("pace"));
+    let limit = config.network.retry.max_wait;
+    pace::local(rate, dir.as_deref(), &config.origin, token, limit)
+        .map_err(|why| printer.notice(&format!("warning: pacing is off ({why})")))
+        .ok()
 }

@@ -9,6 +9,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::error::Error;
 use crate::interrupt;
+use crate::pace::Rate;
+use crate::retry::secs;
 
 /// How much stderr says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +64,14 @@ impl Printer {
         if self.verbosity == Verbosity::Verbose {
             self.line(&format!("bnx: {message}"));
         }
+    }
+
+    /// Waiting `wait` for a request slot of `rate`.
+    pub fn waiting(&self, wait: Duration, rate: Rate) {
+        self.notice(&format!(
+            "waiting {}s for a request slot ({rate})",
+            secs(wait)
+        ));
     }
 
     pub fn error(&self, err: &Error) {

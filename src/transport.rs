@@ -11,6 +11,7 @@ use ureq::{Agent, Body, Proxy, Timeout};
 
 use crate::config::Network;
 use crate::error::{Error, Kind, Result};
+use crate::pace::{self, Pacer, Turn};
 use crate::printer::Printer;
 use crate::request::{Request, USER_AGENT};
 use crate::retry::{self, secs, Decision, Outcome, Policy};
@@ -33,6 +34,7 @@ pub struct Transport {
     agent: Agent,
     timeout: Duration,
     policy: Policy,
+    pacer: Option<Pacer>,
 }
 
 impl Transport {
@@ -69,7 +71,13 @@ impl Transport {
             agent: builder.build().into(),
             timeout: network.timeout,
             policy: network.retry,
+            pacer: None,
         }
+    }
+
+    /// Every attempt, retries included, first waits for its turn from `pacer`.
+    pub fn paced(self, pacer: Option<Pacer>) -> Self {
+        Transport { pacer, ..self }
     }
 
     /// Sends `request` until an attempt's result is final: a response of any status, or a
@@ -83,6 +91,13 @@ impl Transport {
         let body = serde_json::to_vec(&request.body).expect("a request always serializes");
         let mut attempts = Attempts::default();
         loop {
+            if let Some(pacer) = &self.pacer {
+                let waiting = |wait| printer.waiting(wait, pacer.rate());
+                if let Turn::Refused(wait) = pacer.wait_turn(waiting) {
+                    attempts.retry_after = Some(wait.as_secs_f64());
+                    return (attempts, Err(pace::refused(wait, pacer.rate())));
+                }
+            }
             let attempt = attempts.count;
             attempts.count += 1;
             printer.verbose(&format!(
@@ -111,6 +126,9 @@ impl Transport {
                     let asked = asked_wait(response);
                     if status.as_u16() == 429 {
                         attempts.retry_after = asked.map(|d| d.as_secs_f64());
+                        if let (Some(pacer), Some(asked)) = (&self.pacer, asked) {
+                            pacer.pause(asked);
+                        }
                     }
                     Outcome::Answered {
                         status: status.as_u16(),

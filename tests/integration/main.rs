@@ -11,6 +11,7 @@ mod exit_codes;
 mod hostile;
 mod mock;
 mod output;
+mod pacing;
 mod prompt;
 mod retries;
 mod secrecy;
