@@ -7,13 +7,12 @@ use bnx::cli::Cli;
 use bnx::config::{self, Action, Config, DEFAULT_AGENT};
 use bnx::error::{Kind, Result};
 use bnx::output::Output;
-use bnx::pace::{self, Pacer};
+use bnx::pace;
 use bnx::printer::{Printer, Verbosity};
-use bnx::report::Report;
+use bnx::report::{self, Report};
 use bnx::request::Request;
-use bnx::token::Secret;
 use bnx::transport::Transport;
-use bnx::{prompt, response, state};
+use bnx::{prompt, state};
 use clap::{CommandFactory, Parser};
 
 fn main() -> ExitCode {
@@ -62,17 +61,11 @@ fn run(
     if !config.chat.stream {
         printer.start_spinner();
     }
-    let transport = Transport::new(&config.network).paced(pacer(&config, token, printer));
-    let (attempts, response) = transport.send(&request, token, printer);
-    printer.stop_spinner();
-    report.attempts = attempts;
-    let gave_up = report.attempts.gave_up.as_deref();
-    let (reply, kept) = response::read(response?, gave_up, config.json, &config.network, out);
-    if let (Some(used), Some(left)) = (&reply.credits_consumed, &reply.credits_remaining) {
-        printer.verbose(&format!("credits consumed {used}, remaining {left}"));
-    }
-    report.reply = reply;
-    let kept = kept?;
+    let transport = Transport::new(&config.network).paced(pace::for_run(&config, token, printer));
+    let network = &config.network;
+    let kept = report::exchange(
+        &transport, &request, token, network, config.json, out, printer, report,
+    )?;
     if config.json {
         out.document(kept.as_deref(), &report.to_json())?;
     }
@@ -87,14 +80,4 @@ fn run(
         state::remember(state_dir, &config.agent, id, printer);
     }
     Ok(())
-}
-
-/// The pacing of this run, unless it is off; an unusable state directory is one warning.
-fn pacer(config: &Config, token: &Secret, printer: &Printer) -> Option<Pacer> {
-    let rate = config.network.pace?;
-    let dir = config.state_dir.as_ref().map(|d| d.join("pace"));
-    let limit = config.network.retry.max_wait;
-    pace::local(rate, dir.as_deref(), &config.origin, token, limit)
-        .map_err(|why| printer.notice(&format!("warning: pacing is off ({why})")))
-        .ok()
 }

@@ -20,7 +20,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::config::Config;
 use crate::error::{Error, Kind, Result};
+use crate::printer::Printer;
 use crate::retry::secs;
 use crate::token::Secret;
 
@@ -271,6 +273,16 @@ impl Pacer {
     pub fn rate(&self) -> Rate {
         self.rate
     }
+}
+
+/// The pacing of a run, unless it is off; an unusable state directory is one warning.
+pub fn for_run(config: &Config, token: &Secret, printer: &Printer) -> Option<Pacer> {
+    let rate = config.network.pace?;
+    let dir = config.state_dir.as_ref().map(|d| d.join("pace"));
+    let limit = config.network.retry.max_wait;
+    local(rate, dir.as_deref(), &config.origin, token, limit)
+        .map_err(|why| printer.notice(&format!("warning: pacing is off ({why})")))
+        .ok()
 }
 
 /// The pacer of this machine: a state file under `pace_dir`. `Err` says why pacing is off, for
