@@ -113,6 +113,29 @@ pub struct Cli {
     #[arg(long, value_name = "N[/SECS]")]
     pub rate_limit: Option<Rate>,
 
+    /// Run every line of a JSONL file as its own request ("-" for stdin); see --help's
+    /// "Batches"
+    #[arg(long, value_name = "FILE")]
+    pub batch: Option<PathBuf>,
+
+    /// With --batch: requests in flight at once, 1 to 64
+    #[arg(short, long, value_name = "N", default_value_t = 4, requires = "batch",
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+
+    /// With --batch: start no new item once the credits this run consumed reach N
+    #[arg(long, value_name = "N", requires = "batch", value_parser = parse_credits)]
+    pub max_credits: Option<f64>,
+
+    /// With --batch: start no new item once X-Credits-Remaining falls below N
+    #[arg(long, value_name = "N", requires = "batch", value_parser = parse_credits)]
+    pub min_credits: Option<f64>,
+
+    /// With --batch: append the item lines to FILE, and on a rerun skip the items it records
+    /// as done
+    #[arg(short, long, value_name = "FILE", requires = "batch")]
+    pub output: Option<PathBuf>,
+
     /// Never read standard input
     #[arg(long)]
     pub no_stdin: bool,
@@ -146,6 +169,14 @@ fn parse_temperature(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(t) if (0.0..=2.0).contains(&t) => Ok(t),
         _ => Err("expected a number from 0.0 to 2.0".into()),
+    }
+}
+
+/// A number of credits: zero or more, fractions allowed.
+fn parse_credits(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(n) if n.is_finite() && n >= 0.0 => Ok(n),
+        _ => Err("expected a number of credits, such as 100".into()),
     }
 }
 

@@ -78,11 +78,25 @@ pub struct Network {
     pub pace: Option<Rate>,
 }
 
+/// `--batch` and the options that only make sense with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    /// The JSONL file of items, `-` for stdin.
+    pub file: PathBuf,
+    pub jobs: usize,
+    pub max_credits: Option<f64>,
+    pub min_credits: Option<f64>,
+    /// Where the item lines go (appended, and read back to resume); stdout without it.
+    pub output: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub agent: String,
     /// `scheme://host[:port]` of the API: with the token, what pacing is shared by.
     pub origin: String,
+    /// The base URL as given, for the endpoints of other agents (a batch item's).
+    pub base_url: String,
     /// The full URL of the chat endpoint.
     pub url: String,
     pub action: Action,
@@ -92,6 +106,7 @@ pub struct Config {
     pub prompt: PromptSources,
     /// `$XDG_STATE_HOME/bluenexus`, if there is anywhere to keep state.
     pub state_dir: Option<PathBuf>,
+    pub batch: Option<Batch>,
 }
 
 impl Config {
@@ -141,9 +156,17 @@ impl Config {
                 None => Rate::DEFAULT,
             },
         };
+        let batch = cli.batch.map(|file| Batch {
+            file,
+            jobs: usize::from(cli.jobs),
+            max_credits: cli.max_credits,
+            min_credits: cli.min_credits,
+            output: cli.output,
+        });
         Ok(Config {
             agent,
             origin: endpoint.origin,
+            base_url,
             url: endpoint.url,
             action,
             chat: Chat {
@@ -172,6 +195,7 @@ impl Config {
             },
             state_dir: base_dir(&env, "XDG_STATE_HOME", ".local/state")
                 .map(|d| d.join("bluenexus")),
+            batch,
         })
     }
 }

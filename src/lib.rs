@@ -7,6 +7,7 @@
 //! `error` (exit codes). `report` puts together the `bnx` object of `--json` from what the
 //! stages return; `printer` owns stderr. `wire` holds the API's types, shared with `mock`.
 
+pub mod batch;
 pub mod cli;
 pub mod config;
 pub mod error;

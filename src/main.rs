@@ -12,7 +12,7 @@ use bnx::printer::{Printer, Verbosity};
 use bnx::report::{self, Report};
 use bnx::request::Request;
 use bnx::transport::Transport;
-use bnx::{prompt, state};
+use bnx::{batch, prompt, state};
 use clap::{CommandFactory, Parser};
 
 fn main() -> ExitCode {
@@ -21,8 +21,13 @@ fn main() -> ExitCode {
         clap_complete::generate(shell, &mut Cli::command(), "bnx", &mut io::stdout());
         return ExitCode::SUCCESS;
     }
-    let json = cli.json;
-    let printer = Printer::new(Verbosity::new(cli.quiet, cli.verbose));
+    // A batch's stdout is its item lines: a failure document would break them.
+    let json = cli.json && cli.batch.is_none();
+    let verbosity = Verbosity::new(cli.quiet, cli.verbose);
+    let printer = match cli.batch {
+        Some(_) => Printer::for_batch(verbosity),
+        None => Printer::new(verbosity),
+    };
     let mut report = Report::new(DEFAULT_AGENT, cli.stream);
     let mut out = Output::new(BufWriter::with_capacity(64 * 1024, io::stdout().lock()));
     let result = run(cli, &mut report, &mut out, &printer);
@@ -50,6 +55,10 @@ fn run(
     let env = |name: &str| std::env::var_os(name);
     report.agent = config::agent(cli.agent.as_deref(), &env)?;
     let config = Config::resolve(cli, report.agent.clone(), env, io::stdin().is_terminal())?;
+    if let Some(options) = &config.batch {
+        let mut stdout = io::stdout().lock();
+        return batch::run(&config, options, printer, &mut io::stdin().lock(), &mut stdout);
+    }
     let messages = prompt::messages(&config.prompt, &mut io::stdin().lock())?;
     let state_dir = config.state_dir.as_deref();
     let conversation =
