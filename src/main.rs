@@ -57,7 +57,13 @@ fn run(
     let config = Config::resolve(cli, report.agent.clone(), env, io::stdin().is_terminal())?;
     if let Some(options) = &config.batch {
         let mut stdout = io::stdout().lock();
-        return batch::run(&config, options, printer, &mut io::stdin().lock(), &mut stdout);
+        return batch::run(
+            &config,
+            options,
+            printer,
+            &mut io::stdin().lock(),
+            &mut stdout,
+        );
     }
     let messages = prompt::messages(&config.prompt, &mut io::stdin().lock())?;
     let state_dir = config.state_dir.as_deref();
@@ -73,7 +79,14 @@ fn run(
     let transport = Transport::new(&config.network).paced(pace::for_run(&config, token, printer));
     let network = &config.network;
     let kept = report::exchange(
-        &transport, &request, token, network, config.json, out, printer, report,
+        &transport,
+        &request,
+        token,
+        network,
+        config.json,
+        out,
+        printer,
+        report,
     )?;
     if config.json {
         out.document(kept.as_deref(), &report.to_json())?;

@@ -139,26 +139,51 @@ mod tests {
         assert_eq!(keys, ["1", "7", "x"]);
         assert_eq!(items[1].id, serde_json::json!(7));
         assert_eq!(items[1].line, 3);
-        assert!(err("{\"id\": 1, \"prompt\": \"a\"}\n{\"id\": \"1\", \"prompt\": \"b\"}")
-            .contains("line 2: the id \"1\" is already used on line 1"));
-        assert!(err("{\"prompt\": \"a\"}\n{\"id\": \"1\", \"prompt\": \"b\"}")
-            .contains("already used on line 1"));
+        assert!(
+            err("{\"id\": 1, \"prompt\": \"a\"}\n{\"id\": \"1\", \"prompt\": \"b\"}")
+                .contains("line 2: the id \"1\" is already used on line 1")
+        );
+        assert!(
+            err("{\"prompt\": \"a\"}\n{\"id\": \"1\", \"prompt\": \"b\"}")
+                .contains("already used on line 1")
+        );
     }
 
     #[test]
     fn every_field_is_checked_and_the_line_named() {
         for (text, expected) in [
             ("[1]", "line 1: not a JSON object"),
-            ("{\"prompt\": \"a\"", "line 1: EOF while parsing an object (column 14)"),
-            ("{\"prompt\": \"a\", \"promt\": \"b\"}", "unknown field `promt`"),
+            (
+                "{\"prompt\": \"a\"",
+                "line 1: EOF while parsing an object (column 14)",
+            ),
+            (
+                "{\"prompt\": \"a\", \"promt\": \"b\"}",
+                "unknown field `promt`",
+            ),
             ("{\"prompt\": 3}", "invalid type: integer"),
-            ("{\"prompt\": \"a\", \"prompt\": \"b\"}", "duplicate field `prompt`"),
-            ("{\"id\": true, \"prompt\": \"a\"}", "id must be a string or a number"),
-            ("{\"prompt\": \"a\", \"temperature\": 3}", "temperature 3 must be"),
-            ("{\"prompt\": \"a\", \"max_tokens\": 0}", "max_tokens must be"),
+            (
+                "{\"prompt\": \"a\", \"prompt\": \"b\"}",
+                "duplicate field `prompt`",
+            ),
+            (
+                "{\"id\": true, \"prompt\": \"a\"}",
+                "id must be a string or a number",
+            ),
+            (
+                "{\"prompt\": \"a\", \"temperature\": 3}",
+                "temperature 3 must be",
+            ),
+            (
+                "{\"prompt\": \"a\", \"max_tokens\": 0}",
+                "max_tokens must be",
+            ),
             ("{\"prompt\": \"a\", \"max_tokens\": -1}", "invalid value"),
             ("{\"id\": \"a\"}", "no prompt"),
-            ("{\"messages\": [{\"role\": \"user\"}]}", "missing field `content`"),
+            (
+                "{\"messages\": [{\"role\": \"user\"}]}",
+                "missing field `content`",
+            ),
             ("{\"prompt\": \"a\"}\nnot json", "line 2:"),
             ("", "holds no items"),
         ] {

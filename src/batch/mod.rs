@@ -42,7 +42,10 @@ pub fn run(
     stdout: &mut dyn Write,
 ) -> Result<()> {
     let (text, name) = if batch.file == Path::new("-") {
-        (prompt::read_text(stdin, "standard input")?, "standard input".to_string())
+        (
+            prompt::read_text(stdin, "standard input")?,
+            "standard input".to_string(),
+        )
     } else {
         let name = batch.file.display().to_string();
         let file = std::fs::File::open(&batch.file).map_err(|e| {
@@ -53,8 +56,8 @@ pub fn run(
         })?;
         (prompt::read_text(file, &name)?, name)
     };
-    let has_prompt = !config.prompt.words.join(" ").trim().is_empty()
-        || config.prompt.messages.is_some();
+    let has_prompt =
+        !config.prompt.words.join(" ").trim().is_empty() || config.prompt.messages.is_some();
     let items = items::parse(&text, &name, has_prompt)?;
     drop(text);
     let endpoints = endpoints(config, &items, &name)?;
@@ -114,7 +117,10 @@ fn endpoints(config: &Config, items: &[Item], name: &str) -> Result<HashMap<Stri
         let Some(agent) = &item.agent else { continue };
         if !endpoints.contains_key(agent) {
             let endpoint = config::endpoint(&config.base_url, agent).map_err(|e| {
-                Error::msg(Kind::Input, format!("{name}, line {}: {}", item.line, e.line()))
+                Error::msg(
+                    Kind::Input,
+                    format!("{name}, line {}: {}", item.line, e.line()),
+                )
             })?;
             endpoints.insert(agent.clone(), endpoint.url);
         }
@@ -197,8 +203,15 @@ struct Finished {
     index: usize,
     line: Vec<u8>,
     /// `None` when it succeeded.
-    failure: Option<Kind>,
+    failure: Option<Failure>,
     consumed: f64,
+}
+
+/// How an item failed: enough to say so again when the batch ends.
+#[derive(Debug, Clone)]
+struct Failure {
+    kind: Kind,
+    hint: Option<String>,
 }
 
 /// `--max-credits` and `--min-credits`, and the first reason to start no new item.
@@ -316,10 +329,10 @@ impl Workers<'_> {
             for result in results {
                 if let Err(err) = sink(&result.line) {
                     tally.unwritten.get_or_insert(Error::output(err));
-                    self.budget.state().stop.get_or_insert(Error::msg(
-                        Kind::LocalIo,
-                        "the output cannot be written",
-                    ));
+                    self.budget
+                        .state()
+                        .stop
+                        .get_or_insert(Error::msg(Kind::LocalIo, "the output cannot be written"));
                 }
                 tally.add(&result);
                 printer.progress(tally.finished() as u64, tally.status());
@@ -372,7 +385,10 @@ impl Workers<'_> {
         Finished {
             index,
             line: serde_json::to_vec(&line).expect("a line serializes"),
-            failure: failure.map(|e| e.kind),
+            failure: failure.map(|e| Failure {
+                kind: e.kind,
+                hint: e.hint.clone(),
+            }),
             consumed,
         }
     }
@@ -437,7 +453,7 @@ fn compact(body: &[u8]) -> Result<Box<RawValue>> {
 /// What the items of this run came to.
 struct Tally {
     /// Per item to run: `None` until it finished, then its failure if any.
-    finished: Vec<Option<Option<Kind>>>,
+    finished: Vec<Option<Option<Failure>>>,
     consumed: f64,
     /// Why no new item was started, if something stopped the batch.
     stop: Option<Error>,
@@ -456,7 +472,7 @@ impl Tally {
     }
 
     fn add(&mut self, result: &Finished) {
-        self.finished[result.index] = Some(result.failure);
+        self.finished[result.index] = Some(result.failure.clone());
         self.consumed += result.consumed;
     }
 
@@ -465,16 +481,15 @@ impl Tally {
     }
 
     fn failed(&self) -> usize {
-        self.finished.iter().filter(|f| matches!(f, Some(Some(_)))).count()
+        self.finished
+            .iter()
+            .filter(|f| matches!(f, Some(Some(_))))
+            .count()
     }
 
     /// The progress bar's words.
     fn status(&self) -> String {
-        format!(
-            "done, {} failed, {} credits",
-            self.failed(),
-            self.consumed
-        )
+        format!("done, {} failed, {} credits", self.failed(), self.consumed)
     }
 
     fn summary(&self, skipped: usize) -> String {
@@ -497,18 +512,22 @@ impl Tally {
         for (item, finished) in todo.iter().zip(&self.finished) {
             match finished {
                 Some(None) => continue,
-                Some(Some(kind)) => {
-                    return Err(Error::msg(
-                        *kind,
+                Some(Some(failure)) => {
+                    let err = Error::msg(
+                        failure.kind,
                         format!(
                             "item {} (line {}) failed with exit {}; {} of {} items failed",
                             item.id,
                             item.line,
-                            kind.exit_code(),
+                            failure.kind.exit_code(),
                             self.failed(),
                             todo.len()
                         ),
-                    ))
+                    );
+                    return Err(match &failure.hint {
+                        Some(hint) => err.with_hint(hint.clone()),
+                        None => err,
+                    });
                 }
                 None => {
                     return Err(self.stop.unwrap_or_else(|| {

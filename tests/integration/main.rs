@@ -4,6 +4,7 @@
 //!
 //! `cargo test --test integration MODULE` runs one module, e.g. `secrecy`.
 
+mod batch;
 mod bench;
 mod completions;
 mod conversations;
