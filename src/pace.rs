@@ -217,6 +217,9 @@ pub fn key(origin: &str, token: &Secret) -> String {
     hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A wait shorter than this is not worth a notice.
+const NOTICEABLE: Duration = Duration::from_millis(100);
+
 /// Paces the attempts of one (origin, token) through a store.
 pub struct Pacer {
     store: Box<dyn Store>,
@@ -249,14 +252,15 @@ impl Pacer {
     /// fails mid-run lets the attempt go: pacing is a courtesy to the server, never a reason
     /// for a run to fail.
     pub fn wait_turn(&self, waiting: impl FnOnce(Duration)) -> Turn {
-        let now = now_ms();
         match self.store.reserve(&self.key, self.rate, self.limit) {
             Ok(Ok(at)) => {
-                let wait = Duration::from_millis(at.saturating_sub(now));
-                if !wait.is_zero() {
+                // Measured after the reservation: the store's clock read can be a moment
+                // later than ours, and that moment is not a wait.
+                let wait = Duration::from_millis(at.saturating_sub(now_ms()));
+                if wait >= NOTICEABLE {
                     waiting(wait);
-                    sleep(Duration::from_millis(at.saturating_sub(now_ms())));
                 }
+                sleep(wait);
                 Turn::Go(wait)
             }
             Ok(Err(wait)) => Turn::Refused(Duration::from_millis(wait)),

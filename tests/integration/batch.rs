@@ -438,9 +438,19 @@ fn memory_stays_flat_whatever_the_number_of_items() {
     );
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     let size = fs::metadata(&out).unwrap().len();
-    let count = BufReader::new(fs::File::open(&out).unwrap()).lines().count();
+    let count = BufReader::new(fs::File::open(&out).unwrap())
+        .lines()
+        .count();
     assert_eq!(count, 1500);
     assert!(size > 30_000_000, "{size} bytes out");
-    eprintln!("1500 items, {} MB out: peak RSS {} KiB", size >> 20, run.max_rss_kib);
-    assert!(run.max_rss_kib < 40 * 1024, "peak RSS {} KiB", run.max_rss_kib);
+    eprintln!(
+        "1500 items, {} MB out: peak RSS {} KiB",
+        size >> 20,
+        run.max_rss_kib
+    );
+    assert!(
+        run.max_rss_kib < 40 * 1024,
+        "peak RSS {} KiB",
+        run.max_rss_kib
+    );
 }
