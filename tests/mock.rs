@@ -557,7 +557,12 @@ fn log_has_one_line_per_request_with_the_token_redacted() {
     assert_eq!(first["status"], 200);
     assert_eq!(first["headers"]["authorization"], "Bearer ***");
     assert_eq!(first["body"]["messages"][0]["content"], "logged");
-    assert!(first["time"].as_f64().unwrap() > 1.7e9);
+    let time = first["time"].as_str().unwrap();
+    assert!(
+        time.len() == 24 && time.starts_with("20") && time.ends_with('Z'),
+        "RFC 3339 with milliseconds: {time}"
+    );
+    assert!(first["duration_ms"].as_u64().is_some());
     assert_eq!(requests[1]["status"], 404);
     let text = std::fs::read_to_string(mock.dir.path().join("requests.jsonl")).unwrap();
     assert!(!text.contains("s3cret"));
