@@ -33,6 +33,7 @@ Register-ArgumentCompleter -Native -CommandName 'bnx' -ScriptBlock {
             [CompletionResult]::new('--connect-timeout', '--connect-timeout', [CompletionResultType]::ParameterName, 'Seconds allowed for TCP and TLS connect')
             [CompletionResult]::new('--retries', '--retries', [CompletionResultType]::ParameterName, 'Retries on connect errors, timeouts, 429, 500, 502, 503 and 504')
             [CompletionResult]::new('--max-retry-wait', '--max-retry-wait', [CompletionResultType]::ParameterName, 'Longest single wait before a retry; a longer Retry-After fails at once')
+            [CompletionResult]::new('--rate-limit', '--rate-limit', [CompletionResultType]::ParameterName, 'Pace requests to N per rolling SECS seconds, shared by every bnx process of this user for the same API and token; 0 turns pacing off [env: BLUENEXUS_RATE_LIMIT] [default: 30/60]')
             [CompletionResult]::new('--messages', '--messages', [CompletionResultType]::ParameterName, 'JSON array of {"role","content"} messages to send ("-" for stdin)')
             [CompletionResult]::new('--system', '--system', [CompletionResultType]::ParameterName, 'System message put before the conversation')
             [CompletionResult]::new('--completions', '--completions', [CompletionResultType]::ParameterName, 'Print the completion script for SHELL and exit')

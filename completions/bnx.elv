@@ -30,6 +30,7 @@ set edit:completion:arg-completer[bnx] = {|@words|
             cand --connect-timeout 'Seconds allowed for TCP and TLS connect'
             cand --retries 'Retries on connect errors, timeouts, 429, 500, 502, 503 and 504'
             cand --max-retry-wait 'Longest single wait before a retry; a longer Retry-After fails at once'
+            cand --rate-limit 'Pace requests to N per rolling SECS seconds, shared by every bnx process of this user for the same API and token; 0 turns pacing off [env: BLUENEXUS_RATE_LIMIT] [default: 30/60]'
             cand --messages 'JSON array of {"role","content"} messages to send ("-" for stdin)'
             cand --system 'System message put before the conversation'
             cand --completions 'Print the completion script for SHELL and exit'

@@ -8,6 +8,7 @@ use clap::{ArgAction, Parser};
 use clap_complete::Shell;
 
 use crate::error::EXIT_CODES;
+use crate::pace::Rate;
 
 const ENVIRONMENT: &str = "\
 Environment:
@@ -15,9 +16,10 @@ Environment:
   BLUENEXUS_TOKEN_CMD   command printing the token, as --token-cmd
   BLUENEXUS_AGENT       agent id, as --agent
   BLUENEXUS_BASE_URL    API origin, as --base-url
+  BLUENEXUS_RATE_LIMIT  request pacing, as --rate-limit
   HTTPS_PROXY, ALL_PROXY, NO_PROXY   proxy settings
   SSL_CERT_FILE         extra CA bundle (the platform store is always used)
-  XDG_CONFIG_HOME, XDG_STATE_HOME    where the token file and conversations live
+  XDG_CONFIG_HOME, XDG_STATE_HOME    where the token file, conversations and pacing live
 
 Token (first found wins): --token-file, --token-cmd, BLUENEXUS_TOKEN, BLUENEXUS_TOKEN_CMD,
   $XDG_CONFIG_HOME/bluenexus/token (else ~/.config/bluenexus/token). Token files must not be
@@ -105,6 +107,11 @@ pub struct Cli {
     /// Longest single wait before a retry; a longer Retry-After fails at once
     #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_wait)]
     pub max_retry_wait: Duration,
+
+    /// Pace requests to N per rolling SECS seconds, shared by every bnx process of this user for
+    /// the same API and token; 0 turns pacing off [env: BLUENEXUS_RATE_LIMIT] [default: 30/60]
+    #[arg(long, value_name = "N[/SECS]")]
+    pub rate_limit: Option<Rate>,
 
     /// Never read standard input
     #[arg(long)]

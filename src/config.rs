@@ -11,6 +11,8 @@ use ureq::http::Uri;
 
 use crate::cli::Cli;
 use crate::error::{Error, Kind, Result};
+use crate::pace::Rate;
+use crate::retry::Policy;
 use crate::token::{self, Secret};
 use crate::wire;
 
@@ -44,68 +46,64 @@ pub struct PromptSources {
     pub system: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Config {
-    pub agent: String,
-    /// The full URL of the chat endpoint.
-    pub url: String,
-    /// Resolved unless `dry_run`, which sends nothing and needs none.
-    pub token: Option<Secret>,
+/// What the run does once the request is built. Only sending needs a token, so only sending
+/// has one: `--dry-run` works on a machine with no token at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    DryRun,
+    Send(Secret),
+}
+
+/// What the request asks of the agent.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Chat {
     pub stream: bool,
-    pub json: bool,
     pub temperature: Option<f64>,
     pub max_tokens: Option<u64>,
     pub conversation: Conversation,
+}
+
+/// How the request travels: timeouts, retries, proxy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Network {
     pub timeout: Duration,
     pub connect_timeout: Duration,
-    pub retries: u32,
-    pub max_retry_wait: Duration,
-    pub prompt: PromptSources,
-    pub dry_run: bool,
-    pub quiet: bool,
-    pub verbose: bool,
-    /// `$XDG_STATE_HOME/bluenexus`, if there is anywhere to keep state.
-    pub state_dir: Option<PathBuf>,
+    pub retry: Policy,
     /// Whether to go through `HTTPS_PROXY`/`ALL_PROXY` (which honour `NO_PROXY`). Never for a
     /// loopback URL: a proxy cannot reach our loopback, and must not see the request.
     pub env_proxy: bool,
+    /// A streamed answer: `timeout` bounds the silence between reads, not the whole body.
+    pub stream: bool,
+    /// Requests per rolling window for this origin and token; `None` when pacing is off.
+    pub pace: Option<Rate>,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            agent: DEFAULT_AGENT.into(),
-            url: endpoint(DEFAULT_BASE_URL, DEFAULT_AGENT)
-                .expect("the default URL is valid")
-                .url,
-            token: None,
-            stream: false,
-            json: false,
-            temperature: None,
-            max_tokens: None,
-            conversation: Conversation::New,
-            timeout: Duration::from_secs(300),
-            connect_timeout: Duration::from_secs(10),
-            retries: 2,
-            max_retry_wait: Duration::from_secs(60),
-            prompt: PromptSources::default(),
-            dry_run: false,
-            quiet: false,
-            verbose: false,
-            state_dir: None,
-            env_proxy: false,
-        }
-    }
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub agent: String,
+    /// `scheme://host[:port]` of the API: with the token, what pacing is shared by.
+    pub origin: String,
+    /// The full URL of the chat endpoint.
+    pub url: String,
+    pub action: Action,
+    pub chat: Chat,
+    pub network: Network,
+    pub json: bool,
+    pub prompt: PromptSources,
+    /// `$XDG_STATE_HOME/bluenexus`, if there is anywhere to keep state.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Config {
-    /// `env` looks up an environment variable; `stdin_is_terminal` decides whether stdin is read.
+    /// `agent` comes from [`agent`], resolved first so that a failure document can name it
+    /// whatever fails here; `env` looks up an environment variable; `stdin_is_terminal` decides
+    /// whether stdin is read.
     pub fn resolve(
         cli: Cli,
+        agent: String,
         env: impl Fn(&str) -> Option<OsString>,
         stdin_is_terminal: bool,
     ) -> Result<Config> {
-        let agent = agent(cli.agent, &env)?;
         let base_url = match cli.base_url {
             Some(url) => url,
             None => {
@@ -117,10 +115,10 @@ impl Config {
             && ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
                 .iter()
                 .any(|name| env(name).is_some_and(|v| !v.is_empty()));
-        let token = if cli.dry_run {
-            None
+        let action = if cli.dry_run {
+            Action::DryRun
         } else {
-            Some(token::resolve(token::Sources {
+            Action::Send(token::resolve(token::Sources {
                 file: cli.token_file.as_deref(),
                 command: cli.token_cmd.as_deref(),
                 env_token: env("BLUENEXUS_TOKEN"),
@@ -134,39 +132,54 @@ impl Config {
             (None, true) => Conversation::Continue,
             (None, false) => Conversation::New,
         };
+        let pace = match cli.rate_limit {
+            Some(rate) => rate,
+            None => match env_string(&env, "BLUENEXUS_RATE_LIMIT")? {
+                Some(value) => value.parse().map_err(|why| {
+                    Error::msg(Kind::Config, format!("BLUENEXUS_RATE_LIMIT: {why}"))
+                })?,
+                None => Rate::DEFAULT,
+            },
+        };
         Ok(Config {
             agent,
+            origin: endpoint.origin,
             url: endpoint.url,
-            token,
-            stream: cli.stream,
+            action,
+            chat: Chat {
+                stream: cli.stream,
+                temperature: cli.temperature,
+                max_tokens: cli.max_tokens,
+                conversation,
+            },
+            network: Network {
+                timeout: cli.timeout,
+                connect_timeout: cli.connect_timeout,
+                retry: Policy {
+                    retries: cli.retries,
+                    max_wait: cli.max_retry_wait,
+                },
+                env_proxy,
+                stream: cli.stream,
+                pace: Some(pace).filter(|rate| rate.requests > 0),
+            },
             json: cli.json,
-            temperature: cli.temperature,
-            max_tokens: cli.max_tokens,
-            conversation,
-            timeout: cli.timeout,
-            connect_timeout: cli.connect_timeout,
-            retries: cli.retries,
-            max_retry_wait: cli.max_retry_wait,
             prompt: PromptSources {
                 words: cli.prompt,
                 read_stdin: !cli.no_stdin && !stdin_is_terminal,
                 messages: cli.messages,
                 system: cli.system,
             },
-            dry_run: cli.dry_run,
-            quiet: cli.quiet,
-            verbose: cli.verbose,
             state_dir: base_dir(&env, "XDG_STATE_HOME", ".local/state")
                 .map(|d| d.join("bluenexus")),
-            env_proxy,
         })
     }
 }
 
 /// The agent id: the flag, else `BLUENEXUS_AGENT`, else `default`.
-pub fn agent(flag: Option<String>, env: &impl Fn(&str) -> Option<OsString>) -> Result<String> {
+pub fn agent(flag: Option<&str>, env: &impl Fn(&str) -> Option<OsString>) -> Result<String> {
     match flag {
-        Some(agent) => Ok(agent),
+        Some(agent) => Ok(agent.to_string()),
         None => Ok(env_string(env, "BLUENEXUS_AGENT")?.unwrap_or_else(|| DEFAULT_AGENT.into())),
     }
 }
@@ -200,6 +213,7 @@ fn base_dir(
 /// The chat endpoint's URL, and whether its host is loopback.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
+    pub origin: String,
     pub url: String,
     pub loopback: bool,
 }
@@ -242,8 +256,13 @@ pub fn endpoint(base_url: &str, agent: &str) -> Result<Endpoint> {
     }
     let agent = utf8_percent_encode(agent, PATH_SEGMENT).to_string();
     let prefix = uri.path().trim_end_matches('/');
-    let url = format!("{scheme}://{authority}{prefix}{}", wire::chat_path(&agent));
-    Ok(Endpoint { url, loopback })
+    let origin = format!("{scheme}://{authority}");
+    let url = format!("{origin}{prefix}{}", wire::chat_path(&agent));
+    Ok(Endpoint {
+        origin,
+        url,
+        loopback,
+    })
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -264,7 +283,9 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), OsString::from(v)))
             .collect();
-        Config::resolve(cli, |name| env.get(name).cloned(), true)
+        let lookup = |name: &str| env.get(name).cloned();
+        let agent = agent(cli.agent.as_deref(), &lookup)?;
+        Config::resolve(cli, agent, lookup, true)
     }
 
     #[test]
@@ -288,7 +309,10 @@ mod tests {
             c.url,
             "http://127.0.0.1:9/api/v1/agents/env-agent/chat/completions"
         );
-        assert_eq!(c.token.unwrap().expose(), "env-token");
+        let Action::Send(token) = c.action else {
+            panic!("a token was given")
+        };
+        assert_eq!(token.expose(), "env-token");
         let c = resolve(&[], &[("BLUENEXUS_TOKEN", "t")]).unwrap();
         assert_eq!(
             c.url,
@@ -372,27 +396,27 @@ mod tests {
             ("BLUENEXUS_TOKEN", "t"),
             ("HTTPS_PROXY", "http://proxy:3128"),
         ];
-        assert!(resolve(&[], &https).unwrap().env_proxy);
+        assert!(resolve(&[], &https).unwrap().network.env_proxy);
         let all = [("BLUENEXUS_TOKEN", "t"), ("all_proxy", "http://proxy:3128")];
-        assert!(resolve(&[], &all).unwrap().env_proxy);
+        assert!(resolve(&[], &all).unwrap().network.env_proxy);
         let http_only = [
             ("BLUENEXUS_TOKEN", "t"),
             ("HTTP_PROXY", "http://proxy:3128"),
         ];
-        assert!(!resolve(&[], &http_only).unwrap().env_proxy);
+        assert!(!resolve(&[], &http_only).unwrap().network.env_proxy);
         let loopback = [
             ("BLUENEXUS_TOKEN", "t"),
             ("ALL_PROXY", "http://proxy:3128"),
             ("BLUENEXUS_BASE_URL", "http://127.0.0.1:1"),
         ];
-        assert!(!resolve(&[], &loopback).unwrap().env_proxy);
+        assert!(!resolve(&[], &loopback).unwrap().network.env_proxy);
         let https_loopback = [
             ("BLUENEXUS_TOKEN", "t"),
             ("HTTPS_PROXY", "http://proxy:3128"),
             ("BLUENEXUS_BASE_URL", "https://127.0.0.1:8443"),
         ];
         assert!(
-            !resolve(&[], &https_loopback).unwrap().env_proxy,
+            !resolve(&[], &https_loopback).unwrap().network.env_proxy,
             "https to loopback is never proxied either"
         );
     }
@@ -408,21 +432,14 @@ mod tests {
     #[test]
     fn dry_run_needs_no_token_and_stdin_follows_terminal_and_flag() {
         let c = resolve(&["--dry-run", "hi"], &[]).unwrap();
-        assert!(c.token.is_none());
+        assert_eq!(c.action, Action::DryRun);
         assert!(!c.prompt.read_stdin, "a terminal stdin is never read");
-        let cli = Cli::try_parse_from(["bnx", "--dry-run"]).unwrap();
-        assert!(
-            Config::resolve(cli, |_| None, false)
-                .unwrap()
-                .prompt
-                .read_stdin
-        );
-        let cli = Cli::try_parse_from(["bnx", "--dry-run", "--no-stdin"]).unwrap();
-        assert!(
-            !Config::resolve(cli, |_| None, false)
-                .unwrap()
-                .prompt
-                .read_stdin
-        );
+        let reads_stdin = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args).unwrap();
+            let config = Config::resolve(cli, DEFAULT_AGENT.into(), |_| None, false).unwrap();
+            config.prompt.read_stdin
+        };
+        assert!(reads_stdin(&["bnx", "--dry-run"]));
+        assert!(!reads_stdin(&["bnx", "--dry-run", "--no-stdin"]));
     }
 }

@@ -1,4 +1,4 @@
-//! The failure kinds scripts branch on, and the exit-code table (SPEC section 5).
+//! The failure kinds scripts branch on, and the exit-code table (the README's "Exit codes").
 
 use std::fmt;
 use std::io;
@@ -9,10 +9,15 @@ use serde_json::Value;
 /// What went wrong, as far as a calling script needs to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// The request was refused or failed in a way not listed below (400, 402, 404, 3xx, an SSE
+    /// The request was refused or failed in a way not listed below (400, 404, 3xx, an SSE
     /// error event).
     Refused,
     Usage,
+    /// The answer arrived but is not what was asked for (no code block for `-x`, no JSON for
+    /// `--expect-json`, cut with `--fail-on-length`).
+    Unexpected,
+    /// Out of credits (402), or a credit budget reached.
+    Credits,
     Input,
     Unavailable,
     LocalIo,
@@ -25,11 +30,28 @@ pub enum Kind {
 }
 
 impl Kind {
+    pub const ALL: [Kind; 12] = [
+        Kind::ClosedPipe,
+        Kind::Refused,
+        Kind::Usage,
+        Kind::Unexpected,
+        Kind::Credits,
+        Kind::Input,
+        Kind::Unavailable,
+        Kind::LocalIo,
+        Kind::RateLimited,
+        Kind::Protocol,
+        Kind::Auth,
+        Kind::Config,
+    ];
+
     pub fn exit_code(self) -> i32 {
         match self {
             Kind::ClosedPipe => 0,
             Kind::Refused => 1,
             Kind::Usage => 2,
+            Kind::Unexpected => 3,
+            Kind::Credits => 4,
             Kind::Input => 65,
             Kind::Unavailable => 69,
             Kind::LocalIo => 74,
@@ -44,6 +66,7 @@ impl Kind {
     pub fn for_status(status: u16) -> Kind {
         match status {
             401 | 403 => Kind::Auth,
+            402 => Kind::Credits,
             429 => Kind::RateLimited,
             500..=599 => Kind::Unavailable,
             _ => Kind::Refused,
@@ -54,7 +77,10 @@ impl Kind {
     fn json_type(self) -> &'static str {
         match self {
             Kind::Refused | Kind::RateLimited | Kind::Auth => "http",
-            Kind::Usage | Kind::Input => "input",
+            Kind::Usage => "usage",
+            Kind::Input => "input",
+            Kind::Unexpected => "answer",
+            Kind::Credits => "budget",
             Kind::Unavailable | Kind::LocalIo | Kind::ClosedPipe => "network",
             Kind::Protocol => "protocol",
             Kind::Config => "config",
@@ -66,8 +92,10 @@ impl Kind {
 pub const EXIT_CODES: &str = "\
 Exit codes:
   0   success (also --dry-run, and a closed stdout such as `| head -1`)
-  1   request refused or failed: 400, 402, 404, other 4xx, a redirect, an SSE error event
+  1   request refused or failed: 400, 404, other 4xx, a redirect, an SSE error event
   2   usage error: unknown flag, bad value, no prompt
+  3   the answer arrived but is not what was asked for (-x, --expect-json, --fail-on-length)
+  4   out of credits (402), or a credit budget reached
   65  bad input data: stdin not UTF-8 or over 64 MiB, --messages not valid
   69  service unavailable: connect/DNS/TLS failure, timeout, 5xx after retries
   74  local I/O error: writing stdout failed
@@ -176,10 +204,12 @@ mod tests {
 
     #[test]
     fn exit_codes_match_the_spec_table() {
-        let table = [
+        let table: [(Kind, i32); Kind::ALL.len()] = [
             (Kind::ClosedPipe, 0),
             (Kind::Refused, 1),
             (Kind::Usage, 2),
+            (Kind::Unexpected, 3),
+            (Kind::Credits, 4),
             (Kind::Input, 65),
             (Kind::Unavailable, 69),
             (Kind::LocalIo, 74),
@@ -197,10 +227,40 @@ mod tests {
         }
     }
 
+    /// The README's table is what users read: it must list exactly the codes `bnx` exits with
+    /// (130, the signal's, included), so a new kind cannot ship undocumented.
+    #[test]
+    fn the_readme_table_lists_every_exit_code() {
+        let readme = include_str!("../README.md");
+        let section = readme
+            .split("\n## Exit codes\n")
+            .nth(1)
+            .expect("the README has an Exit codes section");
+        let documented: Vec<i32> = section
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .filter_map(|l| {
+                l.trim_start_matches('|')
+                    .split('|')
+                    .next()?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        let mut codes: Vec<i32> = Kind::ALL.iter().map(|k| k.exit_code()).collect();
+        codes.push(130);
+        assert_eq!(
+            documented, codes,
+            "README.md's exit-code table is out of step with Kind"
+        );
+    }
+
     #[test]
     fn statuses_map_to_kinds() {
         assert_eq!(Kind::for_status(400), Kind::Refused);
-        assert_eq!(Kind::for_status(402), Kind::Refused);
+        assert_eq!(Kind::for_status(402), Kind::Credits);
         assert_eq!(Kind::for_status(404), Kind::Refused);
         assert_eq!(Kind::for_status(307), Kind::Refused);
         assert_eq!(Kind::for_status(401), Kind::Auth);

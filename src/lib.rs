@@ -3,15 +3,20 @@
 //!
 //! The client's flow, one module per step: `cli` (arguments) -> `config` (flags, env and files
 //! into a validated `Config`) -> `prompt` (the messages) -> `request` -> `transport` (HTTP,
-//! retries) -> `response` (whole or `sse` streamed) -> `output` -> `error` (exit codes).
-//! `wire` holds the API's types, shared with `mock`.
+//! with `retry` deciding) -> `response` (whole or `sse` streamed) -> `output` (stdout) ->
+//! `error` (exit codes). `report` puts together the `bnx` object of `--json` from what the
+//! stages return; `printer` owns stderr. `wire` holds the API's types, shared with `mock`.
 
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod interrupt;
 pub mod mock;
 pub mod output;
+pub mod pace;
+pub mod printer;
 pub mod prompt;
+pub mod report;
 pub mod request;
 pub mod response;
 pub mod retry;

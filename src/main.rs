@@ -4,12 +4,15 @@ use std::io::{self, BufWriter, IsTerminal, Write};
 use std::process::ExitCode;
 
 use bnx::cli::Cli;
-use bnx::config::{self, Config, DEFAULT_AGENT};
+use bnx::config::{self, Action, Config, DEFAULT_AGENT};
 use bnx::error::{Kind, Result};
-use bnx::output::{Meta, Notices, Output};
+use bnx::output::Output;
+use bnx::pace;
+use bnx::printer::{Printer, Verbosity};
+use bnx::report::{self, Report};
 use bnx::request::Request;
 use bnx::transport::Transport;
-use bnx::{prompt, response, state};
+use bnx::{prompt, state};
 use clap::{CommandFactory, Parser};
 
 fn main() -> ExitCode {
@@ -19,49 +22,69 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let json = cli.json;
-    let mut notices = Notices::new(cli.quiet, cli.verbose);
-    // Known before the rest of the configuration, so a failure document can name it.
-    let agent = config::agent(cli.agent.clone(), &|name| std::env::var_os(name));
-    let mut meta = Meta::new(agent.as_deref().unwrap_or(DEFAULT_AGENT), cli.stream);
+    let printer = Printer::new(Verbosity::new(cli.quiet, cli.verbose));
+    let mut report = Report::new(DEFAULT_AGENT, cli.stream);
     let mut out = Output::new(BufWriter::with_capacity(64 * 1024, io::stdout().lock()));
-    let Err(err) = run(cli, &mut meta, &mut out, &mut notices) else {
+    let result = run(cli, &mut report, &mut out, &printer);
+    printer.stop_spinner();
+    let Err(err) = result else {
         return ExitCode::SUCCESS;
     };
-    notices.stop_spinner();
     if err.kind == Kind::ClosedPipe {
         return ExitCode::SUCCESS;
     }
     if json && err.kind != Kind::LocalIo {
-        let _ = out.failure(&err, &meta);
+        let _ = out.failure(&err, &report.to_json());
     }
-    notices.error(&err);
+    printer.error(&err);
     ExitCode::from(err.kind.exit_code() as u8)
 }
 
+/// The pipeline. The report is put together here alone, from what each stage returns.
 fn run(
     cli: Cli,
-    meta: &mut Meta,
+    report: &mut Report,
     out: &mut Output<impl Write>,
-    notices: &mut Notices,
+    printer: &Printer,
 ) -> Result<()> {
-    let config = Config::resolve(
-        cli,
-        |name| std::env::var_os(name),
-        io::stdin().is_terminal(),
-    )?;
-    meta.agent = config.agent.clone();
+    let env = |name: &str| std::env::var_os(name);
+    report.agent = config::agent(cli.agent.as_deref(), &env)?;
+    let config = Config::resolve(cli, report.agent.clone(), env, io::stdin().is_terminal())?;
     let messages = prompt::messages(&config.prompt, &mut io::stdin().lock())?;
-    let conversation = state::conversation_to_send(&config, notices);
-    let request = Request::new(&config, messages, conversation);
-    if config.dry_run {
+    let state_dir = config.state_dir.as_deref();
+    let conversation =
+        state::conversation_to_send(&config.chat.conversation, state_dir, &config.agent, printer);
+    let request = Request::new(&config.url, &config.chat, messages, conversation);
+    let Action::Send(token) = &config.action else {
         return out.dry_run(&request.describe());
+    };
+    if !config.chat.stream {
+        printer.start_spinner();
     }
-    let token = config.token.as_ref().expect("resolved unless --dry-run");
-    if !config.stream {
-        notices.start_spinner();
+    let transport = Transport::new(&config.network).paced(pace::for_run(&config, token, printer));
+    let network = &config.network;
+    let kept = report::exchange(
+        &transport,
+        &request,
+        token,
+        network,
+        config.json,
+        out,
+        printer,
+        report,
+    )?;
+    if config.json {
+        out.document(kept.as_deref(), &report.to_json())?;
     }
-    let sent = Transport::new(&config).send(&request, token, meta, notices)?;
-    response::handle(sent, &config, meta, out, notices)?;
-    state::remember(&config, meta.conversation_id.as_deref(), notices);
+    if report.reply.finish_reason.as_deref() == Some("length") {
+        printer.notice(match config.chat.max_tokens {
+            Some(_) => "the answer was cut at --max-tokens",
+            None => "the answer was cut at the agent's token limit",
+        });
+    }
+    if let Some(id) = &report.reply.conversation_id {
+        printer.verbose(&format!("conversation {id}"));
+        state::remember(state_dir, &config.agent, id, printer);
+    }
     Ok(())
 }

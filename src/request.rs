@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::config::Config;
+use crate::config::Chat;
 use crate::wire::{ChatRequest, Message};
 
 pub const USER_AGENT: &str = concat!("bnx/", env!("CARGO_PKG_VERSION"));
@@ -15,19 +15,24 @@ pub struct Request {
 }
 
 impl Request {
-    pub fn new(config: &Config, messages: Vec<Message>, conversation_id: Option<String>) -> Self {
+    pub fn new(
+        url: &str,
+        chat: &Chat,
+        messages: Vec<Message>,
+        conversation_id: Option<String>,
+    ) -> Self {
         Request {
-            url: config.url.clone(),
-            accept: if config.stream {
+            url: url.to_string(),
+            accept: if chat.stream {
                 "text/event-stream"
             } else {
                 "application/json"
             },
             body: ChatRequest {
                 messages,
-                stream: config.stream.then_some(true),
-                temperature: config.temperature,
-                max_tokens: config.max_tokens,
+                stream: chat.stream.then_some(true),
+                temperature: chat.temperature,
+                max_tokens: chat.max_tokens,
                 conversation_id,
             },
         }
@@ -55,13 +60,14 @@ mod tests {
 
     #[test]
     fn stream_flag_sets_accept_and_body() {
-        let config = Config {
+        let chat = Chat {
             stream: true,
             max_tokens: Some(5),
             ..Default::default()
         };
         let req = Request::new(
-            &config,
+            "https://h/x",
+            &chat,
             vec![Message::new("user", "hi")],
             Some("c-1".into()),
         );
@@ -73,7 +79,7 @@ mod tests {
             json!({"messages": [{"role": "user", "content": "hi"}], "stream": true,
                    "max_tokens": 5, "conversationId": "c-1"})
         );
-        let plain = Request::new(&Config::default(), vec![], None);
+        let plain = Request::new("https://h/x", &Chat::default(), vec![], None);
         assert_eq!(plain.accept, "application/json");
         assert_eq!(plain.describe()["body"], json!({"messages": []}));
     }

@@ -12,12 +12,11 @@ use serde_json::Value;
 use ureq::http::{HeaderMap, Response};
 use ureq::Body;
 
-use crate::config::Config;
+use crate::config::Network;
 use crate::error::{Error, Kind, Result};
-use crate::output::{Meta, Notices, Output, StreamMeta};
+use crate::output::Output;
 use crate::sse::{self, EventTooLarge};
 use crate::state;
-use crate::transport::Sent;
 use crate::wire::{self, ChatChunk, ChatCompletion};
 
 /// A whole (non-streamed) answer larger than this is refused.
@@ -32,19 +31,40 @@ impl From<EventTooLarge> for Error {
     }
 }
 
-pub fn handle<W: Write>(
-    sent: Sent,
-    config: &Config,
-    meta: &mut Meta,
+/// What the final response said about itself, whether or not it held an answer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reply {
+    pub status: Option<u16>,
+    pub credits_consumed: Option<String>,
+    pub credits_remaining: Option<String>,
+    pub conversation_id: Option<String>,
+    /// The answer was streamed: how far it got.
+    pub stream: Option<StreamFacts>,
+    pub finish_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamFacts {
+    pub done: bool,
+    pub finish_reason: Option<String>,
+}
+
+/// Reads `response`, writing the answer to `out` as it arrives. With `json`, a whole answer's
+/// body is returned instead, for the caller to write with the `bnx` key once it is known.
+/// `gave_up` says why a retry was refused, for the error message.
+pub fn read<W: Write>(
+    response: Response<Body>,
+    gave_up: Option<&str>,
+    json: bool,
+    network: &Network,
     out: &mut Output<W>,
-    notices: &mut Notices,
-) -> Result<()> {
-    let Sent { response, gave_up } = sent;
-    read_headers(response.headers(), meta, notices);
+) -> (Reply, Result<Option<Vec<u8>>>) {
+    let mut reply = headers(response.headers());
     let status = response.status();
+    reply.status = Some(status.as_u16());
     if status.is_redirection() {
         let location = header(response.headers(), "location").unwrap_or("nowhere");
-        return Err(Error::msg(
+        let err = Error::msg(
             Kind::Refused,
             format!(
                 "the server redirected (HTTP {}) to {location}; redirects are not followed",
@@ -52,55 +72,71 @@ pub fn handle<W: Write>(
             ),
         )
         .with_hint("check --base-url / BLUENEXUS_BASE_URL")
-        .with_json_type("http"));
+        .with_json_type("http");
+        return (reply, Err(err));
     }
     if !status.is_success() {
-        return Err(http_error(response, gave_up));
+        return (reply, Err(http_error(response, gave_up)));
     }
     let content_type = header(response.headers(), "content-type").unwrap_or("");
     let is_stream = if content_type.is_empty() {
-        config.stream
+        network.stream
     } else {
         content_type
             .to_ascii_lowercase()
             .starts_with("text/event-stream")
     };
-    meta.stream = is_stream.then(StreamMeta::default);
-    let finish_reason = if is_stream {
-        stream(response.into_body(), config, meta, out, notices)?
-    } else {
-        whole(response.into_body(), config.json, meta, out, notices)?
-    };
-    if finish_reason.as_deref() == Some("length") {
-        notices.notice(match config.max_tokens {
-            Some(_) => "the answer was cut at --max-tokens",
-            None => "the answer was cut at the agent's token limit",
+    if !is_stream {
+        let result = whole(response.into_body(), json, out);
+        let result = result.map(|(finish_reason, kept)| {
+            reply.finish_reason = finish_reason;
+            kept
         });
+        return (reply, result);
     }
-    Ok(())
+    let (progress, result) = pump(
+        &mut response.into_body().into_reader(),
+        json,
+        network.timeout,
+        out,
+    );
+    reply.finish_reason = progress.finish_reason.clone();
+    let done = progress.done;
+    reply.stream = Some(progress);
+    let result = result.and_then(|()| {
+        if !done {
+            return Err(Error::msg(
+                Kind::Protocol,
+                "the stream ended before [DONE]: the answer is incomplete",
+            ));
+        }
+        if !json {
+            out.end_text()?;
+        }
+        Ok(None)
+    });
+    (reply, result)
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn read_headers(headers: &HeaderMap, meta: &mut Meta, notices: &Notices) {
-    meta.credits_consumed = header(headers, wire::HEADER_CREDITS_CONSUMED).map(str::to_string);
-    meta.credits_remaining = header(headers, wire::HEADER_CREDITS_REMAINING).map(str::to_string);
-    meta.conversation_id = header(headers, wire::HEADER_CONVERSATION_ID)
-        .map(str::trim)
-        .filter(|id| state::is_valid_id(id))
-        .map(str::to_string);
-    if let (Some(used), Some(left)) = (&meta.credits_consumed, &meta.credits_remaining) {
-        notices.verbose(&format!("credits consumed {used}, remaining {left}"));
-    }
-    if let Some(id) = &meta.conversation_id {
-        notices.verbose(&format!("conversation {id}"));
+/// The API's own headers: credits and the conversation.
+fn headers(headers: &HeaderMap) -> Reply {
+    Reply {
+        credits_consumed: header(headers, wire::HEADER_CREDITS_CONSUMED).map(str::to_string),
+        credits_remaining: header(headers, wire::HEADER_CREDITS_REMAINING).map(str::to_string),
+        conversation_id: header(headers, wire::HEADER_CONVERSATION_ID)
+            .map(str::trim)
+            .filter(|id| state::is_valid_id(id))
+            .map(str::to_string),
+        ..Reply::default()
     }
 }
 
 /// An error status as an `Error`, carrying the server's own error object and message.
-fn http_error(response: Response<Body>, gave_up: Option<String>) -> Error {
+fn http_error(response: Response<Body>, gave_up: Option<&str>) -> Error {
     let status = response.status();
     let code = status.as_u16();
     let mut body = Vec::new();
@@ -126,6 +162,7 @@ fn http_error(response: Response<Body>, gave_up: Option<String>) -> Error {
     }
     match code {
         401 => err.with_hint("the token was refused: check it, or get a new one"),
+        402 => err.with_hint("the account is out of credits: add credits, then run again"),
         403 => err.with_hint("the token needs the agents-all or agents-use scope"),
         429 => err.with_hint("rate limited: try again later"),
         _ => err,
@@ -141,14 +178,12 @@ fn server_message(error: &Value) -> Option<&str> {
         .or(error.as_str())
 }
 
-/// A whole JSON answer. Returns its finish reason.
+/// A whole JSON answer: its finish reason, and with `json` the body to write.
 fn whole<W: Write>(
     body: Body,
     json: bool,
-    meta: &Meta,
     out: &mut Output<W>,
-    notices: &mut Notices,
-) -> Result<Option<String>> {
+) -> Result<(Option<String>, Option<Vec<u8>>)> {
     let mut bytes = Vec::new();
     body.into_reader()
         .take(MAX_BODY + 1)
@@ -160,17 +195,16 @@ fn whole<W: Write>(
             format!("the answer is larger than {} MiB", MAX_BODY >> 20),
         ));
     }
-    write_answer(&bytes, json, meta, out, notices)
+    let finish_reason = write_answer(&bytes, json, out)?;
+    Ok((finish_reason, json.then_some(bytes)))
 }
 
-/// Checks a whole answer and writes it: the content as text, or the body with the `bnx` key.
-/// Returns its finish reason. Public so that the fuzz target drives it with arbitrary bytes.
+/// Checks a whole answer and, unless `json`, writes its content as text. Returns its finish
+/// reason. Public so that the fuzz target drives it with arbitrary bytes.
 pub fn write_answer<W: Write>(
     bytes: &[u8],
     json: bool,
-    meta: &Meta,
     out: &mut Output<W>,
-    notices: &mut Notices,
 ) -> Result<Option<String>> {
     let completion: ChatCompletion = match serde_json::from_str(utf8(bytes, "the answer")?) {
         Ok(completion) => completion,
@@ -180,11 +214,7 @@ pub fn write_answer<W: Write>(
         .choices
         .first()
         .ok_or_else(|| Error::msg(Kind::Protocol, "the answer has no choices"))?;
-    notices.stop_spinner();
-    if json {
-        out.line(&with_meta(bytes, &meta.to_json())?)?;
-        out.flush()?;
-    } else {
+    if !json {
         if let Some(content) = &first.message.content {
             out.text(content.as_str())?;
         }
@@ -214,55 +244,6 @@ fn not_an_answer(bytes: &[u8], parse_error: serde_json::Error, what: &str) -> Er
     }
 }
 
-/// The body as the server sent it, with the `bnx` key added as its last member.
-fn with_meta(body: &[u8], meta: &Value) -> Result<Vec<u8>> {
-    let end = body.iter().rposition(|b| !b.is_ascii_whitespace());
-    let end = match end {
-        Some(end) if body[end] == b'}' => end,
-        _ => {
-            return Err(Error::msg(
-                Kind::Protocol,
-                "the answer is not a JSON object",
-            ))
-        }
-    };
-    let mut doc = Vec::with_capacity(end + 512);
-    doc.extend_from_slice(&body[..end]);
-    doc.extend_from_slice(b",\"bnx\":");
-    serde_json::to_writer(&mut doc, meta).expect("a Value always serializes");
-    doc.push(b'}');
-    Ok(doc)
-}
-
-/// A streamed answer, written as it arrives. Returns the last finish reason.
-fn stream<W: Write>(
-    body: Body,
-    config: &Config,
-    meta: &mut Meta,
-    out: &mut Output<W>,
-    notices: &mut Notices,
-) -> Result<Option<String>> {
-    notices.stop_spinner();
-    let (progress, result) = pump(&mut body.into_reader(), config.json, config.timeout, out);
-    let finish_reason = progress.finish_reason.clone();
-    let done = progress.done;
-    meta.stream = Some(progress);
-    result?;
-    if !done {
-        return Err(Error::msg(
-            Kind::Protocol,
-            "the stream ended before [DONE]: the answer is incomplete",
-        ));
-    }
-    if config.json {
-        out.json(&serde_json::json!({ "bnx": meta.to_json() }))?;
-        out.flush()?;
-    } else {
-        out.end_text()?;
-    }
-    Ok(finish_reason)
-}
-
 /// Decodes an SSE body from `reader` until `[DONE]`, the end, or a failure, writing each piece
 /// as its event completes and flushing before every wait for more data. Public so that the
 /// fuzz target and the property tests drive the real thing with arbitrary bytes and reads.
@@ -274,12 +255,12 @@ pub fn pump<R: Read, W: Write>(
     json: bool,
     timeout: Duration,
     out: &mut Output<W>,
-) -> (StreamMeta, Result<()>) {
+) -> (StreamFacts, Result<()>) {
     let mut decoder = sse::Decoder::default();
     let mut buf = vec![0u8; READ_BUFFER];
-    let mut progress = StreamMeta::default();
+    let mut progress = StreamFacts::default();
     let last_event = Cell::new(Instant::now());
-    let on_data = |data: &[u8], progress: &mut StreamMeta, out: &mut Output<W>| {
+    let on_data = |data: &[u8], progress: &mut StreamFacts, out: &mut Output<W>| {
         last_event.set(Instant::now());
         on_event(data, json, progress, out)
     };
@@ -308,7 +289,7 @@ pub fn pump<R: Read, W: Write>(
 fn on_event<W: Write>(
     data: &[u8],
     json: bool,
-    progress: &mut StreamMeta,
+    progress: &mut StreamFacts,
     out: &mut Output<W>,
 ) -> Result<()> {
     if progress.done {
@@ -407,20 +388,9 @@ mod tests {
     }
 
     #[test]
-    fn meta_is_spliced_in_keeping_the_body_as_sent() {
-        let body = b"{\"b\": 1, \"a\": [1.50, 2]}\n";
-        let doc = with_meta(body, &serde_json::json!({"status": 200})).unwrap();
-        assert_eq!(
-            doc,
-            b"{\"b\": 1, \"a\": [1.50, 2],\"bnx\":{\"status\":200}}"
-        );
-        assert!(with_meta(b"[1]", &Value::Null).is_err());
-    }
-
-    #[test]
     fn events_write_text_or_lines() {
         let mut text = Output::new(Vec::new());
-        let mut progress = StreamMeta::default();
+        let mut progress = StreamFacts::default();
         on_event(
             br#"{"choices":[{"delta":{"role":"assistant"}}]}"#,
             false,
@@ -453,14 +423,14 @@ mod tests {
         assert_eq!(text.into_inner(), "Hé".as_bytes());
         assert_eq!(
             progress,
-            StreamMeta {
+            StreamFacts {
                 done: true,
                 finish_reason: Some("length".into())
             }
         );
 
         let mut lines = Output::new(Vec::new());
-        let mut progress = StreamMeta::default();
+        let mut progress = StreamFacts::default();
         on_event(b"{\"choices\":\n[]}", true, &mut progress, &mut lines).unwrap();
         on_event(br#"{"choices": [ ]}"#, true, &mut progress, &mut lines).unwrap();
         assert_eq!(
@@ -474,23 +444,21 @@ mod tests {
         let data = b"{\"x\":\"\xff\",\n\"choices\":[{\"delta\":{\"content\":\"a\"}}]}";
         for json in [false, true] {
             let mut out = Output::new(Vec::new());
-            let err = on_event(data, json, &mut StreamMeta::default(), &mut out).unwrap_err();
+            let err = on_event(data, json, &mut StreamFacts::default(), &mut out).unwrap_err();
             assert_eq!(err.kind, Kind::Protocol);
             assert!(err.line().contains("not valid UTF-8"), "{}", err.line());
             assert!(out.into_inner().is_empty());
         }
         let body = b"{\"x\":\"\xff\",\"choices\":[{\"message\":{\"content\":\"a\"}}]}";
         let mut out = Output::new(Vec::new());
-        let meta = Meta::new("a", false);
-        let err =
-            write_answer(body, true, &meta, &mut out, &mut Notices::new(true, false)).unwrap_err();
+        let err = write_answer(body, true, &mut out).unwrap_err();
         assert_eq!(err.kind, Kind::Protocol);
     }
 
     #[test]
     fn error_events_and_garbage_are_told_apart() {
         let mut out = Output::new(Vec::new());
-        let mut progress = StreamMeta::default();
+        let mut progress = StreamFacts::default();
         let err = on_event(
             br#"{"error":{"message":"boom","type":"server_error"}}"#,
             false,
@@ -539,7 +507,7 @@ mod tests {
             }
         }
 
-        fn run(input: &[u8], sizes: Vec<usize>, json: bool) -> (Vec<u8>, StreamMeta, Result<()>) {
+        fn run(input: &[u8], sizes: Vec<usize>, json: bool) -> (Vec<u8>, StreamFacts, Result<()>) {
             let mut out = Output::new(Vec::new());
             let mut reads = Reads {
                 data: input,

@@ -1,10 +1,72 @@
-//! When to retry, and how long to wait first (SPEC section 5).
+//! When to retry, and how long to wait first: the rules of the README's "Retries" section, as
+//! pure functions, so that every rule is tested here rather than only end to end.
 
 use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, SystemTime};
 
+/// `--retries` and `--max-retry-wait`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub retries: u32,
+    /// The longest single wait accepted, the server's or our own backoff.
+    pub max_wait: Duration,
+}
+
+/// How an attempt ended, as far as retrying is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The server answered with this status, and maybe asked for a wait.
+    Answered {
+        status: u16,
+        asked: Option<Duration>,
+    },
+    /// No response arrived; `retryable` when it failed before any response byte in a way
+    /// worth another try (a connect error, a timeout).
+    Failed { retryable: bool },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// This attempt's result is final.
+    Done,
+    /// Final too, but a retry was refused for this reason, which the error message gives.
+    GiveUp(String),
+    Retry(Duration),
+}
+
+/// What to do after attempt number `attempt` (counting from 0) ended in `outcome`. `jitter` is
+/// a number in [0, 1), from [`jitter`] outside of tests.
+pub fn decide(attempt: u32, outcome: Outcome, policy: &Policy, jitter: f64) -> Decision {
+    let backoff = || backoff(attempt, jitter).min(policy.max_wait);
+    let retries_left = attempt < policy.retries;
+    match outcome {
+        Outcome::Answered { status, .. } if !is_retryable_status(status) => Decision::Done,
+        Outcome::Answered { .. } | Outcome::Failed { .. } if !retries_left => Decision::Done,
+        Outcome::Failed { retryable: false } => Decision::Done,
+        Outcome::Failed { retryable: true } => Decision::Retry(backoff()),
+        Outcome::Answered {
+            asked: Some(asked), ..
+        } if asked > policy.max_wait => Decision::GiveUp(format!(
+            "the server asked to wait {}s, longer than --max-retry-wait {}s",
+            secs(asked),
+            secs(policy.max_wait)
+        )),
+        Outcome::Answered { asked, .. } => Decision::Retry(asked.unwrap_or_else(backoff)),
+    }
+}
+
 pub fn is_retryable_status(status: u16) -> bool {
     matches!(status, 429 | 500 | 502 | 503 | 504)
+}
+
+/// Seconds for a message: whole when whole, else one decimal.
+pub fn secs(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s.fract() == 0.0 {
+        format!("{s:.0}")
+    } else {
+        format!("{s:.1}")
+    }
 }
 
 /// The wait the server asked for: `retry-after-ms`, else `Retry-After` in seconds or as an HTTP
@@ -46,6 +108,85 @@ pub fn jitter() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const POLICY: Policy = Policy {
+        retries: 2,
+        max_wait: Duration::from_secs(10),
+    };
+
+    fn answered(status: u16, asked: Option<u64>) -> Outcome {
+        Outcome::Answered {
+            status,
+            asked: asked.map(Duration::from_secs),
+        }
+    }
+
+    #[test]
+    fn only_retryable_failures_are_retried_and_only_while_retries_last() {
+        let retry = |attempt, outcome| decide(attempt, outcome, &POLICY, 1.0);
+        assert_eq!(retry(0, answered(200, None)), Decision::Done);
+        assert_eq!(retry(0, answered(400, Some(1))), Decision::Done);
+        assert_eq!(
+            retry(0, answered(503, None)),
+            Decision::Retry(Duration::from_millis(500))
+        );
+        assert_eq!(
+            retry(1, answered(429, None)),
+            Decision::Retry(Duration::from_secs(1))
+        );
+        assert_eq!(retry(2, answered(429, None)), Decision::Done);
+        assert_eq!(
+            retry(0, Outcome::Failed { retryable: true }),
+            Decision::Retry(Duration::from_millis(500))
+        );
+        assert_eq!(
+            retry(2, Outcome::Failed { retryable: true }),
+            Decision::Done
+        );
+        assert_eq!(
+            retry(0, Outcome::Failed { retryable: false }),
+            Decision::Done
+        );
+    }
+
+    #[test]
+    fn the_servers_wait_is_taken_unless_longer_than_allowed() {
+        let retry = |attempt, outcome| decide(attempt, outcome, &POLICY, 1.0);
+        assert_eq!(
+            retry(0, answered(429, Some(3))),
+            Decision::Retry(Duration::from_secs(3))
+        );
+        assert_eq!(
+            retry(0, answered(429, Some(0))),
+            Decision::Retry(Duration::ZERO)
+        );
+        assert_eq!(
+            retry(0, answered(503, Some(11))),
+            Decision::GiveUp(
+                "the server asked to wait 11s, longer than --max-retry-wait 10s".into()
+            )
+        );
+        // On the last attempt there is nothing to give up: the response is final anyway.
+        assert_eq!(retry(2, answered(503, Some(11))), Decision::Done);
+    }
+
+    #[test]
+    fn our_own_backoff_never_exceeds_the_longest_wait() {
+        let policy = Policy {
+            retries: 9,
+            max_wait: Duration::from_secs(2),
+        };
+        assert_eq!(
+            decide(6, answered(502, None), &policy, 1.0),
+            Decision::Retry(Duration::from_secs(2))
+        );
+    }
+
+    #[test]
+    fn seconds_read_whole_or_with_one_decimal() {
+        assert_eq!(secs(Duration::from_secs(60)), "60");
+        assert_eq!(secs(Duration::from_millis(1500)), "1.5");
+    }
 
     #[test]
     fn retryable_statuses_are_exactly_the_spec_list() {

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
-use crate::config::{Config, Conversation};
-use crate::output::Notices;
+use crate::config::Conversation;
+use crate::printer::Printer;
 
 /// A conversation id longer than this, or with characters other than visible ASCII, is not an
 /// id this program will store and send back.
@@ -26,19 +26,20 @@ pub fn is_valid_id(id: &str) -> bool {
 }
 
 /// The conversation id to send, if any.
-pub fn conversation_to_send(config: &Config, notices: &Notices) -> Option<String> {
-    match &config.conversation {
+pub fn conversation_to_send(
+    conversation: &Conversation,
+    state_dir: Option<&Path>,
+    agent: &str,
+    printer: &Printer,
+) -> Option<String> {
+    match conversation {
         Conversation::New => None,
         Conversation::Id(id) => Some(id.clone()),
         Conversation::Continue => {
-            let last = config
-                .state_dir
-                .as_deref()
-                .and_then(|dir| load(dir, &config.agent));
+            let last = state_dir.and_then(|dir| load(dir, agent));
             if last.is_none() {
-                notices.notice(&format!(
-                    "no saved conversation for agent {:?}: starting a new one",
-                    config.agent
+                printer.notice(&format!(
+                    "no saved conversation for agent {agent:?}: starting a new one"
                 ));
             }
             last
@@ -47,14 +48,13 @@ pub fn conversation_to_send(config: &Config, notices: &Notices) -> Option<String
 }
 
 /// Remembers the conversation of a successful answer; failing to is only a warning.
-pub fn remember(config: &Config, conversation_id: Option<&str>, notices: &Notices) {
-    let Some(id) = conversation_id else { return };
-    let saved = match &config.state_dir {
-        Some(dir) => save(dir, &config.agent, id).map_err(|e| format!("{}: {e}", dir.display())),
+pub fn remember(state_dir: Option<&Path>, agent: &str, id: &str, printer: &Printer) {
+    let saved = match state_dir {
+        Some(dir) => save(dir, agent, id).map_err(|e| format!("{}: {e}", dir.display())),
         None => Err("neither XDG_STATE_HOME nor HOME is set".to_string()),
     };
     if let Err(why) = saved {
-        notices.notice(&format!(
+        printer.notice(&format!(
             "warning: cannot save the conversation for --continue ({why})"
         ));
     }

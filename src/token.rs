@@ -26,7 +26,7 @@ impl Secret {
     }
 
     /// Trims surrounding whitespace and refuses what cannot be sent as a header value intact.
-    fn parse(raw: &str, source: &str) -> Result<Secret> {
+    pub(crate) fn parse(raw: &str, source: &str) -> Result<Secret> {
         let token = raw.trim();
         if token.is_empty() {
             return Err(Error::msg(

@@ -1,6 +1,6 @@
 //! Sending the request with ureq: timeouts, no redirects, proxies, the platform's trust store,
-//! and the retry loop of SPEC section 5. It returns the final response, whatever its status;
-//! reading it is `response.rs`'s job.
+//! and the retry loop, whose rules are `retry::decide`. It returns the final response, whatever
+//! its status; reading it is `response.rs`'s job.
 
 use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime};
@@ -9,31 +9,36 @@ use ureq::http::Response;
 use ureq::tls::{RootCerts, TlsConfig};
 use ureq::{Agent, Body, Proxy, Timeout};
 
-use crate::config::Config;
+use crate::config::Network;
 use crate::error::{Error, Kind, Result};
-use crate::output::{Meta, Notices};
+use crate::pace::{self, Pacer, Turn};
+use crate::printer::Printer;
 use crate::request::{Request, USER_AGENT};
-use crate::retry;
+use crate::retry::{self, secs, Decision, Outcome, Policy};
 use crate::token::Secret;
 
 /// Response headers past this size are a hostile or broken server, not an answer.
 const MAX_HEADER_BYTES: usize = 64 * 1024;
 
-/// The final response, and why it was not retried when a retry was refused.
-pub struct Sent {
-    pub response: Response<Body>,
+/// What the attempts learned, whether or not a response came of them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Attempts {
+    pub count: u32,
+    /// Seconds the last 429 asked us to wait, when it said.
+    pub retry_after: Option<f64>,
+    /// Why a retry was refused, when one was.
     pub gave_up: Option<String>,
 }
 
 pub struct Transport {
     agent: Agent,
     timeout: Duration,
-    retries: u32,
-    max_retry_wait: Duration,
+    policy: Policy,
+    pacer: Option<Pacer>,
 }
 
 impl Transport {
-    pub fn new(config: &Config) -> Self {
+    pub fn new(network: &Network) -> Self {
         let builder = Agent::config_builder()
             .http_status_as_error(false)
             // A POST has no business being redirected, and the token must not follow one.
@@ -41,7 +46,7 @@ impl Transport {
             .user_agent(USER_AGENT)
             .accept_encoding("identity")
             .max_response_header_size(MAX_HEADER_BYTES)
-            .proxy(if config.env_proxy {
+            .proxy(if network.env_proxy {
                 Proxy::try_from_env()
             } else {
                 None
@@ -51,38 +56,55 @@ impl Transport {
                     .root_certs(RootCerts::PlatformVerifier)
                     .build(),
             )
-            .timeout_resolve(Some(config.connect_timeout))
-            .timeout_connect(Some(config.connect_timeout))
-            .timeout_recv_response(Some(config.timeout))
-            .timeout_per_write(Some(config.timeout));
+            .timeout_resolve(Some(network.connect_timeout))
+            .timeout_connect(Some(network.connect_timeout))
+            .timeout_recv_response(Some(network.timeout))
+            .timeout_per_write(Some(network.timeout));
         // ureq's body timeouts are budgets for the whole body, which would cut a healthy long
         // stream; a per-read timeout is the "longest silence" the streaming contract asks for.
-        let builder = if config.stream {
-            builder.timeout_per_read(Some(config.timeout))
+        let builder = if network.stream {
+            builder.timeout_per_read(Some(network.timeout))
         } else {
-            builder.timeout_per_call(Some(config.timeout))
+            builder.timeout_per_call(Some(network.timeout))
         };
         Transport {
             agent: builder.build().into(),
-            timeout: config.timeout,
-            retries: config.retries,
-            max_retry_wait: config.max_retry_wait,
+            timeout: network.timeout,
+            policy: network.retry,
+            pacer: None,
         }
     }
 
+    /// Every attempt, retries included, first waits for its turn from `pacer`.
+    pub fn paced(self, pacer: Option<Pacer>) -> Self {
+        Transport { pacer, ..self }
+    }
+
+    /// Sends `request` until an attempt's result is final: a response of any status, or a
+    /// failure that is not retried.
     pub fn send(
         &self,
         request: &Request,
         token: &Secret,
-        meta: &mut Meta,
-        notices: &Notices,
-    ) -> Result<Sent> {
+        printer: &Printer,
+    ) -> (Attempts, Result<Response<Body>>) {
         let body = serde_json::to_vec(&request.body).expect("a request always serializes");
-        let mut attempt = 0;
+        let mut attempts = Attempts::default();
         loop {
-            meta.attempts = attempt + 1;
-            notices.verbose(&format!("POST {} (attempt {})", request.url, attempt + 1));
-            notices.verbose("authorization: Bearer ***");
+            if let Some(pacer) = &self.pacer {
+                let waiting = |wait| printer.waiting(wait, pacer.rate());
+                if let Turn::Refused(wait) = pacer.wait_turn(waiting) {
+                    attempts.retry_after = Some(wait.as_secs_f64());
+                    return (attempts, Err(pace::refused(wait, pacer.rate())));
+                }
+            }
+            let attempt = attempts.count;
+            attempts.count += 1;
+            printer.verbose(&format!(
+                "POST {} (attempt {})",
+                request.url, attempts.count
+            ));
+            printer.verbose("authorization: Bearer ***");
             let sent_at = Instant::now();
             let result = self
                 .agent
@@ -90,144 +112,107 @@ impl Transport {
                 .header("Authorization", format!("Bearer {}", token.expose()))
                 .header("Content-Type", "application/json")
                 .header("Accept", request.accept)
-                .send(&body[..]);
-            let last = attempt >= self.retries;
-            let wait = match result {
+                .send(&body[..])
+                .map_err(|e| (is_retryable(&e), self.error(&e)));
+            let outcome = match &result {
                 Ok(response) => {
                     let status = response.status();
-                    notices.verbose(&format!(
+                    printer.verbose(&format!(
                         "HTTP {} {} after {} ms",
                         status.as_u16(),
                         status.canonical_reason().unwrap_or(""),
                         sent_at.elapsed().as_millis()
                     ));
-                    meta.status = Some(status.as_u16());
-                    if !retry::is_retryable_status(status.as_u16()) {
-                        return Ok(Sent {
-                            response,
-                            gave_up: None,
-                        });
-                    }
-                    let header = |name| response.headers().get(name).and_then(|v| v.to_str().ok());
-                    let asked = retry::server_wait(
-                        header("retry-after-ms"),
-                        header("retry-after"),
-                        SystemTime::now(),
-                    );
+                    let asked = asked_wait(response);
                     if status.as_u16() == 429 {
-                        meta.retry_after = asked.map(|d| d.as_secs_f64());
+                        attempts.retry_after = asked.map(|d| d.as_secs_f64());
+                        if let (Some(pacer), Some(asked)) = (&self.pacer, asked) {
+                            pacer.pause(asked);
+                        }
                     }
-                    if last {
-                        return Ok(Sent {
-                            response,
-                            gave_up: None,
-                        });
+                    Outcome::Answered {
+                        status: status.as_u16(),
+                        asked,
                     }
-                    if let Some(asked) = asked.filter(|a| *a > self.max_retry_wait) {
-                        let gave_up = format!(
-                            "the server asked to wait {}s, longer than --max-retry-wait {}s",
-                            secs(asked),
-                            secs(self.max_retry_wait)
-                        );
-                        return Ok(Sent {
-                            response,
-                            gave_up: Some(gave_up),
-                        });
-                    }
-                    let wait = asked.unwrap_or_else(|| self.backoff(attempt));
-                    notices.notice(&format!(
-                        "HTTP {}; retrying in {}s (attempt {} of {})",
-                        status.as_u16(),
-                        secs(wait),
-                        attempt + 2,
-                        self.retries + 1
-                    ));
-                    wait
                 }
-                Err(err) => {
-                    let (error, retryable) = self.classify(err);
-                    if !retryable || last {
-                        return Err(error);
-                    }
-                    let wait = self.backoff(attempt);
-                    notices.notice(&format!(
-                        "{}; retrying in {}s (attempt {} of {})",
-                        error.line(),
-                        secs(wait),
-                        attempt + 2,
-                        self.retries + 1
-                    ));
-                    wait
+                Err((retryable, _)) => Outcome::Failed {
+                    retryable: *retryable,
+                },
+            };
+            let wait = match retry::decide(attempt, outcome, &self.policy, retry::jitter()) {
+                Decision::Retry(wait) => wait,
+                Decision::Done => return (attempts, result.map_err(|(_, e)| e)),
+                Decision::GiveUp(why) => {
+                    attempts.gave_up = Some(why);
+                    return (attempts, result.map_err(|(_, e)| e));
                 }
             };
+            let failure = match &result {
+                Ok(response) => format!("HTTP {}", response.status().as_u16()),
+                Err((_, err)) => err.line(),
+            };
+            printer.notice(&format!(
+                "{failure}; retrying in {}s (attempt {} of {})",
+                secs(wait),
+                attempts.count + 1,
+                self.policy.retries + 1
+            ));
             sleep(wait);
-            attempt += 1;
         }
     }
 
-    fn backoff(&self, attempt: u32) -> Duration {
-        retry::backoff(attempt, retry::jitter()).min(self.max_retry_wait)
-    }
-
-    /// The failure, and whether it happened before any response byte in a way worth retrying.
-    fn classify(&self, err: ureq::Error) -> (Error, bool) {
+    /// A failure before any response, in words.
+    fn error(&self, err: &ureq::Error) -> Error {
         let network = |what: String| Error::msg(Kind::Unavailable, what).with_json_type("network");
         match err {
-            ureq::Error::Timeout(Timeout::Connect | Timeout::Resolve) => (
-                Error::msg(
-                    Kind::Unavailable,
-                    "timed out connecting (--connect-timeout)",
-                )
-                .with_json_type("timeout"),
-                true,
+            ureq::Error::Timeout(Timeout::Connect | Timeout::Resolve) => Error::msg(
+                Kind::Unavailable,
+                "timed out connecting (--connect-timeout)",
+            )
+            .with_json_type("timeout"),
+            ureq::Error::Timeout(_) => Error::msg(
+                Kind::Unavailable,
+                format!("no answer within {}s (--timeout)", secs(self.timeout)),
+            )
+            .with_json_type("timeout"),
+            ureq::Error::HostNotFound => network("cannot resolve the API host".into()),
+            ureq::Error::ConnectionFailed => network("cannot connect to the API host".into()),
+            ureq::Error::Io(e) => network(format!("connection failed before an answer: {e}")),
+            ureq::Error::ConnectProxyFailed(why) => network(format!("proxy refused: {why}")),
+            ureq::Error::Protocol(e) => Error::msg(
+                Kind::Protocol,
+                format!("the server's answer is not valid HTTP: {e}"),
             ),
-            ureq::Error::Timeout(_) => (
-                Error::msg(
-                    Kind::Unavailable,
-                    format!("no answer within {}s (--timeout)", secs(self.timeout)),
-                )
-                .with_json_type("timeout"),
-                true,
-            ),
-            ureq::Error::HostNotFound => (network("cannot resolve the API host".into()), true),
-            ureq::Error::ConnectionFailed => {
-                (network("cannot connect to the API host".into()), true)
-            }
-            ureq::Error::Io(e) => (
-                network(format!("connection failed before an answer: {e}")),
-                true,
-            ),
-            ureq::Error::ConnectProxyFailed(why) => {
-                (network(format!("proxy refused: {why}")), true)
-            }
-            ureq::Error::Protocol(e) => (
-                Error::msg(
-                    Kind::Protocol,
-                    format!("the server's answer is not valid HTTP: {e}"),
+            ureq::Error::LargeResponseHeader(..) => Error::msg(
+                Kind::Protocol,
+                format!(
+                    "the server's response headers exceed {} KiB",
+                    MAX_HEADER_BYTES >> 10
                 ),
-                false,
             ),
-            ureq::Error::LargeResponseHeader(..) => (
-                Error::msg(
-                    Kind::Protocol,
-                    format!(
-                        "the server's response headers exceed {} KiB",
-                        MAX_HEADER_BYTES >> 10
-                    ),
-                ),
-                false,
-            ),
-            other => (network(format!("request failed: {other}")), false),
+            other => network(format!("request failed: {other}")),
         }
     }
 }
 
-/// Seconds for a message: whole when whole, else one decimal.
-fn secs(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s.fract() == 0.0 {
-        format!("{s:.0}")
-    } else {
-        format!("{s:.1}")
-    }
+/// Whether a failure before any response byte is worth another attempt.
+fn is_retryable(err: &ureq::Error) -> bool {
+    matches!(
+        err,
+        ureq::Error::Timeout(_)
+            | ureq::Error::HostNotFound
+            | ureq::Error::ConnectionFailed
+            | ureq::Error::Io(_)
+            | ureq::Error::ConnectProxyFailed(_)
+    )
+}
+
+/// The wait a response asked for, if it asked.
+fn asked_wait(response: &Response<Body>) -> Option<Duration> {
+    let header = |name| response.headers().get(name).and_then(|v| v.to_str().ok());
+    retry::server_wait(
+        header("retry-after-ms"),
+        header("retry-after"),
+        SystemTime::now(),
+    )
 }

@@ -10,16 +10,14 @@ use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bnx::mock::http::{read_body, read_head, Budget, Head, Stream};
 
-use crate::measure::{self, Cost};
+use crate::support::measure::{self, Cost};
+use crate::support::mock::{Mock, BNX, TOKEN};
 
-const BNX: &str = env!("CARGO_BIN_EXE_bnx");
-const BNX_MOCK: &str = env!("CARGO_BIN_EXE_bnx-mock");
-const TOKEN: &str = "bnx-mock-token";
 const CHAT: &str = "/api/v1/agents/default/chat/completions";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,41 +86,16 @@ fn median_of(runs: usize, mut make: impl FnMut() -> Command) -> Cost {
     }
 }
 
-struct Mock {
-    child: Child,
-    origin: String,
-}
-
 impl Mock {
-    fn start(args: &[&str]) -> Mock {
-        let mut child = Command::new(BNX_MOCK)
-            .args(["--listen", "127.0.0.1:0", "--rate-limit", "0"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("bnx-mock starts");
-        let mut line = String::new();
-        BufReader::new(child.stderr.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let origin = line
-            .trim()
-            .trim_start_matches("bnx-mock: listening on ")
-            .to_string();
-        Mock { child, origin }
+    /// Unlimited requests: the benchmarks make far more than 30 a minute.
+    fn unlimited(args: &[&str]) -> Mock {
+        Mock::start(&[&["--rate-limit", "0"], args].concat())
     }
 
-    fn bnx(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BNX);
-        cmd.env_clear()
-            .env("HOME", std::env::temp_dir())
-            .env(
-                "XDG_STATE_HOME",
-                std::env::temp_dir().join("bnx-bench-state"),
-            )
-            .env("BLUENEXUS_BASE_URL", &self.origin)
-            .env("BLUENEXUS_TOKEN", TOKEN)
+    /// `bnx` unpaced: these runs measure the client, not the account's limit.
+    fn bnx_to_null(&self, args: &[&str]) -> Command {
+        let mut cmd = self.command();
+        cmd.env("BLUENEXUS_RATE_LIMIT", "0")
             .args(args)
             .stdout(Stdio::null());
         cmd
@@ -131,16 +104,9 @@ impl Mock {
     fn curl(&self, curl: &Path, stream: bool) -> Command {
         let mut cmd = Command::new(curl);
         cmd.env_clear()
-            .args(curl_args(&self.origin, stream))
+            .args(curl_args(&self.url, stream))
             .args(["-o", "/dev/null"]);
         cmd
-    }
-}
-
-impl Drop for Mock {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -342,11 +308,11 @@ pub fn run(scale: Scale) -> Report {
     );
 
     // 2. Small round trip.
-    let small = Mock::start(&[]);
-    let bnx_small = median_of(p.request_runs, || small.bnx(&["hi"]));
+    let small = Mock::unlimited(&[]);
+    let bnx_small = median_of(p.request_runs, || small.bnx_to_null(&["hi"]));
     if let (Some(curl), Some(jq)) = (&curl, &jq) {
         let pipeline = median_of(p.request_runs, || {
-            let args: Vec<String> = curl_args(&small.origin, false)
+            let args: Vec<String> = curl_args(&small.url, false)
                 .iter()
                 .map(|a| shell_quote(a))
                 .collect();
@@ -384,7 +350,7 @@ pub fn run(scale: Scale) -> Report {
         );
     }
     if python.is_some() {
-        let sdk_small = median_of(p.request_runs.min(10), || sdk(&small.origin, "whole"));
+        let sdk_small = median_of(p.request_runs.min(10), || sdk(&small.url, "whole"));
         let r = ratio(sdk_small.wall, bnx_small.wall);
         report.row(
             "round trip: Python SDK / `bnx hi`",
@@ -399,10 +365,10 @@ pub fn run(scale: Scale) -> Report {
     // 3. Streaming throughput, and 5a. memory while streaming.
     let stream_bytes = p.stream_bytes.to_string();
     let events = p.stream_events.to_string();
-    let big = Mock::start(&["--answer-size", &stream_bytes, "--chunks", &events]);
+    let big = Mock::unlimited(&["--answer-size", &stream_bytes, "--chunks", &events]);
     let wire_bytes = curl.as_ref().map_or(0, |curl| {
         let mut child = Command::new(curl)
-            .args(curl_args(&big.origin, true))
+            .args(curl_args(&big.url, true))
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -410,7 +376,7 @@ pub fn run(scale: Scale) -> Report {
         child.wait().unwrap();
         bytes as usize
     });
-    let bnx_stream = median_of(p.stream_runs, || big.bnx(&["-s", "hi"]));
+    let bnx_stream = median_of(p.stream_runs, || big.bnx_to_null(&["-s", "hi"]));
     let size = format!(
         "{:.0} MiB answer, {} MiB on the wire, {} events",
         p.stream_bytes as f64 / 1048576.0,
@@ -439,7 +405,7 @@ pub fn run(scale: Scale) -> Report {
         );
     }
     if python.is_some() && p.sdk_stream_runs > 0 {
-        let sdk_stream = median_of(p.sdk_stream_runs, || sdk(&big.origin, "stream"));
+        let sdk_stream = median_of(p.sdk_stream_runs, || sdk(&big.url, "stream"));
         let r = ratio(sdk_stream.cpu, bnx_stream.cpu);
         report.row(
             "stream CPU: Python SDK / `bnx -s`",
@@ -476,13 +442,13 @@ pub fn run(scale: Scale) -> Report {
 
     // 5b. Memory on a large whole answer.
     let whole_bytes = p.whole_bytes.to_string();
-    let whole = Mock::start(&["--answer-size", &whole_bytes]);
+    let whole = Mock::unlimited(&["--answer-size", &whole_bytes]);
     let limit_kib = 3 * p.whole_bytes as u64 / 1024;
     for (what, args) in [
         ("`bnx`", vec!["hi"]),
         ("`bnx --json`", vec!["--json", "hi"]),
     ] {
-        let cost = median_of(p.stream_runs.min(3), || whole.bnx(&args));
+        let cost = median_of(p.stream_runs.min(3), || whole.bnx_to_null(&args));
         report.row(
             &format!(
                 "peak RSS: {what} on a {:.0} MiB whole answer",
@@ -508,7 +474,7 @@ pub fn run(scale: Scale) -> Report {
     );
 
     if python.is_some() {
-        let mut check = sdk(&small.origin, "whole");
+        let mut check = sdk(&small.url, "whole");
         let out = check.stdout(Stdio::piped()).output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         report.notes.push(format!(

@@ -2,7 +2,8 @@
 //! `harness.rs`; the results of a real run are in BENCHMARKS.md.
 
 mod harness;
-mod measure;
+#[path = "../../tests/support/mod.rs"]
+mod support;
 
 fn main() {
     // `cargo bench` passes `--bench`; anything else (such as `cargo test --benches`) gets the

@@ -4,14 +4,12 @@
 
 use std::io;
 
-use bnx::output::{Meta, Notices, Output};
+use bnx::output::Output;
 use bnx::response::write_answer;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&control, body)) = data.split_first() else { return };
-    let meta = Meta::new("default", false);
-    let mut notices = Notices::new(true, false);
     let mut out = Output::new(io::sink());
-    let _ = write_answer(body, control & 1 == 1, &meta, &mut out, &mut notices);
+    let _ = write_answer(body, control & 1 == 1, &mut out);
 });

@@ -1,17 +1,77 @@
-//! The token goes nowhere but to the API host: not to a proxy that could read it, not to a
-//! redirect target, not into any output. Anything that could smuggle a header is refused before
-//! a byte is sent.
+//! The token goes nowhere but to the API host: not into any output or log, not to a proxy that
+//! could read it, not to a redirect target. Anything that could smuggle a header is refused
+//! before a byte is sent.
 
-mod common;
-
+use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use common::*;
-use predicates::prelude::*;
+use crate::util::*;
+
+#[test]
+fn the_token_appears_in_no_output_on_any_path() {
+    let secret = "tok-S3CRET-9f8e7d6c";
+    let mock = Mock::start(&[
+        "--token",
+        secret,
+        "--fault",
+        "503",
+        "--fault",
+        "redirect",
+        "--fault",
+        "error-event",
+        "--fault",
+        "malformed",
+    ]);
+    let runs: Vec<Vec<&str>> = vec![
+        vec!["-v", "--json", "x"],
+        vec!["-v", "x"],
+        vec!["-v", "-s", "--json", "x"],
+        vec!["-v", "-s", "x"],
+        vec!["-v", "--dry-run", "x"],
+        vec!["-v", "--json", "--conversation", "nope", "x"],
+        vec!["-v", "--json", "--max-tokens", "1", "x"],
+    ];
+    for args in runs {
+        let output = mock
+            .bnx()
+            .env("BLUENEXUS_TOKEN", secret)
+            .args(&args)
+            .output()
+            .unwrap();
+        let all = format!("{}{}", stdout_of(&output), stderr_of(&output));
+        assert!(!all.contains("S3CRET"), "{args:?}: {all}");
+        assert!(!all.contains("9f8e7d6c"), "{args:?}: {all}");
+        assert_clean_stderr(&stderr_of(&output));
+    }
+    let wrong = mock
+        .bnx()
+        .env("BLUENEXUS_TOKEN", "tok-WRONG-123456")
+        .args(["-v", "--json", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(77));
+    assert!(!format!("{wrong:?}").contains("WRONG-123456"));
+    let log = fs::read_to_string(mock.dir.path().join("requests.jsonl")).unwrap();
+    assert!(!log.contains("S3CRET"));
+}
+
+#[test]
+fn a_token_that_could_inject_headers_is_refused_before_sending() {
+    let mock = Mock::start(&[]);
+    mock.bnx()
+        .env("BLUENEXUS_TOKEN", "abc\r\nX-Injected: 1")
+        .arg("x")
+        .assert()
+        .code(78)
+        .stderr(
+            predicate::str::contains("whitespace").and(predicate::str::contains("Injected").not()),
+        );
+    mock.assert_no_requests();
+}
 
 /// A listener that records every byte sent to it and answers `reply`.
 struct Recorder {
@@ -58,7 +118,7 @@ const SECRET: &str = "tok-SECRET-4242";
 fn an_https_proxy_only_ever_sees_connect_never_the_token() {
     let proxy = Recorder::start(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n");
     let dir = tempfile::tempdir().unwrap();
-    bnx_isolated(dir.path())
+    bnx_in(dir.path())
         .env("BLUENEXUS_TOKEN", SECRET)
         .env("HTTPS_PROXY", &proxy.origin)
         .env("BLUENEXUS_BASE_URL", "https://api.bluenexus.test")
@@ -142,8 +202,7 @@ fn header_smuggling_agent_ids_and_tokens_are_refused_before_sending() {
         .assert()
         .code(78)
         .stderr(predicate::str::contains("SPACED").not());
-    thread::sleep(Duration::from_millis(100));
-    assert!(mock.requests(0).is_empty());
+    mock.assert_no_requests();
 }
 
 #[test]

@@ -2,11 +2,9 @@
 //! OpenAI-compatible client. Skipped, with a message saying so, where `python3` cannot import
 //! `openai` (`.ci/run` installs it).
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::util::*;
 use serde_json::{json, Value};
 
 /// Calls the mock the ways an SDK user does, and prints what the SDK made of each answer as one

@@ -1,15 +1,14 @@
 //! `bnx-mock` against clients that attack its limits, over real sockets: slow and dripping
 //! heads, more connections than allowed, idle keep-alive, stalled uploads and clients that stop
-//! reading. What the mock costs meanwhile is read from `/proc/PID/status` and printed (run with
-//! `--nocapture` to see the figures); the tests assert counts, statuses and bounds.
-
-mod common;
+//! reading. What the mock costs meanwhile is read from `/proc/PID/status` and printed (see it
+//! with `cargo test --test integration mock_hostile -- --nocapture`); the tests assert counts,
+//! statuses and bounds.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::util::*;
 use serde_json::Value;
 
 const CHAT: &str = "/api/v1/agents/default/chat/completions";

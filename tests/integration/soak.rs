@@ -1,22 +1,19 @@
 //! Chaos soak: many `bnx` runs, 4 at a time, each against its own `bnx-mock` (exec mode) with a
 //! random queue of faults, streaming or not, JSON or text. For each run the exit code the
-//! contract gives is computed from a model of SPEC section 5, and the run is checked against it:
-//! the exit code, stdout (exact answer, or a prefix when cut), stderr (no panic, at most two
-//! lines), and the token nowhere.
+//! contract gives is computed from a model of the README's exit codes and retry rules, and the
+//! run is checked against it: the exit code, stdout (exact answer, or a prefix when cut), stderr
+//! (no panic, at most two lines), and the token nowhere.
 //!
-//! `cargo test --test soak` runs a short version (240 runs). The long one:
-//! `SOAK_RUNS=2000 cargo test --release --test soak -- --nocapture` (`SOAK_SEED=N` replays a
-//! run; `SOAK_JOBS` sets the parallelism).
-
-mod common;
+//! `cargo test --test integration soak` runs a short version (240 runs). The long one:
+//! `SOAK_RUNS=2000 cargo test --release --test integration soak -- --nocapture`
+//! (`SOAK_SEED=N` replays a run; `SOAK_JOBS` sets the parallelism).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use common::*;
+use crate::util::*;
 use serde_json::Value;
 
 const SECRET: &str = "tok-SOAK-SECRET-77";
@@ -121,13 +118,8 @@ fn scenario(rng: &mut Rng) -> Scenario {
 
 /// Runs one scenario; returns the problems found (none when it behaved).
 fn check(s: &Scenario, home: &std::path::Path) -> Vec<String> {
-    let mut cmd = Command::new(BNX_MOCK);
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("XDG_STATE_HOME", home.join("state"))
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .args(["--token", SECRET, "--rate-limit", "0"]);
+    let mut cmd = isolated(BNX_MOCK, home);
+    cmd.args(["--token", SECRET, "--rate-limit", "0"]);
     for fault in &s.faults {
         cmd.args(["--fault", fault]);
     }

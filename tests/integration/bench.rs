@@ -1,10 +1,8 @@
 //! Keeps the benchmark harness compiling and working: its smoke run measures everything once,
 //! on tiny inputs, against the debug binaries. No number is asserted.
 
-#[path = "../benches/compare/harness.rs"]
+#[path = "../../benches/compare/harness.rs"]
 mod harness;
-#[path = "../benches/compare/measure.rs"]
-mod measure;
 
 #[test]
 fn benchmark_harness_runs_every_measurement() {

@@ -1,7 +1,7 @@
 //! The completion scripts committed in `completions/` must match what `bnx --completions`
 //! prints, so a new or renamed flag cannot ship with stale completions.
 
-mod common;
+use crate::util::*;
 
 const SHELLS: [(&str, &str); 5] = [
     ("bash", "bnx.bash"),
@@ -14,7 +14,7 @@ const SHELLS: [(&str, &str); 5] = [
 fn check(shell: &str) {
     let (_, file) = SHELLS.iter().find(|(s, _)| *s == shell).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let output = common::bnx_isolated(dir.path())
+    let output = bnx_in(dir.path())
         .args(["--completions", shell])
         .output()
         .unwrap();

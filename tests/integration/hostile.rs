@@ -2,14 +2,12 @@
 //! endless body, bytes dripped one a second. Each run must end with the exit code the contract
 //! gives, within the configured limits, in bounded memory (peak RSS measured).
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::thread;
 use std::time::Duration;
 
-use common::*;
+use crate::util::*;
 
 /// Serves one connection with `script`, which writes until the client goes away.
 fn server(script: fn(&mut TcpStream)) -> String {
@@ -32,7 +30,8 @@ fn server(script: fn(&mut TcpStream)) -> String {
 fn run(origin: &str, args: &[&str]) -> Measured {
     let dir = tempfile::tempdir().unwrap();
     let run = run_measured(
-        bnx_std(dir.path())
+        isolated(BNX, dir.path())
+            .env("BLUENEXUS_TOKEN", TOKEN)
             .env("BLUENEXUS_BASE_URL", origin)
             .args(["--retries", "0"])
             .args(args),
@@ -243,7 +242,8 @@ fn a_5xx_asking_for_a_longer_wait_than_allowed_fails_at_once() {
     });
     let dir = tempfile::tempdir().unwrap();
     let run = run_measured(
-        bnx_std(dir.path())
+        isolated(BNX, dir.path())
+            .env("BLUENEXUS_TOKEN", TOKEN)
             .env("BLUENEXUS_BASE_URL", &origin)
             .args(["--retries", "3", "--max-retry-wait", "5", "x"]),
     );

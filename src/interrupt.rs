@@ -1,0 +1,61 @@
+//! Ctrl-C: `bnx` still dies by SIGINT, as a shell expects (130), but first undoes what it left
+//! running: the spinner line on the terminal, a token command with its process group.
+//!
+//! Nothing is installed until something registers a clean-up, so a plain pipeline run pays
+//! nothing. Once installed, a thread waits for SIGINT or SIGTERM, runs the clean-ups that are
+//! still registered, and then lets the signal take its default course.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, Once};
+use std::thread;
+
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use signal_hook::low_level::emulate_default_handler;
+
+type Cleanup = Box<dyn Fn() + Send>;
+
+static CLEANUPS: Mutex<BTreeMap<u64, Cleanup>> = Mutex::new(BTreeMap::new());
+static NEXT: AtomicU64 = AtomicU64::new(0);
+static INSTALL: Once = Once::new();
+
+/// Runs its clean-up if the process is interrupted while the guard lives.
+#[must_use = "the clean-up is dropped with the guard"]
+pub struct Guard(u64);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        cleanups().remove(&self.0);
+    }
+}
+
+/// Registers `cleanup` to run on SIGINT or SIGTERM until the guard is dropped.
+pub fn on_interrupt(cleanup: impl Fn() + Send + 'static) -> Guard {
+    INSTALL.call_once(install);
+    let id = NEXT.fetch_add(1, Ordering::Relaxed);
+    cleanups().insert(id, Box::new(cleanup));
+    Guard(id)
+}
+
+fn cleanups() -> MutexGuard<'static, BTreeMap<u64, Cleanup>> {
+    CLEANUPS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn install() {
+    // Without the handler, the signal ends the process as it always did: only the clean-up is
+    // lost, so a failure here is not worth failing the run.
+    let Ok(mut signals) = Signals::new([SIGINT, SIGTERM]) else {
+        return;
+    };
+    thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            for cleanup in cleanups().values() {
+                cleanup();
+            }
+            let _ = emulate_default_handler(signal);
+        }
+    });
+}

@@ -1,0 +1,157 @@
+//! The `bnx` object of `--json` output: what the run learned about the exchange, put together
+//! from the values each stage returned (the agent from the configuration, the attempts from the
+//! transport, the reply's facts from the response).
+
+use std::io::Write;
+use std::time::Instant;
+
+use serde_json::{json, Map, Value};
+
+use crate::config::Network;
+use crate::error::Result;
+use crate::output::Output;
+use crate::printer::Printer;
+use crate::request::Request;
+use crate::response::{self, Reply, StreamFacts};
+use crate::token::Secret;
+use crate::transport::{Attempts, Transport};
+
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub agent: String,
+    pub started: Instant,
+    pub attempts: Attempts,
+    /// The final response's facts, once one arrived.
+    pub reply: Reply,
+}
+
+impl Report {
+    /// With `stream`, a failure document written before any reply says `done: false`.
+    pub fn new(agent: &str, stream: bool) -> Self {
+        Report {
+            agent: agent.to_string(),
+            started: Instant::now(),
+            attempts: Attempts::default(),
+            reply: Reply {
+                stream: stream.then(StreamFacts::default),
+                ..Reply::default()
+            },
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        let reply = &self.reply;
+        let mut meta = Map::new();
+        meta.insert("status".into(), json!(reply.status));
+        meta.insert("agent".into(), json!(self.agent));
+        meta.insert("conversation_id".into(), json!(reply.conversation_id));
+        meta.insert("credits_consumed".into(), credits(&reply.credits_consumed));
+        meta.insert(
+            "credits_remaining".into(),
+            credits(&reply.credits_remaining),
+        );
+        meta.insert("attempts".into(), json!(self.attempts.count));
+        meta.insert(
+            "elapsed_ms".into(),
+            json!(self.started.elapsed().as_millis() as u64),
+        );
+        if let Some(secs) = self.attempts.retry_after {
+            meta.insert("retry_after".into(), json!(secs));
+        }
+        if let Some(stream) = &reply.stream {
+            meta.insert("done".into(), json!(stream.done));
+            meta.insert("finish_reason".into(), json!(stream.finish_reason));
+        }
+        Value::Object(meta)
+    }
+}
+
+/// One exchange with the API, a single request's or a batch item's: `request` sent (paced and
+/// retried by `transport`), the response read into `out` (see `response::read`), and `report`
+/// put together from what the two stages returned.
+#[allow(clippy::too_many_arguments)] // each is a different stage's input; a struct would only rename them
+pub fn exchange<W: Write>(
+    transport: &Transport,
+    request: &Request,
+    token: &Secret,
+    network: &Network,
+    json: bool,
+    out: &mut Output<W>,
+    printer: &Printer,
+    report: &mut Report,
+) -> Result<Option<Vec<u8>>> {
+    let (attempts, response) = transport.send(request, token, printer);
+    printer.stop_spinner();
+    report.attempts = attempts;
+    let gave_up = report.attempts.gave_up.as_deref();
+    let (reply, kept) = response::read(response?, gave_up, json, network, out);
+    if let (Some(used), Some(left)) = (&reply.credits_consumed, &reply.credits_remaining) {
+        printer.verbose(&format!("credits consumed {used}, remaining {left}"));
+    }
+    report.reply = reply;
+    kept
+}
+
+/// A credit header as a JSON number when it is one, else the string as sent.
+fn credits(header: &Option<String>) -> Value {
+    match header {
+        None => Value::Null,
+        Some(raw) => match raw.trim().parse::<serde_json::Number>() {
+            Ok(n) => Value::Number(n),
+            Err(_) => Value::String(raw.clone()),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credits_are_numbers_when_they_parse() {
+        assert_eq!(credits(&Some("3".into())), json!(3));
+        assert_eq!(credits(&Some("2.5".into())), json!(2.5));
+        assert_eq!(credits(&Some("lots".into())), json!("lots"));
+        assert_eq!(credits(&None), Value::Null);
+    }
+
+    fn keys(value: &Value) -> Vec<&str> {
+        value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn the_spec_fields_in_order() {
+        let mut report = Report::new("default", true);
+        report.attempts.count = 1;
+        report.reply.status = Some(200);
+        assert_eq!(
+            keys(&report.to_json()),
+            [
+                "status",
+                "agent",
+                "conversation_id",
+                "credits_consumed",
+                "credits_remaining",
+                "attempts",
+                "elapsed_ms",
+                "done",
+                "finish_reason"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_stream_is_reported_as_asked_until_the_reply_says_what_it_was() {
+        let asked = Report::new("a", true);
+        assert_eq!(asked.to_json()["done"], false);
+        let mut whole = Report::new("a", true);
+        whole.reply = Reply::default();
+        assert!(whole.to_json().get("done").is_none());
+        assert!(Report::new("a", false).to_json().get("done").is_none());
+    }
+}

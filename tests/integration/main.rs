@@ -1,0 +1,24 @@
+//! The integration tests, one binary with a module per behaviour, as a newcomer would look for
+//! them: the real `bnx` and `bnx-mock` binaries over real HTTP on 127.0.0.1, asserting stdout,
+//! stderr, exit codes, files on disk and what the server received.
+//!
+//! `cargo test --test integration MODULE` runs one module, e.g. `secrecy`.
+
+mod bench;
+mod completions;
+mod conversations;
+mod exit_codes;
+mod hostile;
+mod mock;
+mod mock_hostile;
+mod mock_interop;
+mod output;
+mod pacing;
+mod prompt;
+mod retries;
+mod secrecy;
+mod soak;
+mod util;
+
+#[path = "../support/mod.rs"]
+mod support;

@@ -1,0 +1,231 @@
+//! What `bnx` writes: text, streamed text, `--json` documents and lines, `--dry-run`, `-v`,
+//! notices, `--help`, and what happens when stdout goes away.
+
+use std::fs;
+use std::io::Read;
+use std::process::Stdio;
+
+use crate::util::*;
+
+#[test]
+fn streams_text_and_asks_for_sse() {
+    let mock = Mock::start(&[]);
+    mock.bnx()
+        .args(["-s", "one", "two", "three"])
+        .assert()
+        .success()
+        .stdout("[turn 1] one two three\n")
+        .stderr("");
+    let request = mock.only_request();
+    assert_eq!(request["headers"]["accept"], "text/event-stream");
+    assert_eq!(request["body"]["stream"], true);
+}
+
+#[test]
+fn json_output_keeps_the_body_and_adds_bnx_metadata() {
+    let mock = Mock::start(&[]);
+    let output = mock.bnx().args(["--json", "hi"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = stdout_of(&output);
+    assert_eq!(stdout.lines().count(), 1, "one document, one line");
+    let doc: Value = serde_json::from_str(&stdout).unwrap();
+    let keys: Vec<&String> = doc.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        ["id", "object", "created", "model", "choices", "usage", "bnx"]
+    );
+    assert_eq!(doc["object"], "chat.completion");
+    assert_eq!(doc["choices"][0]["message"]["content"], "[turn 1] hi");
+    let meta = &doc["bnx"];
+    assert_eq!(meta["status"], 200);
+    assert_eq!(meta["agent"], "default");
+    assert_eq!(meta["conversation_id"], "conv-000001");
+    assert_eq!(meta["credits_consumed"], 1);
+    assert_eq!(meta["credits_remaining"], 999_999);
+    assert_eq!(meta["attempts"], 1);
+    assert!(meta["elapsed_ms"].is_u64());
+}
+
+#[test]
+fn json_stream_is_one_line_per_event_then_metadata() {
+    let mock = Mock::start(&[]);
+    let output = mock
+        .bnx()
+        .args(["--json", "-s", "a", "b"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let lines: Vec<Value> = stdout_of(&output)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let (last, events) = lines.split_last().unwrap();
+    assert!(events
+        .iter()
+        .all(|e| e["object"] == "chat.completion.chunk"));
+    let text: String = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, "[turn 1] a b");
+    assert_eq!(events[0]["choices"][0]["delta"]["role"], "assistant");
+    let meta = &last["bnx"];
+    assert_eq!(meta["done"], true);
+    assert_eq!(meta["finish_reason"], "stop");
+    assert_eq!(meta["status"], 200);
+    assert_eq!(meta["credits_consumed"], 1);
+}
+
+#[test]
+fn answer_cut_at_max_tokens_is_printed_with_a_notice() {
+    let mock = Mock::start(&[]);
+    mock.bnx()
+        .args(["--max-tokens", "2", "a long question"])
+        .assert()
+        .success()
+        .stdout("[turn 1]\n")
+        .stderr(predicate::str::contains("cut at --max-tokens"));
+    mock.bnx()
+        .args(["-s", "-q", "--max-tokens", "2", "a long question"])
+        .assert()
+        .success()
+        .stdout("[turn 1]\n")
+        .stderr("");
+}
+
+#[test]
+fn dry_run_sends_nothing_needs_no_token_and_redacts() {
+    let mock = Mock::start(&[]);
+    let output = mock
+        .bnx()
+        .env_remove("BLUENEXUS_TOKEN")
+        .args(["--dry-run", "-s", "--conversation", "conv-9", "hi"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let shown: Value = serde_json::from_str(&stdout_of(&output)).unwrap();
+    assert_eq!(shown["method"], "POST");
+    assert_eq!(
+        shown["url"],
+        format!("{}/api/v1/agents/default/chat/completions", mock.url)
+    );
+    assert_eq!(shown["headers"]["Authorization"], "Bearer ***");
+    assert_eq!(
+        shown["body"],
+        json!({"messages": [{"role": "user", "content": "hi"}], "stream": true, "conversationId": "conv-9"})
+    );
+    mock.assert_no_requests();
+}
+
+#[test]
+fn verbose_shows_the_exchange_but_never_the_token() {
+    let mock = Mock::start(&[]);
+    let output = mock.bnx().args(["-v", "hi"]).output().unwrap();
+    let stderr = stderr_of(&output);
+    assert!(stderr.contains("POST http://"), "{stderr}");
+    assert!(stderr.contains("Bearer ***"), "{stderr}");
+    assert!(stderr.contains("HTTP 200"), "{stderr}");
+    assert!(
+        stderr.contains("credits consumed 1, remaining 999999"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("conversation conv-000001"), "{stderr}");
+    assert!(!stderr.contains(TOKEN));
+    assert_eq!(stdout_of(&output), "[turn 1] hi\n");
+}
+
+#[test]
+fn a_configuration_failure_document_names_the_agent_from_the_environment() {
+    let mock = Mock::start(&[]);
+    let output = mock
+        .bnx()
+        .env_remove("BLUENEXUS_TOKEN")
+        .env("BLUENEXUS_AGENT", "ops-bot")
+        .args(["--json", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(78));
+    let doc: Value = serde_json::from_str(&stdout_of(&output)).unwrap();
+    assert_eq!(doc["bnx"]["agent"], "ops-bot");
+    assert_eq!(doc["error"]["type"], "config");
+}
+
+#[test]
+fn exit_74_when_stdout_cannot_be_written() {
+    let mock = Mock::start(&[]);
+    let full = fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let output = mock
+        .command()
+        .arg("x")
+        .stdin(Stdio::null())
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(74));
+    assert!(stderr_of(&output).contains("cannot write to standard output"));
+}
+
+#[test]
+fn closed_stdout_is_a_quiet_exit_0() {
+    let mock = Mock::start(&["--answer-size", "4000000", "--chunks", "4000"]);
+    for stream in [false, true] {
+        let mut child = mock
+            .command()
+            .args(if stream { vec!["-s", "x"] } else { vec!["x"] })
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 1];
+        child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "stream={stream}");
+        assert_eq!(stderr_of(&output), "", "stream={stream}");
+    }
+}
+
+#[test]
+fn help_lists_options_environment_and_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = bnx_in(dir.path()).arg("--help").output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let help = stdout_of(&output);
+    for needle in [
+        "--agent",
+        "--base-url",
+        "--token-file",
+        "--token-cmd",
+        "--stream",
+        "--json",
+        "--temperature",
+        "--max-tokens",
+        "--conversation",
+        "--continue",
+        "--timeout",
+        "--connect-timeout",
+        "--retries",
+        "--max-retry-wait",
+        "--no-stdin",
+        "--messages",
+        "--system",
+        "--dry-run",
+        "--quiet",
+        "--verbose",
+        "--completions",
+        "BLUENEXUS_TOKEN",
+        "BLUENEXUS_TOKEN_CMD",
+        "BLUENEXUS_AGENT",
+        "BLUENEXUS_BASE_URL",
+        "HTTPS_PROXY",
+        "Exit codes:",
+        "  75  rate limited",
+        "  78  configuration error",
+        "Examples:",
+    ] {
+        assert!(help.contains(needle), "--help lacks {needle}");
+    }
+}

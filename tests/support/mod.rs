@@ -1,0 +1,5 @@
+//! Shared by the integration tests and the benchmark harness.
+#![allow(dead_code)] // each of the two uses its own part
+
+pub mod measure;
+pub mod mock;
