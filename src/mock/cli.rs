@@ -60,7 +60,8 @@ pub struct MockCli {
     #[arg(long = "fault", value_name = "SPEC")]
     pub faults: Vec<Fault>,
 
-    /// Append one JSON line per request (token redacted) to FILE
+    /// Write one JSON line per request, refused ones too, to FILE (created anew; tokens
+    /// redacted)
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
 
@@ -82,22 +83,31 @@ pub struct MockCli {
     pub max_connections: u64,
 
     /// Seconds a request head may take to arrive in full
-    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = timeout)]
     pub header_timeout: Duration,
 
     /// Seconds a connection may wait between requests before it is closed
-    #[arg(long, value_name = "SECS", default_value = "5", value_parser = seconds)]
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = timeout)]
     pub idle_timeout: Duration,
 
     /// Seconds a client may send no byte of its body, or read no byte of the answer, before
     /// it is dropped
-    #[arg(long, value_name = "SECS", default_value = "30", value_parser = seconds)]
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = timeout)]
     pub progress_timeout: Duration,
 
     /// Run COMMAND against the mock (BLUENEXUS_BASE_URL and BLUENEXUS_TOKEN set), then exit
     /// with its exit code
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
+}
+
+/// A timeout option: seconds above 0 (a zero timeout would mean none for the socket).
+fn timeout(text: &str) -> Result<Duration, String> {
+    let secs = seconds(text)?;
+    if secs.is_zero() {
+        return Err("a timeout must be above 0 seconds".into());
+    }
+    Ok(secs)
 }
 
 #[cfg(test)]
@@ -132,7 +142,12 @@ mod tests {
         assert_eq!(cli.tokens[1].scopes, ["agents-read"]);
         assert_eq!(cli.command, ["sh", "-c", "exit 3"]);
         assert!(MockCli::try_parse_from(["bnx-mock", "--fault", "teapot"]).is_err());
-        for bad in [["--header-timeout", "-1"], ["--max-connections", "0"]] {
+        for bad in [
+            ["--header-timeout", "-1"],
+            ["--idle-timeout", "0"],
+            ["--progress-timeout", "1e400"],
+            ["--max-connections", "0"],
+        ] {
             assert!(MockCli::try_parse_from(["bnx-mock", bad[0], bad[1]]).is_err());
         }
     }

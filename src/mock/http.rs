@@ -298,9 +298,12 @@ pub fn read_body<'b>(
     let mut body = Vec::with_capacity(length);
     let read = continued
         .and_then(|()| input.take(length as u64).read_to_end(&mut body))
-        .and_then(|n| match n == length {
-            true => Ok(()),
-            false => Err(io::ErrorKind::UnexpectedEof.into()),
+        .and_then(|n| {
+            if n == length {
+                Ok(())
+            } else {
+                Err(io::ErrorKind::UnexpectedEof.into())
+            }
         });
     match read {
         Ok(()) => {

@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -20,6 +20,14 @@ pub struct Log {
     /// The accepted tokens, longest first so that no token is left half-redacted by a shorter
     /// one inside it.
     secrets: Vec<String>,
+}
+
+/// A logged body: JSON as it came (on one line), or else text.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Body {
+    Json(Box<RawValue>),
+    Text(String),
 }
 
 /// One exchange: a request (absent when its head could not be parsed) and what became of it.
@@ -40,7 +48,7 @@ struct Line<'a> {
     method: Option<&'a str>,
     path: Option<Cow<'a, str>>,
     headers: Option<Map<String, serde_json::Value>>,
-    body: Option<Box<RawValue>>,
+    body: Option<Body>,
     status: Option<u16>,
     reason: Option<&'a str>,
     fault: Option<&'a str>,
@@ -56,13 +64,19 @@ impl Log {
         })
     }
 
+    /// Writes the line straight to the file: a body of control bytes, escaped, is six times
+    /// its size, and is never held whole.
     pub fn record(&self, exchange: &Exchange) {
-        let line = serde_json::to_string(&self.line(exchange)).expect("serializes");
+        let line = self.line(exchange);
         let mut file = self
             .file
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let _ = writeln!(file, "{line}");
+        let mut out = BufWriter::new(&mut *file);
+        let _ = serde_json::to_writer(&mut out, &line)
+            .map_err(io::Error::from)
+            .and_then(|()| out.write_all(b"\n"))
+            .and_then(|()| out.flush());
     }
 
     fn line<'a>(&self, exchange: &'a Exchange) -> Line<'a> {
@@ -100,7 +114,7 @@ impl Log {
     /// The body as JSON when it is JSON (kept as text: a hostile body of a million tiny values
     /// would cost many times its size as a parsed tree), else as a string; tokens redacted as
     /// text, and in the escaped form a JSON string would give them.
-    fn body(&self, body: &[u8]) -> Box<RawValue> {
+    fn body(&self, body: &[u8]) -> Body {
         let text = String::from_utf8_lossy(body);
         let mut text = self.redact(&text);
         for secret in &self.secrets {
@@ -111,10 +125,10 @@ impl Log {
             }
         }
         // Raw CR and LF can only be whitespace between JSON tokens: spaces keep the line one line.
-        let one_line = text.replace(['\r', '\n'], " ");
-        RawValue::from_string(one_line).unwrap_or_else(|_| {
-            serde_json::value::to_raw_value(&text).expect("a string serializes")
-        })
+        match RawValue::from_string(text.replace(['\r', '\n'], " ")) {
+            Ok(json) => Body::Json(json),
+            Err(_) => Body::Text(text.into_owned()),
+        }
     }
 
     fn redact<'t>(&self, text: &'t str) -> Cow<'t, str> {

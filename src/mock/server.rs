@@ -159,8 +159,9 @@ struct Timed<'a> {
 impl Timed<'_> {
     fn await_request(&mut self, limits: Limits) {
         let now = Instant::now();
-        self.first_byte_by = Some(now + limits.idle_timeout);
-        self.head_by = Some(now + limits.header_timeout);
+        // A timeout too large for the clock is no deadline.
+        self.first_byte_by = now.checked_add(limits.idle_timeout);
+        self.head_by = now.checked_add(limits.header_timeout);
     }
 
     fn await_body(&mut self, limits: Limits) -> io::Result<()> {
