@@ -22,6 +22,15 @@ fn raw(mock: &Mock, request: &[u8]) -> String {
     String::from_utf8_lossy(&response).into_owned()
 }
 
+/// The Content-Length of a response head.
+pub fn content_length(head: &str) -> usize {
+    head.lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 struct Reply {
     status: u16,
     headers: Vec<(String, String)>,
@@ -426,14 +435,8 @@ fn malformed_cut_and_error_event_break_the_answer_as_named() {
     );
     let short = raw(&mock, request.as_bytes());
     let (head, rest) = short.split_once("\r\n\r\n").unwrap();
-    let promised: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("Content-Length: "))
-        .unwrap()
-        .parse()
-        .unwrap();
     assert!(
-        rest.len() < promised,
+        rest.len() < content_length(head),
         "the body stops short of its Content-Length"
     );
 
