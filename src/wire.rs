@@ -18,8 +18,8 @@ pub const HEADER_CREDITS_CONSUMED: &str = "x-credits-consumed";
 pub const HEADER_CREDITS_REMAINING: &str = "x-credits-remaining";
 pub const HEADER_CONVERSATION_ID: &str = "x-conversation-id";
 
-/// Roles a message may have.
-pub const ROLES: [&str; 4] = ["system", "user", "assistant", "tool"];
+/// Roles a message may have (`developer` is OpenAI's newer name for `system`).
+pub const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
 
 /// The path of the chat endpoint for `agent` (already percent-encoded).
 pub fn chat_path(encoded_agent: &str) -> String {

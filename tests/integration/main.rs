@@ -11,6 +11,8 @@ mod conversations;
 mod exit_codes;
 mod hostile;
 mod mock;
+mod mock_hostile;
+mod mock_interop;
 mod output;
 mod pacing;
 mod prompt;
