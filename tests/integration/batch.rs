@@ -454,3 +454,31 @@ fn memory_stays_flat_whatever_the_number_of_items() {
         run.max_rss_kib
     );
 }
+
+#[test]
+fn a_batch_over_the_limit_waits_for_slots_and_meets_no_429() {
+    let mock = Mock::start(&["--rate-limit", "6/2"]);
+    let items = write_items(mock.dir.path(), &numbered(12));
+    let output = mock
+        .bnx()
+        .arg("--batch")
+        .arg(&items)
+        .args(["-j", "8", "--rate-limit", "6/2", "--retries", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert_eq!(lines(&stdout_of(&output)).len(), 12);
+    let statuses: Vec<Value> = mock
+        .requests(12)
+        .iter()
+        .map(|r| r["status"].clone())
+        .collect();
+    assert_eq!(statuses, vec![json!(200); 12]);
+    // Without a terminal, a batch's pacing waits are not notices: only the summary is said.
+    assert_eq!(
+        stderr_of(&output).lines().count(),
+        1,
+        "{}",
+        stderr_of(&output)
+    );
+}
