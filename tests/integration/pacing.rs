@@ -189,8 +189,9 @@ fn the_state_is_one_digest_named_file_that_holds_no_token() {
     assert_eq!(slots["taken"].as_array().unwrap().len(), 1);
 }
 
+/// Pacing and conversations share the state directory: losing it costs warnings, not the run.
 #[test]
-fn an_unusable_state_directory_turns_pacing_off_with_a_warning() {
+fn an_unusable_state_directory_costs_only_warnings() {
     let mock = Mock::start(&[]);
     let blocker = mock.dir.path().join("not-a-dir");
     fs::write(&blocker, "").unwrap();
@@ -200,7 +201,13 @@ fn an_unusable_state_directory_turns_pacing_off_with_a_warning() {
         .assert()
         .success()
         .stdout("[turn 1] hi\n")
-        .stderr(predicate::str::contains("bnx: warning: pacing is off (").count(1));
+        .stderr(
+            predicate::str::contains("bnx: warning: pacing is off (")
+                .count(1)
+                .and(predicate::str::contains(
+                    "bnx: warning: cannot save the conversation",
+                )),
+        );
     mock.bnx()
         .env("XDG_STATE_HOME", &blocker)
         .args(["--rate-limit", "0", "hi"])
