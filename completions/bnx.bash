@@ -23,7 +23,7 @@ _bnx() {
 
     case "${cmd}" in
         bnx)
-            opts="-a -s -c -q -v -h -V --agent --base-url --token-file --token-cmd --stream --json --temperature --max-tokens --conversation --continue --timeout --connect-timeout --retries --max-retry-wait --no-stdin --messages --system --dry-run --quiet --verbose --completions --help --version"
+            opts="-a -s -c -j -o -q -v -h -V --agent --base-url --token-file --token-cmd --stream --json --temperature --max-tokens --conversation --continue --timeout --connect-timeout --retries --max-retry-wait --rate-limit --batch --jobs --max-credits --min-credits --output --no-stdin --messages --system --dry-run --quiet --verbose --completions --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -74,6 +74,38 @@ _bnx() {
                     return 0
                     ;;
                 --max-retry-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rate-limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --batch)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jobs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -j)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-credits)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --min-credits)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -9,6 +9,12 @@ complete -c bnx -l timeout -d 'Seconds to wait for the answer to start (and, non
 complete -c bnx -l connect-timeout -d 'Seconds allowed for TCP and TLS connect' -r
 complete -c bnx -l retries -d 'Retries on connect errors, timeouts, 429, 500, 502, 503 and 504' -r
 complete -c bnx -l max-retry-wait -d 'Longest single wait before a retry; a longer Retry-After fails at once' -r
+complete -c bnx -l rate-limit -d 'Pace requests to N per rolling SECS seconds, shared by every bnx process of this user for the same API and token; 0 turns pacing off [env: BLUENEXUS_RATE_LIMIT] [default: 30/60]' -r
+complete -c bnx -l batch -d 'Run every line of a JSONL file as its own request ("-" for stdin); see --help\'s "Batches"' -r -F
+complete -c bnx -s j -l jobs -d 'With --batch: requests in flight at once, 1 to 64' -r
+complete -c bnx -l max-credits -d 'With --batch: start no new item once the credits this run consumed reach N' -r
+complete -c bnx -l min-credits -d 'With --batch: start no new item once X-Credits-Remaining falls below N' -r
+complete -c bnx -s o -l output -d 'With --batch: append the item lines to FILE, and on a rerun skip the items it records as done' -r -F
 complete -c bnx -l messages -d 'JSON array of {"role","content"} messages to send ("-" for stdin)' -r -F
 complete -c bnx -l system -d 'System message put before the conversation' -r
 complete -c bnx -l completions -d 'Print the completion script for SHELL and exit' -r -f -a "bash\t''

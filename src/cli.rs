@@ -8,6 +8,7 @@ use clap::{ArgAction, Parser};
 use clap_complete::Shell;
 
 use crate::error::EXIT_CODES;
+use crate::pace::Rate;
 
 const ENVIRONMENT: &str = "\
 Environment:
@@ -15,9 +16,10 @@ Environment:
   BLUENEXUS_TOKEN_CMD   command printing the token, as --token-cmd
   BLUENEXUS_AGENT       agent id, as --agent
   BLUENEXUS_BASE_URL    API origin, as --base-url
+  BLUENEXUS_RATE_LIMIT  request pacing, as --rate-limit
   HTTPS_PROXY, ALL_PROXY, NO_PROXY   proxy settings
   SSL_CERT_FILE         extra CA bundle (the platform store is always used)
-  XDG_CONFIG_HOME, XDG_STATE_HOME    where the token file and conversations live
+  XDG_CONFIG_HOME, XDG_STATE_HOME    where the token file, conversations and pacing live
 
 Token (first found wins): --token-file, --token-cmd, BLUENEXUS_TOKEN, BLUENEXUS_TOKEN_CMD,
   $XDG_CONFIG_HOME/bluenexus/token (else ~/.config/bluenexus/token). Token files must not be
@@ -106,6 +108,34 @@ pub struct Cli {
     #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_wait)]
     pub max_retry_wait: Duration,
 
+    /// Pace requests to N per rolling SECS seconds, shared by every bnx process of this user for
+    /// the same API and token; 0 turns pacing off [env: BLUENEXUS_RATE_LIMIT] [default: 30/60]
+    #[arg(long, value_name = "N[/SECS]")]
+    pub rate_limit: Option<Rate>,
+
+    /// Run every line of a JSONL file as its own request ("-" for stdin); see --help's
+    /// "Batches"
+    #[arg(long, value_name = "FILE")]
+    pub batch: Option<PathBuf>,
+
+    /// With --batch: requests in flight at once, 1 to 64
+    #[arg(short, long, value_name = "N", default_value_t = 4, requires = "batch",
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+
+    /// With --batch: start no new item once the credits this run consumed reach N
+    #[arg(long, value_name = "N", requires = "batch", value_parser = parse_credits)]
+    pub max_credits: Option<f64>,
+
+    /// With --batch: start no new item once X-Credits-Remaining falls below N
+    #[arg(long, value_name = "N", requires = "batch", value_parser = parse_credits)]
+    pub min_credits: Option<f64>,
+
+    /// With --batch: append the item lines to FILE, and on a rerun skip the items it records
+    /// as done
+    #[arg(short, long, value_name = "FILE", requires = "batch")]
+    pub output: Option<PathBuf>,
+
     /// Never read standard input
     #[arg(long)]
     pub no_stdin: bool,
@@ -139,6 +169,14 @@ fn parse_temperature(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(t) if (0.0..=2.0).contains(&t) => Ok(t),
         _ => Err("expected a number from 0.0 to 2.0".into()),
+    }
+}
+
+/// A number of credits: zero or more, fractions allowed.
+fn parse_credits(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(n) if n.is_finite() && n >= 0.0 => Ok(n),
+        _ => Err("expected a number of credits, such as 100".into()),
     }
 }
 

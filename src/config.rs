@@ -11,6 +11,7 @@ use ureq::http::Uri;
 
 use crate::cli::Cli;
 use crate::error::{Error, Kind, Result};
+use crate::pace::Rate;
 use crate::proxy;
 use crate::retry::Policy;
 use crate::token::{self, Secret};
@@ -74,15 +75,32 @@ pub struct Network {
     pub proxy: Option<proxy::Chosen>,
     /// A streamed answer: `timeout` bounds the silence between reads, not the whole body.
     pub stream: bool,
+    /// Requests per rolling window for this origin and token; `None` when pacing is off.
+    pub pace: Option<Rate>,
+}
+
+/// `--batch` and the options that only make sense with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    /// The JSONL file of items, `-` for stdin.
+    pub file: PathBuf,
+    pub jobs: usize,
+    pub max_credits: Option<f64>,
+    pub min_credits: Option<f64>,
+    /// Where the item lines go (appended, and read back to resume); stdout without it.
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub agent: String,
+    /// The API origin, normalised (`Endpoint::origin`): with the token, what pacing is shared
+    /// by; with the agent, what a saved conversation belongs to.
+    pub origin: String,
+    /// The base URL as given, for the endpoints of other agents (a batch item's).
+    pub base_url: String,
     /// The full URL of the chat endpoint.
     pub url: String,
-    /// The API origin, normalised: saved conversations are kept per origin and agent.
-    pub origin: String,
     pub action: Action,
     pub chat: Chat,
     pub network: Network,
@@ -90,6 +108,7 @@ pub struct Config {
     pub prompt: PromptSources,
     /// `$XDG_STATE_HOME/bluenexus`, if there is anywhere to keep state.
     pub state_dir: Option<PathBuf>,
+    pub batch: Option<Batch>,
 }
 
 impl Config {
@@ -127,10 +146,27 @@ impl Config {
             (None, true) => Conversation::Continue,
             (None, false) => Conversation::New,
         };
+        let pace = match cli.rate_limit {
+            Some(rate) => rate,
+            None => match env_string(&env, "BLUENEXUS_RATE_LIMIT")? {
+                Some(value) => value.parse().map_err(|why| {
+                    Error::msg(Kind::Config, format!("BLUENEXUS_RATE_LIMIT: {why}"))
+                })?,
+                None => Rate::DEFAULT,
+            },
+        };
+        let batch = cli.batch.map(|file| Batch {
+            file,
+            jobs: usize::from(cli.jobs),
+            max_credits: cli.max_credits,
+            min_credits: cli.min_credits,
+            output: cli.output,
+        });
         Ok(Config {
             agent,
-            url: endpoint.url,
             origin: endpoint.origin,
+            base_url,
+            url: endpoint.url,
             action,
             chat: Chat {
                 stream: cli.stream,
@@ -147,6 +183,7 @@ impl Config {
                 },
                 proxy,
                 stream: cli.stream,
+                pace: Some(pace).filter(|rate| rate.requests > 0),
             },
             json: cli.json,
             prompt: PromptSources {
@@ -157,6 +194,7 @@ impl Config {
             },
             state_dir: base_dir(&env, "XDG_STATE_HOME", ".local/state")
                 .map(|d| d.join("bluenexus")),
+            batch,
         })
     }
 }

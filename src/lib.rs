@@ -10,12 +10,14 @@
 //! a large request), `redact` (the token masked in whatever a server echoes), `state` (saved
 //! conversations), `usage` (clap's errors in `bnx`'s form).
 
+pub mod batch;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod interrupt;
 pub mod mock;
 pub mod output;
+pub mod pace;
 pub mod printer;
 pub mod prompt;
 pub mod proxy;

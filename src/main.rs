@@ -7,11 +7,12 @@ use bnx::cli::Cli;
 use bnx::config::{self, Action, Config, DEFAULT_AGENT};
 use bnx::error::{Error, Kind, Result};
 use bnx::output::Output;
+use bnx::pace;
 use bnx::printer::{Printer, Verbosity};
-use bnx::report::Report;
+use bnx::report::{self, Report};
 use bnx::request::Request;
 use bnx::transport::Transport;
-use bnx::{prompt, redact, response, state, usage};
+use bnx::{batch, prompt, state, usage};
 use clap::{CommandFactory, Parser};
 use clap_complete::Shell;
 
@@ -32,8 +33,13 @@ fn main() -> ExitCode {
             &printer,
         );
     }
-    let json = cli.json;
-    let printer = Printer::new(Verbosity::new(cli.quiet, cli.verbose));
+    // A batch's stdout is its item lines: a failure document would break them.
+    let json = cli.json && cli.batch.is_none();
+    let verbosity = Verbosity::new(cli.quiet, cli.verbose);
+    let printer = match cli.batch {
+        Some(_) => Printer::for_batch(verbosity),
+        None => Printer::new(verbosity),
+    };
     let mut report = Report::new(DEFAULT_AGENT, cli.stream);
     let result = run(cli, &mut report, &mut out, &printer);
     printer.stop_spinner();
@@ -104,6 +110,16 @@ fn run(
         printer.redact(token);
         out.redact(token);
     }
+    if let Some(options) = &config.batch {
+        let mut stdout = io::stdout().lock();
+        return batch::run(
+            &config,
+            options,
+            printer,
+            &mut io::stdin().lock(),
+            &mut stdout,
+        );
+    }
     let messages = prompt::messages(&config.prompt, &mut io::stdin().lock())?;
     let state_dir = config.state_dir.as_deref();
     let conversation = state::conversation_to_send(
@@ -120,22 +136,18 @@ fn run(
     if !config.chat.stream {
         printer.start_spinner();
     }
-    let (attempts, response) = Transport::new(&config.network).send(&request, token, printer);
-    printer.stop_spinner();
-    report.attempts = attempts;
-    let gave_up = report.attempts.gave_up.as_deref();
-    let (reply, kept) = response::read(response?, gave_up, config.json, &config.network, out);
-    if let (Some(used), Some(left)) = (&reply.credits_consumed, &reply.credits_remaining) {
-        printer.verbose(&format!("credits consumed {used}, remaining {left}"));
-    }
-    report.reply = reply;
-    // An id that echoes the token is not kept: it would be written into the state file.
-    report.reply.conversation_id = report
-        .reply
-        .conversation_id
-        .take()
-        .filter(|id| !redact::contains(token, id));
-    let kept = kept?;
+    let transport = Transport::new(&config.network).paced(pace::for_run(&config, token, printer));
+    let network = &config.network;
+    let kept = report::exchange(
+        &transport,
+        &request,
+        token,
+        network,
+        config.json,
+        out,
+        printer,
+        report,
+    )?;
     if config.json {
         out.document(kept.as_deref(), &report.to_json())?;
     }

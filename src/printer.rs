@@ -1,5 +1,6 @@
-//! Everything `bnx` writes on stderr: notices, verbose lines, errors and the spinner. The data
-//! path (`response`, `output`) never sees it; answer text never comes here.
+//! Everything `bnx` writes on stderr: notices, verbose lines, errors, the spinner and a batch's
+//! progress bar. The data path (`response`, `output`) never sees it; answer text never comes
+//! here.
 
 use std::io::{self, IsTerminal, Write};
 use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -8,6 +9,8 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::error::Error;
+use crate::pace::Rate;
+use crate::retry::secs;
 use crate::token::Secret;
 use crate::{interrupt, redact};
 
@@ -31,17 +34,21 @@ impl Verbosity {
     }
 }
 
-/// Shared by reference: the spinner sits behind a lock, so no caller needs `&mut` to write a
-/// line, and a line written while it spins does not tear it.
+/// Shared by reference, across a batch's workers too: the bar sits behind a lock, so no caller
+/// needs `&mut` to write a line, and a line written while the bar is drawn does not tear it.
 pub struct Printer {
     verbosity: Verbosity,
-    spinner: Mutex<Option<Spinner>>,
+    /// A batch reports pacing waits in its progress bar, or not at all: a line per item would
+    /// bury everything else.
+    batch: bool,
+    bar: Mutex<Option<Bar>>,
     /// Once known, the token is masked in every line: a line may quote the server.
     secret: OnceLock<Secret>,
 }
 
-/// A spinner, and the clean-up that erases it if Ctrl-C comes first.
-struct Spinner {
+/// The spinner or progress bar on the terminal's last line, and the clean-up that erases it if
+/// Ctrl-C comes first.
+struct Bar {
     bar: ProgressBar,
     _on_interrupt: interrupt::Guard,
 }
@@ -50,7 +57,8 @@ impl Printer {
     pub fn new(verbosity: Verbosity) -> Self {
         Printer {
             verbosity,
-            spinner: Mutex::new(None),
+            batch: false,
+            bar: Mutex::new(None),
             secret: OnceLock::new(),
         }
     }
@@ -58,6 +66,13 @@ impl Printer {
     /// Masks `secret` in every line written from now on.
     pub fn redact(&self, secret: &Secret) {
         let _ = self.secret.set(secret.clone());
+    }
+
+    pub fn for_batch(verbosity: Verbosity) -> Self {
+        Printer {
+            batch: true,
+            ..Printer::new(verbosity)
+        }
     }
 
     /// A notice the user should see: retries, a cut answer, a warning. Silenced by `-q`.
@@ -73,52 +88,95 @@ impl Printer {
         }
     }
 
+    /// Waiting `wait` for a request slot of `rate`.
+    pub fn waiting(&self, wait: Duration, rate: Rate) {
+        let message = format!("waiting {}s for a request slot ({rate})", secs(wait));
+        if !self.batch {
+            return self.notice(&message);
+        }
+        if let Some(bar) = self.bar().as_ref() {
+            bar.bar.set_prefix(format!(", {message}"));
+        }
+    }
+
     pub fn error(&self, err: &Error) {
-        self.stop_spinner();
+        self.erase();
         self.line(&format!("bnx: error: {}", err.line()));
         if let Some(hint) = &err.hint {
             self.line(&format!("hint: {hint}"));
         }
     }
 
+    /// Runs `write` with the bar lifted off the terminal, for output that may share it.
+    pub fn suspend<R>(&self, write: impl FnOnce() -> R) -> R {
+        match self.bar().as_ref() {
+            Some(bar) => bar.bar.suspend(write),
+            None => write(),
+        }
+    }
+
     fn line(&self, line: &str) {
         let line = redact::text(self.secret.get(), line);
-        let print = || {
+        self.suspend(|| {
             let _ = writeln!(io::stderr().lock(), "{line}");
-        };
-        match self.spinner().as_ref() {
-            Some(spinner) => spinner.bar.suspend(print),
-            None => print(),
-        }
+        });
     }
 
     /// Shows elapsed seconds while waiting, only for a person watching a terminal.
     pub fn start_spinner(&self) {
+        let spinner = ProgressBar::new_spinner().with_message("waiting for the answer");
+        self.show(spinner, "{spinner} {msg} {elapsed}");
+    }
+
+    /// A batch's progress, only for a person watching a terminal.
+    pub fn start_progress(&self, items: u64) {
+        let bar = ProgressBar::new(items);
+        self.show(bar, "{bar:30} {pos}/{len} {msg}{prefix}, {eta} left");
+    }
+
+    /// Updates a batch's progress: `done` of the total, and what else to say.
+    pub fn progress(&self, done: u64, message: String) {
+        if let Some(bar) = self.bar().as_ref() {
+            bar.bar.set_position(done);
+            bar.bar.set_message(message);
+            bar.bar.set_prefix("");
+        }
+    }
+
+    fn show(&self, bar: ProgressBar, template: &str) {
         if self.verbosity == Verbosity::Quiet || !io::stderr().is_terminal() {
             return;
         }
-        let spinner = ProgressBar::new_spinner().with_message("waiting for the answer");
-        spinner.set_style(
-            ProgressStyle::with_template("{spinner} {msg} {elapsed}")
-                .expect("the template is valid"),
-        );
-        spinner.enable_steady_tick(Duration::from_millis(100));
-        let erase = spinner.clone();
-        *self.spinner() = Some(Spinner {
-            bar: spinner,
+        bar.set_style(ProgressStyle::with_template(template).expect("the template is valid"));
+        bar.enable_steady_tick(Duration::from_millis(100));
+        let erase = bar.clone();
+        *self.bar() = Some(Bar {
+            bar,
             _on_interrupt: interrupt::on_interrupt(move || erase.finish_and_clear()),
         });
     }
 
-    /// Erases the spinner, before any answer text is written.
+    /// Erases the spinner, before any answer text is written. A batch's bar stays: its items'
+    /// answers go to a file or stdout, never past it on the terminal.
     pub fn stop_spinner(&self) {
-        if let Some(spinner) = self.spinner().take() {
-            spinner.bar.finish_and_clear();
+        if !self.batch {
+            self.erase();
         }
     }
 
-    fn spinner(&self) -> MutexGuard<'_, Option<Spinner>> {
-        self.spinner
+    /// Erases a batch's progress bar when the batch is over.
+    pub fn finish_progress(&self) {
+        self.erase();
+    }
+
+    fn erase(&self) {
+        if let Some(bar) = self.bar().take() {
+            bar.bar.finish_and_clear();
+        }
+    }
+
+    fn bar(&self) -> MutexGuard<'_, Option<Bar>> {
+        self.bar
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }

@@ -74,8 +74,42 @@ pub fn messages(sources: &PromptSources, stdin: &mut dyn Read) -> Result<Vec<Mes
     Ok(messages)
 }
 
+/// The user message made of `parts` in order, joined by a blank line; a blank part counts as
+/// absent, and no part at all is no message.
+pub fn join_parts(parts: impl IntoIterator<Item = String>) -> Option<String> {
+    let parts: Vec<String> = parts.into_iter().filter(|p| !p.trim().is_empty()).collect();
+    (!parts.is_empty()).then(|| parts.join("\n\n"))
+}
+
+/// A file as a part of the prompt: `<file name="PATH">`, its content (less one trailing
+/// newline, so the block never ends in a blank line) and `</file>`.
+pub fn file_part(path: &Path) -> Result<String> {
+    let name = path.display().to_string();
+    let unreadable = |e: std::io::Error| {
+        Error::new(
+            Kind::Input,
+            anyhow::Error::new(e).context(format!("cannot read {name}")),
+        )
+    };
+    if path.is_dir() {
+        return Err(Error::msg(Kind::Input, format!("{name} is a directory")));
+    }
+    let content = read_text(File::open(path).map_err(unreadable)?, &name)?;
+    let content = content.strip_suffix('\n').unwrap_or(&content);
+    Ok(format!("<file name=\"{name}\">\n{content}\n</file>"))
+}
+
+/// The messages of a `--messages` file (not `-`: stdin is read by [`messages`]).
+pub fn history(path: &Path) -> Result<Vec<Message>> {
+    let name = path.display().to_string();
+    let file = File::open(path)
+        .with_context(|| format!("cannot read messages file {name}"))
+        .map_err(|e| Error::new(Kind::Input, e))?;
+    parse_messages(&read_text(file, &name)?, &name)
+}
+
 /// Reads all of `input` as UTF-8, refusing more than `MAX_INPUT` bytes.
-fn read_text(input: impl Read, name: &str) -> Result<String> {
+pub fn read_text(input: impl Read, name: &str) -> Result<String> {
     let mut bytes = Vec::new();
     input
         .take(MAX_INPUT + 1)

@@ -10,13 +10,12 @@
 //! Before conversations were kept per origin they were kept per agent, in `conversations/`;
 //! for the default origin, such a file is still read.
 
-use std::fmt::Write as _;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
-use ring::digest::{digest, SHA256};
+use sha2::{Digest, Sha256};
 
 use crate::config::{Conversation, DEFAULT_BASE_URL};
 use crate::printer::Printer;
@@ -29,11 +28,8 @@ const DIR: &str = "conversations-by-api";
 const LEGACY_DIR: &str = "conversations";
 
 fn path(state_dir: &Path, origin: &str, agent: &str) -> PathBuf {
-    let hash = digest(&SHA256, format!("{origin}\n{agent}").as_bytes());
-    let name = hash.as_ref().iter().fold(String::new(), |mut hex, b| {
-        let _ = write!(hex, "{b:02x}");
-        hex
-    });
+    let hash = Sha256::digest(format!("{origin}\n{agent}").as_bytes());
+    let name: String = hash.iter().map(|b| format!("{b:02x}")).collect();
     state_dir.join(DIR).join(name)
 }
 

@@ -12,6 +12,7 @@ use ureq::{Agent, Body, Timeout};
 
 use crate::config::Network;
 use crate::error::{Error, Kind, Result};
+use crate::pace::{self, Pacer, Turn};
 use crate::printer::Printer;
 use crate::request::{Request, USER_AGENT};
 use crate::retry::{self, secs, Decision, Outcome, Policy};
@@ -36,6 +37,7 @@ pub struct Transport {
     agent: Agent,
     timeout: Duration,
     policy: Policy,
+    pacer: Option<Pacer>,
     upload: Upload,
     /// The proxy, as messages name it.
     proxy: Option<String>,
@@ -76,9 +78,15 @@ impl Transport {
             ),
             timeout: network.timeout,
             policy: network.retry,
+            pacer: None,
             upload,
             proxy: network.proxy.as_ref().map(|chosen| chosen.shown.clone()),
         }
+    }
+
+    /// Every attempt, retries included, first waits for its turn from `pacer`.
+    pub fn paced(self, pacer: Option<Pacer>) -> Self {
+        Transport { pacer, ..self }
     }
 
     /// Sends `request` until an attempt's result is final: a response of any status, or a
@@ -93,6 +101,13 @@ impl Transport {
         let host = Url::parse(&request.url).map_or_else(|_| String::new(), |u| u.host);
         let mut attempts = Attempts::default();
         loop {
+            if let Some(pacer) = &self.pacer {
+                let waiting = |wait| printer.waiting(wait, pacer.rate());
+                if let Turn::Refused(wait) = pacer.wait_turn(waiting) {
+                    attempts.retry_after = Some(wait.as_secs_f64());
+                    return (attempts, Err(pace::refused(wait, pacer.rate())));
+                }
+            }
             let attempt = attempts.count;
             attempts.count += 1;
             printer.verbose(&format!(
@@ -128,6 +143,9 @@ impl Transport {
                     let asked = asked_wait(response);
                     if status.as_u16() == 429 {
                         attempts.retry_after = asked;
+                        if let (Some(pacer), Some(asked)) = (&self.pacer, asked) {
+                            pacer.pause(shared_pause(asked));
+                        }
                     }
                     Outcome::Answered {
                         status: status.as_u16(),
@@ -261,6 +279,13 @@ fn is_retryable(err: &ureq::Error) -> bool {
             | ureq::Error::Io(_)
             | ureq::Error::ConnectProxyFailed(_)
     )
+}
+
+/// What a 429's wait holds every process to: at most a day, so that a wait too long for any
+/// clock (`Retry-After: 1e300`) stops this run but does not refuse every later one forever.
+fn shared_pause(asked_secs: f64) -> Duration {
+    const LONGEST: Duration = Duration::from_secs(24 * 60 * 60);
+    Duration::from_secs_f64(asked_secs.min(LONGEST.as_secs_f64()))
 }
 
 /// The wait a response asked for, in seconds, if it asked.

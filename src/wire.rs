@@ -21,8 +21,8 @@ pub const HEADER_CREDITS_CONSUMED: &str = "x-credits-consumed";
 pub const HEADER_CREDITS_REMAINING: &str = "x-credits-remaining";
 pub const HEADER_CONVERSATION_ID: &str = "x-conversation-id";
 
-/// Roles a message may have.
-pub const ROLES: [&str; 4] = ["system", "user", "assistant", "tool"];
+/// Roles a message may have (`developer` is OpenAI's newer name for `system`).
+pub const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
 
 /// The path of the chat endpoint for `agent` (already percent-encoded).
 pub fn chat_path(encoded_agent: &str) -> String {
@@ -64,39 +64,40 @@ pub struct ChatRequest {
 
 /// A string that borrows from the input when it has no escapes. `Option<Cow<str>>` alone would
 /// always copy: serde only borrows through a field or newtype marked `borrow`.
-///
-/// Read from an array of content parts too (`[{"type": "text", "text": "..."}]`, which
-/// OpenAI-compatible servers may send as a message's content): the concatenation of their
-/// `text`s.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct Text<'a>(pub Cow<'a, str>);
+pub struct Text<'a>(#[serde(borrow)] pub Cow<'a, str>);
 
-impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(TextVisitor(PhantomData))
-    }
+/// A message's or a delta's `content`: a string, `null`, or an array of content parts
+/// (`[{"type": "text", "text": "..."}]`, which OpenAI-compatible servers may send), read as the
+/// concatenation of their `text`s. A plain string still borrows from the input.
+fn content<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<Text<'a>>, D::Error> {
+    d.deserialize_any(ContentVisitor(PhantomData))
 }
 
-struct TextVisitor<'a>(PhantomData<Text<'a>>);
+struct ContentVisitor<'a>(PhantomData<Text<'a>>);
 
-impl<'de: 'a, 'a> Visitor<'de> for TextVisitor<'a> {
-    type Value = Text<'a>;
+impl<'de: 'a, 'a> Visitor<'de> for ContentVisitor<'a> {
+    type Value = Option<Text<'a>>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a string or an array of content parts")
+        f.write_str("a string, null or an array of content parts")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
     }
 
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Text(Cow::Borrowed(v)))
+        Ok(Some(Text(Cow::Borrowed(v))))
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Text(Cow::Owned(v.to_string())))
+        Ok(Some(Text(Cow::Owned(v.to_string()))))
     }
 
     fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Text(Cow::Owned(v)))
+        Ok(Some(Text(Cow::Owned(v))))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut parts: A) -> Result<Self::Value, A::Error> {
@@ -106,7 +107,7 @@ impl<'de: 'a, 'a> Visitor<'de> for TextVisitor<'a> {
                 text.push_str(piece);
             }
         }
-        Ok(Text(Cow::Owned(text)))
+        Ok(Some(Text(Cow::Owned(text))))
     }
 }
 
@@ -152,7 +153,7 @@ pub struct Choice<'a> {
 pub struct AssistantMessage<'a> {
     #[serde(borrow, default)]
     pub role: Cow<'a, str>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "content")]
     pub content: Option<Text<'a>>,
 }
 
@@ -191,7 +192,12 @@ pub struct ChunkChoice<'a> {
 pub struct Delta<'a> {
     #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
     pub role: Option<Text<'a>>,
-    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        borrow,
+        default,
+        deserialize_with = "content",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub content: Option<Text<'a>>,
 }
 

@@ -6,7 +6,6 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 pub const DEFAULT_TOKEN: &str = "bnx-mock-token";
-const WINDOW: Duration = Duration::from_secs(60);
 const CHAT_SCOPES: [&str; 2] = ["agents-all", "agents-use"];
 
 /// `--token TOKEN[:SCOPE,...]`; without scopes a token has `agents-all`.
@@ -41,6 +40,31 @@ impl FromStr for TokenSpec {
     }
 }
 
+/// `--rate-limit N[/SECS]`: at most `requests` per rolling `window` per token; 0 for no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub requests: usize,
+    pub window: Duration,
+}
+
+impl FromStr for RateLimit {
+    type Err = String;
+
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        let (requests, secs) = spec.split_once('/').unwrap_or((spec, "60"));
+        let requests = requests
+            .parse()
+            .map_err(|_| format!("{requests:?} is not a whole number of requests"))?;
+        match secs.parse::<u64>() {
+            Ok(secs) if secs > 0 => Ok(RateLimit {
+                requests,
+                window: Duration::from_secs(secs),
+            }),
+            _ => Err(format!("{secs:?} is not a whole number of seconds above 0")),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Account {
     scopes: Vec<String>,
@@ -66,9 +90,8 @@ pub enum Admission {
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Charge {
-    /// The answer may be sent: its turn, conversation id, credits consumed and remaining.
+    /// The answer may be sent: its conversation id, credits consumed and remaining.
     Granted {
-        turn: u64,
         conversation: String,
         consumed: u64,
         remaining: u64,
@@ -82,11 +105,11 @@ pub struct Accounts {
     accounts: HashMap<String, Account>,
     conversations: HashMap<String, Conversation>,
     next_conversation: u64,
-    rate_limit: usize,
+    rate_limit: RateLimit,
 }
 
 impl Accounts {
-    pub fn new(tokens: &[TokenSpec], credits: u64, rate_limit: usize) -> Self {
+    pub fn new(tokens: &[TokenSpec], credits: u64, rate_limit: RateLimit) -> Self {
         let accounts = tokens
             .iter()
             .map(|spec| {
@@ -118,23 +141,28 @@ impl Accounts {
         {
             return Admission::MissingScope;
         }
+        let RateLimit { requests, window } = self.rate_limit;
+        if requests == 0 {
+            return Admission::Admitted;
+        }
         while account
             .recent
             .front()
-            .is_some_and(|t| now.duration_since(*t) >= WINDOW)
+            .is_some_and(|t| now.duration_since(*t) >= window)
         {
             account.recent.pop_front();
         }
-        if self.rate_limit > 0 && account.recent.len() >= self.rate_limit {
+        if account.recent.len() >= requests {
             let oldest = *account.recent.front().expect("the window is full");
-            let frees_in = WINDOW.saturating_sub(now.duration_since(oldest));
+            let frees_in = window.saturating_sub(now.duration_since(oldest));
             return Admission::RateLimited(frees_in.as_secs_f64().ceil().max(1.0) as u64);
         }
         account.recent.push_back(now);
         Admission::Admitted
     }
 
-    /// Opens or continues a conversation and charges for the answer (at least 1 credit).
+    /// Opens or continues a conversation and charges for the answer (at least 1 credit). Call it
+    /// under the same lock as `next_turn`, whose turn the answer shows.
     pub fn charge(
         &mut self,
         token: &str,
@@ -172,7 +200,6 @@ impl Accounts {
             });
         entry.turns += 1;
         Charge::Granted {
-            turn: entry.turns,
             conversation: id,
             consumed: cost,
             remaining,
@@ -196,13 +223,28 @@ impl Accounts {
 mod tests {
     use super::*;
 
-    fn accounts(rate_limit: usize) -> Accounts {
+    fn accounts(requests: usize) -> Accounts {
         let tokens = [
             "good".parse().unwrap(),
             "reader:agents-read".parse().unwrap(),
             "user:agents-read,agents-use".parse().unwrap(),
         ];
+        let rate_limit = RateLimit {
+            requests,
+            window: Duration::from_secs(60),
+        };
         Accounts::new(&tokens, 3, rate_limit)
+    }
+
+    #[test]
+    fn rate_limit_specs() {
+        let parsed = |spec: &str| spec.parse::<RateLimit>().map(|r| (r.requests, r.window));
+        assert_eq!(parsed("30"), Ok((30, Duration::from_secs(60))));
+        assert_eq!(parsed("5/2"), Ok((5, Duration::from_secs(2))));
+        assert_eq!(parsed("0"), Ok((0, Duration::from_secs(60))));
+        for bad in ["", "x", "-1", "+1/", "3/0", "3/1.5", "3/x"] {
+            assert!(bad.parse::<RateLimit>().is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -245,8 +287,8 @@ mod tests {
     #[test]
     fn conversations_count_turns_and_belong_to_their_caller() {
         let mut a = accounts(0);
+        assert_eq!(a.next_turn("good", "default", None), Some(1));
         let Charge::Granted {
-            turn: 1,
             conversation,
             consumed: 1,
             remaining: 2,
@@ -257,12 +299,9 @@ mod tests {
         assert_eq!(a.next_turn("good", "default", Some(&conversation)), Some(2));
         assert!(matches!(
             a.charge("good", "default", Some(&conversation), 10),
-            Charge::Granted {
-                turn: 2,
-                remaining: 1,
-                ..
-            }
+            Charge::Granted { remaining: 1, .. }
         ));
+        assert_eq!(a.next_turn("good", "default", Some(&conversation)), Some(3));
         assert_eq!(
             a.charge("user", "default", Some(&conversation), 1),
             Charge::UnknownConversation

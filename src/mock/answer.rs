@@ -1,12 +1,10 @@
-//! The mock's deterministic answers: `[turn N] ` and the last user message, padded with filler
+//! The mock's deterministic answers: `[turn N] ` and the echoed message, padded with filler
 //! to `--answer-size`, cut at `max_tokens`, and split into stream pieces.
 //!
 //! The filler is computed from its offset, never stored, so an answer of hundreds of MiB can be
 //! streamed in flat memory.
 
 use std::borrow::Cow;
-
-use crate::wire::Message;
 
 const FILLER: &str =
     " lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor.";
@@ -23,15 +21,9 @@ pub struct Content {
 }
 
 impl Content {
-    /// The answer to `messages` at turn `turn`, at least `min_len` bytes long.
-    pub fn answer(messages: &[Message], turn: u64, min_len: usize) -> Self {
-        let last = messages
-            .iter()
-            .rev()
-            .find(|m| m.role == "user")
-            .or(messages.last())
-            .map_or("", |m| m.content.as_str());
-        let head = format!("[turn {turn}] {last}");
+    /// The answer echoing `echo` at turn `turn`, at least `min_len` bytes long.
+    pub fn answer(echo: &str, turn: u64, min_len: usize) -> Self {
+        let head = format!("[turn {turn}] {echo}");
         let len = head.len().max(min_len);
         Content { head, len }
     }
@@ -157,7 +149,7 @@ mod tests {
     use super::*;
 
     fn content(text: &str, min_len: usize) -> Content {
-        Content::answer(&[Message::new("user", text)], 1, min_len)
+        Content::answer(text, 1, min_len)
     }
 
     fn joined(c: &Content, chunks: Option<usize>) -> (String, usize) {
@@ -171,14 +163,8 @@ mod tests {
     }
 
     #[test]
-    fn echoes_the_last_user_message_with_the_turn() {
-        let msgs = [
-            Message::new("system", "s"),
-            Message::new("user", "first"),
-            Message::new("assistant", "a"),
-            Message::new("user", "héllo"),
-        ];
-        assert_eq!(Content::answer(&msgs, 3, 0).text(), "[turn 3] héllo");
+    fn echoes_with_the_turn() {
+        assert_eq!(Content::answer("héllo", 3, 0).text(), "[turn 3] héllo");
     }
 
     #[test]

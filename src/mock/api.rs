@@ -5,7 +5,9 @@
 //! the bearer token (401) and its scopes (403); the rate limit (429); the body (400); the
 //! conversation (404); the credits (402); then the answer, whole or streamed.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
+use std::fmt;
 use std::io::{self, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,17 +16,16 @@ use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use percent_encoding::percent_decode_str;
-use serde_json::Value;
+use serde::de::{self, Deserialize, Deserializer, SeqAccess, Visitor};
+use serde::Serialize;
+use serde_json::value::RawValue;
 
 use super::accounts::{Accounts, Admission, Charge};
 use super::answer::{tokens, Content};
 use super::fault::Fault;
-use super::http::{self, Request};
-use super::log::Log;
-use crate::wire::{
-    self, ChatChunk, ChatCompletion, ChatRequest, ChunkChoice, Delta, ErrorBody, Message, Text,
-    Usage,
-};
+use super::http::{self, Budget, Request};
+use super::log::{Exchange, Log};
+use crate::wire::{self, ChatChunk, ChatCompletion, ChunkChoice, Delta, ErrorBody, Text, Usage};
 
 pub const MODEL: &str = "bluenexus/mock-1";
 
@@ -49,6 +50,8 @@ pub struct Shared {
     pub log: Option<Log>,
     pub options: AnswerOptions,
     pub completions: AtomicU64,
+    /// Request bodies held across all connections.
+    pub bodies: Budget,
 }
 
 /// Whether the connection may carry another request.
@@ -76,14 +79,34 @@ pub fn handle(
         Some(fault) => inject(fault, request, agent, out, socket, shared),
         None => answer(request, agent, out, shared),
     };
-    let (status, next) = outcome.unwrap_or((None, Next::Close));
+    let (status, reason, next) = match outcome {
+        Ok((status, next)) => (status, None, next),
+        Err(err) => (None, Some(undelivered(&err)), Next::Close),
+    };
     if let Some(log) = &shared.log {
-        log.record(request, status, fault_name);
+        log.record(&Exchange {
+            arrived: request.arrived,
+            request: Some(request),
+            status,
+            reason,
+            fault: fault_name,
+        });
     }
     if request.close {
         Next::Close
     } else {
         next
+    }
+}
+
+/// Why an answer did not reach the client, for the log.
+fn undelivered(err: &io::Error) -> String {
+    match err.kind() {
+        // The socket's write timeout: no byte moved for that long.
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+            "the client stopped reading the answer".into()
+        }
+        _ => format!("the answer was cut short: {err}"),
     }
 }
 
@@ -118,6 +141,19 @@ fn error(
     headers.insert(0, ("Content-Type", "application/json".into()));
     http::respond(out, status, &headers, &body, false)?;
     Ok((Some(status), Next::KeepAlive))
+}
+
+/// The 402 of an empty balance; `why` tells a real one from an injected one.
+fn no_credits(out: &mut impl Write, why: &str) -> Outcome {
+    let message = format!("not enough credits left for this request{why}");
+    error(out, 402, "insufficient_credits", &message, None, vec![])
+}
+
+/// An answer ready to be sent: its id, its content and the headers that go with it.
+struct Answer {
+    id: String,
+    content: Content,
+    headers: Headers,
 }
 
 fn answer(
@@ -163,7 +199,7 @@ fn answer(
             return error(out, 403, "permission_error", message, None, vec![]);
         }
         Admission::RateLimited(secs) => {
-            let message = "rate limit exceeded: too many requests per minute";
+            let message = "rate limit exceeded: too many requests for this token";
             return error(
                 out,
                 429,
@@ -176,7 +212,7 @@ fn answer(
     }
     let chat = match validate(&request.body) {
         Ok(chat) => chat,
-        Err((message, param)) => {
+        Err(Invalid { message, param }) => {
             return error(
                 out,
                 400,
@@ -188,71 +224,55 @@ fn answer(
         }
     };
     let conversation = chat.conversation_id.as_deref();
+    // One lock: the turn is part of the answer, whose length sets the charge.
+    let charged = {
+        let mut accounts = lock(&shared.accounts);
+        accounts.next_turn(token, &agent, conversation).map(|turn| {
+            let mut content = Content::answer(&chat.echo, turn, shared.options.answer_size);
+            let cut = chat.max_tokens.is_some_and(|max| content.limit_tokens(max));
+            let charge = accounts.charge(token, &agent, conversation, tokens(content.len()));
+            (content, if cut { "length" } else { "stop" }, charge)
+        })
+    };
     let not_found = |out: &mut _| {
         let message = format!("conversation {:?} not found", conversation.unwrap_or(""));
-        error(
-            out,
-            404,
-            "not_found_error",
-            &message,
-            Some("conversationId"),
-            vec![],
-        )
+        let param = Some("conversationId");
+        error(out, 404, "not_found_error", &message, param, vec![])
     };
-    let Some(turn) = lock(&shared.accounts).next_turn(token, &agent, conversation) else {
+    let Some((content, finish_reason, charge)) = charged else {
         return not_found(out);
     };
-    let build = |turn| {
-        let mut content = Content::answer(&chat.messages, turn, shared.options.answer_size);
-        let cut = chat.max_tokens.is_some_and(|max| content.limit_tokens(max));
-        (content, if cut { "length" } else { "stop" })
-    };
-    let (mut content, mut finish_reason) = build(turn);
-    let charge = lock(&shared.accounts).charge(token, &agent, conversation, tokens(content.len()));
-    let (conversation, consumed, remaining) = match charge {
+    let (conversation_id, consumed, remaining) = match charge {
         Charge::Granted {
-            turn: granted,
             conversation,
             consumed,
             remaining,
-        } => {
-            if granted != turn {
-                (content, finish_reason) = build(granted);
-            }
-            (conversation, consumed, remaining)
-        }
+        } => (conversation, consumed, remaining),
+        Charge::NoCredits => return no_credits(out, ""),
         Charge::UnknownConversation => return not_found(out),
-        Charge::NoCredits => {
-            return error(
-                out,
-                402,
-                "insufficient_credits",
-                "not enough credits left for this request",
-                None,
-                vec![],
-            )
-        }
     };
-    let headers = vec![
-        ("X-Credits-Consumed", consumed.to_string()),
-        ("X-Credits-Remaining", remaining.to_string()),
-        ("X-Conversation-Id", conversation),
-    ];
-    let id = shared.next_id();
-    if chat.stream == Some(true) {
-        stream(
-            out,
-            request,
-            headers,
-            &content,
-            Ending::Done(finish_reason),
-            &id,
-            &shared.options,
-        )
+    let answer = Answer {
+        id: shared.next_id(),
+        headers: vec![
+            ("X-Credits-Consumed", consumed.to_string()),
+            ("X-Credits-Remaining", remaining.to_string()),
+            ("X-Conversation-Id", conversation_id),
+        ],
+        content,
+    };
+    let prompt_tokens = tokens(chat.prompt_bytes);
+    if chat.stream {
+        let usage = chat
+            .include_usage
+            .then(|| usage(prompt_tokens, &answer.content));
+        let ending = Ending::Done {
+            finish_reason,
+            usage,
+        };
+        stream(out, request.http10, answer, ending, &shared.options)
     } else {
-        let prompt_tokens = tokens(chat.messages.iter().map(|m| m.content.len()).sum());
-        let body = completion_body(&id, &content, finish_reason, prompt_tokens);
-        let mut headers = headers;
+        let body = completion_body(&answer, finish_reason, prompt_tokens);
+        let mut headers = answer.headers;
         headers.insert(0, ("Content-Type", "application/json".into()));
         http::respond(out, 200, &headers, &body, false)?;
         Ok((Some(200), Next::KeepAlive))
@@ -266,77 +286,270 @@ fn bearer(request: &Request) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-/// The request body checked as the API document (and then some) requires. Unknown top-level
-/// keys are allowed, as OpenAI SDKs send `model` and others.
-fn validate(body: &[u8]) -> Result<ChatRequest, (String, Option<String>)> {
-    let invalid = |message: String, param: &str| Err((message, Some(param.to_string())));
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| (format!("the request body is not valid JSON: {e}"), None))?;
-    let Some(object) = value.as_object() else {
-        return Err(("the request body must be a JSON object".into(), None));
-    };
-    let messages = match object.get("messages") {
-        Some(Value::Array(messages)) if !messages.is_empty() => messages,
-        Some(Value::Array(_)) => return invalid("messages must not be empty".into(), "messages"),
-        Some(_) => return invalid("messages must be an array".into(), "messages"),
-        None => return invalid("messages is required".into(), "messages"),
-    };
-    let mut checked = Vec::with_capacity(messages.len());
-    for (i, message) in messages.iter().enumerate() {
-        let role = message.get("role").and_then(Value::as_str);
-        let Some(role) = role.filter(|r| wire::ROLES.contains(r)) else {
-            return invalid(
-                format!(
-                    "messages[{i}].role must be one of {}",
-                    wire::ROLES.join(", ")
-                ),
-                &format!("messages[{i}].role"),
-            );
-        };
-        let Some(content) = message.get("content").and_then(Value::as_str) else {
-            return invalid(
-                format!("messages[{i}].content must be a string"),
-                &format!("messages[{i}].content"),
-            );
-        };
-        checked.push(Message::new(role, content));
+/// A valid chat request, as far as the answer needs it.
+#[derive(Debug)]
+struct Chat<'a> {
+    /// The text of the last user message, or of the last message when no user spoke.
+    echo: Cow<'a, str>,
+    /// The text of all messages, in bytes.
+    prompt_bytes: usize,
+    stream: bool,
+    include_usage: bool,
+    max_tokens: Option<u64>,
+    conversation_id: Option<String>,
+}
+
+/// Why a request body is refused, and the parameter at fault.
+#[derive(Debug)]
+struct Invalid {
+    message: String,
+    param: Option<String>,
+}
+
+fn invalid(message: impl Into<String>, param: impl Into<String>) -> Invalid {
+    Invalid {
+        message: message.into(),
+        param: Some(param.into()),
     }
-    let temperature = match object.get("temperature") {
-        None | Some(Value::Null) => None,
-        Some(t) => match t.as_f64() {
-            Some(t) if (0.0..=2.0).contains(&t) => Some(t),
-            _ => {
-                return invalid(
-                    "temperature must be a number from 0 to 2".into(),
-                    "temperature",
-                )
-            }
+}
+
+/// The request's fields, each kept as its JSON text until checked; any other field is skipped
+/// unparsed (OpenAI SDKs send `model` and more).
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+struct Fields<'a> {
+    #[serde(borrow)]
+    messages: Option<&'a RawValue>,
+    #[serde(borrow)]
+    temperature: Option<&'a RawValue>,
+    #[serde(borrow)]
+    max_tokens: Option<&'a RawValue>,
+    #[serde(borrow)]
+    max_completion_tokens: Option<&'a RawValue>,
+    #[serde(borrow)]
+    stream: Option<&'a RawValue>,
+    #[serde(borrow)]
+    stream_options: Option<&'a RawValue>,
+    #[serde(borrow, rename = "conversationId")]
+    conversation_id: Option<&'a RawValue>,
+}
+
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+struct MessageFields<'a> {
+    #[serde(borrow)]
+    role: Option<&'a RawValue>,
+    #[serde(borrow)]
+    content: Option<&'a RawValue>,
+    #[serde(borrow)]
+    tool_calls: Option<&'a RawValue>,
+}
+
+#[derive(serde::Deserialize)]
+struct Part<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(borrow)]
+    text: Text<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+/// The request body checked as the API document (and then some) requires. Parsed into typed
+/// values field by field and message by message, never into a JSON tree: a hostile body of a
+/// million tiny values then costs no more memory than its own bytes.
+fn validate(body: &[u8]) -> Result<Chat<'_>, Invalid> {
+    let not_json = |e: serde_json::Error| Invalid {
+        message: format!("the request body is not valid JSON: {e}"),
+        param: None,
+    };
+    let raw: &RawValue = serde_json::from_slice(body).map_err(not_json)?;
+    let fields: Fields = object(raw).map_err(|e| match e {
+        Some(e) => not_json(e),
+        None => Invalid {
+            message: "the request body must be a JSON object".into(),
+            param: None,
         },
+    })?;
+    let temperature: Option<f64> = typed(
+        fields.temperature,
+        "temperature",
+        "temperature must be a number from 0 to 2",
+    )?;
+    if temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
+        return Err(invalid(
+            "temperature must be a number from 0 to 2",
+            "temperature",
+        ));
+    }
+    let mut max_tokens = None;
+    for (raw, param) in [
+        (fields.max_tokens, "max_tokens"),
+        (fields.max_completion_tokens, "max_completion_tokens"),
+    ] {
+        let message = format!("{param} must be a positive integer");
+        match typed(raw, param, &message)? {
+            Some(0) => return Err(invalid(message, param)),
+            // Both names given: the smaller limit holds.
+            Some(n) => max_tokens = Some(max_tokens.map_or(n, |max: u64| max.min(n))),
+            None => {}
+        }
+    }
+    let stream = typed(fields.stream, "stream", "stream must be a boolean")?;
+    let include_usage = match fields.stream_options {
+        None => false,
+        Some(raw) => {
+            let message = "stream_options must be an object, its include_usage a boolean";
+            let options: StreamOptions =
+                object(raw).map_err(|_| invalid(message, "stream_options"))?;
+            options.include_usage.unwrap_or(false)
+        }
     };
-    let max_tokens = match object.get("max_tokens") {
-        None | Some(Value::Null) => None,
-        Some(n) => match n.as_u64() {
-            Some(n) if n > 0 => Some(n),
-            _ => return invalid("max_tokens must be a positive integer".into(), "max_tokens"),
-        },
-    };
-    let stream = match object.get("stream") {
-        None | Some(Value::Null) => None,
-        Some(Value::Bool(b)) => Some(*b),
-        Some(_) => return invalid("stream must be a boolean".into(), "stream"),
-    };
-    let conversation_id = match object.get("conversationId") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(id)) => Some(id.clone()),
-        Some(_) => return invalid("conversationId must be a string".into(), "conversationId"),
-    };
-    Ok(ChatRequest {
-        messages: checked,
-        stream,
-        temperature,
+    let conversation_id = typed(
+        fields.conversation_id,
+        "conversationId",
+        "conversationId must be a string",
+    )?;
+    let (echo, prompt_bytes) = messages(fields.messages)?;
+    Ok(Chat {
+        echo,
+        prompt_bytes,
+        stream: stream.unwrap_or(false),
+        include_usage,
         max_tokens,
         conversation_id,
     })
+}
+
+/// A field's value as `T`, or `message` naming the field.
+fn typed<'a, T: Deserialize<'a>>(
+    raw: Option<&'a RawValue>,
+    param: &str,
+    message: &str,
+) -> Result<Option<T>, Invalid> {
+    raw.map(|raw| serde_json::from_str(raw.get()).map_err(|_| invalid(message, param)))
+        .transpose()
+}
+
+/// Checks the messages one at a time; returns the text the answer echoes and the size of all.
+fn messages(raw: Option<&RawValue>) -> Result<(Cow<'_, str>, usize), Invalid> {
+    let raw = raw.ok_or_else(|| invalid("messages is required", "messages"))?;
+    let mut echo: Option<(bool, Cow<str>)> = None;
+    let mut prompt_bytes = 0;
+    let count = each_element(raw, |i, message| {
+        let (from_user, text) = check_message(i, message)?;
+        prompt_bytes += text.len();
+        // A later user message replaces the echo; any message does until a user has spoken.
+        if from_user || !echo.as_ref().is_some_and(|(user, _)| *user) {
+            echo = Some((from_user, text));
+        }
+        Ok(())
+    })
+    .map_err(|failed| failed.unwrap_or_else(|| invalid("messages must be an array", "messages")))?;
+    match echo {
+        Some((_, text)) if count > 0 => Ok((text, prompt_bytes)),
+        _ => Err(invalid("messages must not be empty", "messages")),
+    }
+}
+
+/// One message: whether a user sent it, and its text.
+fn check_message(i: usize, raw: &RawValue) -> Result<(bool, Cow<'_, str>), Invalid> {
+    // Not an object: no role, which is what the error will say.
+    let fields: MessageFields = object(raw).unwrap_or_default();
+    let role: Option<String> = fields.role.and_then(|r| serde_json::from_str(r.get()).ok());
+    let Some(role) = role.filter(|r| wire::ROLES.contains(&r.as_str())) else {
+        let message = format!(
+            "messages[{i}].role must be one of {}",
+            wire::ROLES.join(", ")
+        );
+        return Err(invalid(message, format!("messages[{i}].role")));
+    };
+    let calls_tools = fields
+        .tool_calls
+        .is_some_and(|calls| each_element(calls, |_, _| Ok::<_, ()>(())).is_ok_and(|n| n > 0));
+    let text = match fields.content {
+        Some(content) => content_text(content),
+        // An assistant message that calls tools may come without content.
+        None if role == "assistant" && calls_tools => Some(Cow::Borrowed("")),
+        None => None,
+    };
+    let Some(text) = text else {
+        let message = format!(
+            "messages[{i}].content must be a string or an array of \
+             {{\"type\": \"text\", \"text\": ...}} parts"
+        );
+        return Err(invalid(message, format!("messages[{i}].content")));
+    };
+    Ok((role == "user", text))
+}
+
+/// A message's content as text: a string, or the text of its parts joined.
+fn content_text(raw: &RawValue) -> Option<Cow<'_, str>> {
+    if let Ok(Text(text)) = serde_json::from_str(raw.get()) {
+        return Some(text);
+    }
+    let mut joined = String::new();
+    each_element(raw, |_, part| match object::<Part>(part) {
+        Ok(part) if part.kind == "text" => {
+            joined.push_str(part.text.as_str());
+            Ok(())
+        }
+        _ => Err(()),
+    })
+    .ok()?;
+    Some(Cow::Owned(joined))
+}
+
+/// `raw` as `T` when it is a JSON object that `T` accepts; `Err(None)` when it is not an object
+/// (a derived struct would also take an array, which no client means).
+fn object<'a, T: Deserialize<'a>>(raw: &'a RawValue) -> Result<T, Option<serde_json::Error>> {
+    if !raw.get().starts_with('{') {
+        return Err(None);
+    }
+    serde_json::from_str(raw.get()).map_err(Some)
+}
+
+/// Calls `each` on the elements of the JSON array `raw` in order, without collecting them, and
+/// stops at its first error; returns the number of elements. `Err(None)` when `raw` is not an
+/// array.
+fn each_element<'a, E>(
+    raw: &'a RawValue,
+    each: impl FnMut(usize, &'a RawValue) -> Result<(), E>,
+) -> Result<usize, Option<E>> {
+    struct Each<F, E> {
+        each: F,
+        failed: Option<E>,
+    }
+    impl<'de, F, E> Visitor<'de> for &mut Each<F, E>
+    where
+        F: FnMut(usize, &'de RawValue) -> Result<(), E>,
+    {
+        type Value = usize;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an array")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<usize, A::Error> {
+            let mut count = 0;
+            while let Some(element) = seq.next_element()? {
+                if let Err(failed) = (self.each)(count, element) {
+                    self.failed = Some(failed);
+                    return Err(de::Error::custom("stopped at an invalid element"));
+                }
+                count += 1;
+            }
+            Ok(count)
+        }
+    }
+    let mut visitor = Each { each, failed: None };
+    let mut parser = serde_json::Deserializer::from_str(raw.get());
+    let counted = (&mut parser).deserialize_seq(&mut visitor);
+    counted.map_err(|_| visitor.failed)
 }
 
 fn created() -> u64 {
@@ -354,15 +567,18 @@ impl Shared {
     }
 }
 
-fn completion_body(
-    id: &str,
-    content: &Content,
-    finish_reason: &str,
-    prompt_tokens: u64,
-) -> Vec<u8> {
+fn usage(prompt_tokens: u64, content: &Content) -> Usage {
     let completion_tokens = tokens(content.len());
+    Usage {
+        prompt_tokens,
+        completion_tokens,
+        total_tokens: prompt_tokens + completion_tokens,
+    }
+}
+
+fn completion_body(answer: &Answer, finish_reason: &str, prompt_tokens: u64) -> Vec<u8> {
     let completion = ChatCompletion {
-        id: id.into(),
+        id: answer.id.as_str().into(),
         object: wire::CHAT_COMPLETION.into(),
         created: created(),
         model: MODEL.into(),
@@ -370,23 +586,22 @@ fn completion_body(
             index: 0,
             message: wire::AssistantMessage {
                 role: "assistant".into(),
-                content: Some(Text(content.text())),
+                content: Some(Text(answer.content.text())),
             },
             finish_reason: Some(finish_reason.into()),
         }],
-        usage: Some(Usage {
-            prompt_tokens,
-            completion_tokens,
-            total_tokens: prompt_tokens + completion_tokens,
-        }),
+        usage: Some(usage(prompt_tokens, &answer.content)),
     };
     serde_json::to_vec(&completion).expect("serializes")
 }
 
 /// How a stream ends after its content chunks.
 enum Ending<'a> {
-    /// A last chunk with this finish reason, then `[DONE]`.
-    Done(&'a str),
+    /// A last chunk with this finish reason, the usage chunk when asked for, then `[DONE]`.
+    Done {
+        finish_reason: &'a str,
+        usage: Option<Usage>,
+    },
     /// The body ends after this many content chunks, with no `[DONE]`.
     Cut(usize),
     /// After the first content chunk, a chunk that is not valid JSON, then `[DONE]`.
@@ -395,18 +610,32 @@ enum Ending<'a> {
     ErrorEvent,
 }
 
+/// The chunk `stream_options.include_usage` asks for: no choices, the usage of the answer.
+#[derive(Serialize)]
+struct UsageChunk<'a> {
+    id: &'a str,
+    object: &'a str,
+    created: u64,
+    model: &'a str,
+    choices: [(); 0],
+    usage: Usage,
+}
+
 fn stream(
     out: &mut impl Write,
-    request: &Request,
-    mut headers: Headers,
-    content: &Content,
+    http10: bool,
+    mut answer: Answer,
     ending: Ending,
-    id: &str,
     options: &AnswerOptions,
 ) -> Outcome {
-    headers.insert(0, ("Content-Type", "text/event-stream".into()));
-    headers.insert(1, ("Cache-Control", "no-cache".into()));
-    let mut body = http::Stream::start(out, &headers, request.http10)?;
+    answer
+        .headers
+        .insert(0, ("Content-Type", "text/event-stream".into()));
+    answer
+        .headers
+        .insert(1, ("Cache-Control", "no-cache".into()));
+    let mut body = http::Stream::start(out, &answer.headers, http10)?;
+    let id = answer.id.as_str();
     let mut event = Event {
         id,
         created: created(),
@@ -422,10 +651,11 @@ fn stream(
     )?;
     body.flush()?;
     let limit = match ending {
-        Ending::Done(_) => usize::MAX,
+        Ending::Done { .. } => usize::MAX,
         Ending::Cut(n) => n,
         Ending::Malformed | Ending::ErrorEvent => 1,
     };
+    let content = &answer.content;
     for (start, end) in content.pieces(options.chunks).take(limit) {
         if !options.chunk_delay.is_zero() {
             body.flush()?;
@@ -442,8 +672,23 @@ fn stream(
         )?;
     }
     let next = match ending {
-        Ending::Done(finish_reason) => {
+        Ending::Done {
+            finish_reason,
+            usage,
+        } => {
             event.send_chunk(&mut body, Delta::default(), Some(finish_reason))?;
+            if let Some(usage) = usage {
+                let chunk = UsageChunk {
+                    id,
+                    object: wire::CHAT_COMPLETION_CHUNK,
+                    created: event.created,
+                    model: MODEL,
+                    choices: [],
+                    usage,
+                };
+                let json = serde_json::to_vec(&chunk).expect("serializes");
+                body.send(&[b"data: ", &json, b"\n\n"])?;
+            }
             body.send(&[b"data: [DONE]\n\n"])?;
             Next::KeepAlive
         }
@@ -503,7 +748,8 @@ impl Event<'_> {
     }
 }
 
-/// Applies `fault`; `slow` delays the normal answer to the chat path of `agent`.
+/// Applies `fault`; `slow` delays the normal answer to the chat path of `agent`. Faults come
+/// before validation, so the body is used only as far as it is valid.
 fn inject(
     fault: Fault,
     request: &Request,
@@ -512,17 +758,33 @@ fn inject(
     socket: &TcpStream,
     shared: &Shared,
 ) -> Outcome {
-    let wants_stream = serde_json::from_slice::<Value>(&request.body)
-        .ok()
-        .and_then(|body| body.get("stream").and_then(Value::as_bool))
-        == Some(true);
-    let content = || {
-        let messages = serde_json::from_slice::<ChatRequest>(&request.body)
-            .map(|chat| chat.messages)
-            .unwrap_or_default();
-        Content::answer(&messages, 1, shared.options.answer_size)
+    let chat = validate(&request.body).ok();
+    let wants_stream = chat.as_ref().is_some_and(|chat| chat.stream);
+    let broken_answer = || Answer {
+        id: shared.next_id(),
+        content: Content::answer(
+            chat.as_ref().map_or("", |chat| &chat.echo),
+            1,
+            shared.options.answer_size,
+        ),
+        headers: vec![],
     };
-    let id = shared.next_id();
+    let broken_stream = match fault {
+        Fault::Malformed => Some(Ending::Malformed),
+        Fault::Cut { chunks } => Some(Ending::Cut(chunks)),
+        Fault::ErrorEvent => Some(Ending::ErrorEvent),
+        _ => None,
+    };
+    if let Some(ending) = broken_stream.filter(|_| wants_stream) {
+        return stream(
+            out,
+            request.http10,
+            broken_answer(),
+            ending,
+            &shared.options,
+        );
+    }
+    let json = [("Content-Type", "application/json".to_string())];
     match fault {
         Fault::RateLimited { retry_after } => error(
             out,
@@ -532,6 +794,7 @@ fn inject(
             None,
             vec![("Retry-After", retry_after.to_string())],
         ),
+        Fault::Status(402) => no_credits(out, " (injected 402)"),
         Fault::Status(status) => {
             let message = format!("the service failed (injected {status})");
             error(out, status, "server_error", &message, None, vec![])
@@ -545,50 +808,17 @@ fn inject(
             http::respond(out, 502, &headers, HTML_PAGE.as_bytes(), false)?;
             Ok((Some(502), Next::KeepAlive))
         }
-        Fault::Malformed if wants_stream => stream(
-            out,
-            request,
-            vec![],
-            &content(),
-            Ending::Malformed,
-            &id,
-            &shared.options,
-        ),
         Fault::Malformed => {
+            let id = shared.next_id();
             let body = format!("{{\"id\":\"{id}\",\"object\":\"chat.completion\",\"choices\":[{{\"index\":0,\"message\":{{\"role\":\"assistant\",\"content\":\"trunc");
-            http::respond(
-                out,
-                200,
-                &[("Content-Type", "application/json".into())],
-                body.as_bytes(),
-                false,
-            )?;
+            http::respond(out, 200, &json, body.as_bytes(), false)?;
             Ok((Some(200), Next::KeepAlive))
         }
-        Fault::Cut { chunks } if wants_stream => stream(
-            out,
-            request,
-            vec![],
-            &content(),
-            Ending::Cut(chunks),
-            &id,
-            &shared.options,
-        ),
         Fault::Cut { .. } => {
-            let body = completion_body(&id, &content(), "stop", 0);
-            let headers = [("Content-Type", "application/json".to_string())];
-            http::respond_short(out, &headers, &body[..body.len() / 2], body.len())?;
+            let body = completion_body(&broken_answer(), "stop", 0);
+            http::respond_short(out, &json, &body[..body.len() / 2], body.len())?;
             Ok((Some(200), Next::Close))
         }
-        Fault::ErrorEvent if wants_stream => stream(
-            out,
-            request,
-            vec![],
-            &content(),
-            Ending::ErrorEvent,
-            &id,
-            &shared.options,
-        ),
         Fault::ErrorEvent => {
             let body = ErrorBody::new(
                 "server_error",
@@ -596,13 +826,7 @@ fn inject(
                 None,
             );
             let body = serde_json::to_vec(&body).expect("serializes");
-            http::respond(
-                out,
-                200,
-                &[("Content-Type", "application/json".into())],
-                &body,
-                false,
-            )?;
+            http::respond(out, 200, &json, &body, false)?;
             Ok((Some(200), Next::KeepAlive))
         }
         Fault::Stall(silence) => {
@@ -665,47 +889,149 @@ mod tests {
 
     #[test]
     fn validation_names_the_param() {
-        let cases: [(&str, Option<&str>); 12] = [
-            ("not json", None),
-            ("[]", None),
-            ("{}", Some("messages")),
-            (r#"{"messages":[]}"#, Some("messages")),
-            (r#"{"messages":{}}"#, Some("messages")),
+        let user = r#"{"role":"user","content":"x"}"#;
+        let cases: Vec<(String, Option<&str>)> = vec![
+            ("not json".into(), None),
+            ("[]".into(), None),
+            (r#"{"messages":[1],"messages":[2]}"#.into(), None),
+            ("{}".into(), Some("messages")),
+            (r#"{"messages":[]}"#.into(), Some("messages")),
+            (r#"{"messages":{}}"#.into(), Some("messages")),
             (
-                r#"{"messages":[{"role":"robot","content":"x"}]}"#,
+                r#"{"messages":[{"role":"robot","content":"x"}]}"#.into(),
                 Some("messages[0].role"),
             ),
             (
-                r#"{"messages":[{"role":"user","content":1}]}"#,
+                r#"{"messages":[["user","x"]]}"#.into(),
+                Some("messages[0].role"),
+            ),
+            (
+                r#"{"messages":[{"role":"user","content":1}]}"#.into(),
                 Some("messages[0].content"),
             ),
             (
-                r#"{"messages":[{"role":"user","content":"x"}],"temperature":2.5}"#,
+                r#"{"messages":[{"role":"user"}]}"#.into(),
+                Some("messages[0].content"),
+            ),
+            (
+                format!(r#"{{"messages":[{user},{{"role":"user","content":null}}]}}"#),
+                Some("messages[1].content"),
+            ),
+            (
+                r#"{"messages":[{"role":"assistant","content":null,"tool_calls":[]}]}"#.into(),
+                Some("messages[0].content"),
+            ),
+            (
+                r#"{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{}}]}]}"#
+                    .into(),
+                Some("messages[0].content"),
+            ),
+            (
+                r#"{"messages":[{"role":"user","content":[["text","x"]]}]}"#.into(),
+                Some("messages[0].content"),
+            ),
+            (
+                format!(r#"{{"messages":[{user}],"temperature":2.5}}"#),
                 Some("temperature"),
             ),
             (
-                r#"{"messages":[{"role":"user","content":"x"}],"max_tokens":0}"#,
+                format!(r#"{{"messages":[{user}],"temperature":"1"}}"#),
+                Some("temperature"),
+            ),
+            (
+                format!(r#"{{"messages":[{user}],"max_tokens":0}}"#),
                 Some("max_tokens"),
             ),
             (
-                r#"{"messages":[{"role":"user","content":"x"}],"max_tokens":1.5}"#,
+                format!(r#"{{"messages":[{user}],"max_tokens":1.5}}"#),
                 Some("max_tokens"),
             ),
             (
-                r#"{"messages":[{"role":"user","content":"x"}],"stream":"yes"}"#,
+                format!(r#"{{"messages":[{user}],"max_completion_tokens":-1}}"#),
+                Some("max_completion_tokens"),
+            ),
+            (
+                format!(r#"{{"messages":[{user}],"stream":"yes"}}"#),
                 Some("stream"),
             ),
             (
-                r#"{"messages":[{"role":"user","content":"x"}],"conversationId":7}"#,
+                format!(r#"{{"messages":[{user}],"stream_options":true}}"#),
+                Some("stream_options"),
+            ),
+            (
+                format!(r#"{{"messages":[{user}],"stream_options":[]}}"#),
+                Some("stream_options"),
+            ),
+            (
+                format!(r#"{{"messages":[{user}],"stream_options":{{"include_usage":1}}}}"#),
+                Some("stream_options"),
+            ),
+            (
+                format!(r#"{{"messages":[{user}],"conversationId":7}}"#),
                 Some("conversationId"),
             ),
         ];
         for (body, param) in cases {
-            let (_, got) = validate(body.as_bytes()).unwrap_err();
-            assert_eq!(got.as_deref(), param, "{body}");
+            let invalid = validate(body.as_bytes()).unwrap_err();
+            assert_eq!(invalid.param.as_deref(), param, "{body}");
         }
-        let ok = validate(br#"{"model":"gpt","messages":[{"role":"user","content":"x"}],"stream":true,"temperature":0}"#).unwrap();
-        assert_eq!(ok.stream, Some(true));
-        assert_eq!(ok.temperature, Some(0.0));
+    }
+
+    #[test]
+    fn accepts_what_openai_clients_send() {
+        let ok = validate(br#"{"model":"gpt","messages":[{"role":"user","content":"x"}],"stream":true,"temperature":0,"n":1,"tools":[{"type":"function"}]}"#).unwrap();
+        assert!(ok.stream && !ok.include_usage);
+        let body = br#"{"messages":[
+            {"role":"developer","content":"be brief"},
+            {"role":"user","content":[{"type":"text","text":"what is "},{"type":"text","text":"2+2?"}]},
+            {"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"add","arguments":"{}"}}]},
+            {"role":"tool","tool_call_id":"c1","content":"4"}],
+            "max_completion_tokens":9,"max_tokens":20,"stream_options":{"include_usage":true}}"#;
+        let chat = validate(body).unwrap();
+        assert_eq!(chat.echo, "what is 2+2?");
+        assert_eq!(
+            chat.prompt_bytes,
+            "be brief".len() + "what is 2+2?".len() + 1
+        );
+        assert_eq!(chat.max_tokens, Some(9));
+        assert!(chat.include_usage && !chat.stream);
+    }
+
+    #[test]
+    fn echoes_the_last_user_message_else_the_last_message() {
+        let echo = |messages: &str| {
+            let body = format!(r#"{{"messages":{messages}}}"#);
+            validate(body.as_bytes()).unwrap().echo.into_owned()
+        };
+        let m = |role: &str, text: &str| format!(r#"{{"role":"{role}","content":"{text}"}}"#);
+        let (s, u1, a, u2) = (
+            m("system", "s"),
+            m("user", "first"),
+            m("assistant", "a"),
+            m("user", "héllo"),
+        );
+        assert_eq!(echo(&format!("[{s},{u1},{a},{u2}]")), "héllo");
+        assert_eq!(echo(&format!("[{s},{u1},{a}]")), "first");
+        assert_eq!(echo(&format!("[{s},{a}]")), "a");
+    }
+
+    #[test]
+    fn each_element_stops_at_the_first_failure() {
+        let raw: &RawValue = serde_json::from_str("[1, 2, 3, 4]").unwrap();
+        let mut seen = vec![];
+        let stopped = each_element(raw, |i, element| {
+            seen.push(element.get().to_string());
+            if i == 1 {
+                Err("two")
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!(
+            (stopped, seen),
+            (Err(Some("two")), vec!["1".into(), "2".into()])
+        );
+        let not_array: &RawValue = serde_json::from_str(r#"{"a":1}"#).unwrap();
+        assert_eq!(each_element(not_array, |_, _| Ok::<_, ()>(())), Err(None));
     }
 }

@@ -3,22 +3,28 @@
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 
-use super::accounts::TokenSpec;
-use super::fault::{Fault, FAULT_HELP};
+use super::accounts::{RateLimit, TokenSpec};
+use super::fault::{seconds, Fault, FAULT_HELP};
 
 const EXAMPLES: &str = "\
 Examples:
   bnx-mock -- bnx \"hi\"                        run one command against a fresh mock
   bnx-mock --fault 503 --fault 429:2 -- ./pipeline.sh
   bnx-mock --listen 127.0.0.1:0 --log requests.jsonl   serve until Ctrl-C
+  bnx-mock --rate-limit 3/2 --credits 10 -- ./pacing-test.sh
   bnx-mock --answer-size 50000000 --chunks 100000      large streams for benchmarks
 
 Answers are deterministic: \"[turn N] \" followed by the last user message, padded with
 filler to --answer-size, cut at max_tokens (4 bytes a token). Any OpenAI-compatible client
-works with base_url http://127.0.0.1:PORT/api/v1/agents/default.";
+works with base_url http://127.0.0.1:PORT/api/v1/agents/default.
+
+Limits: a request head over 16 KiB is 431, a body over 8 MiB is 413, and bodies in flight
+over 64 MiB in total are 503. Exit codes: COMMAND's own with -- COMMAND; 2 usage error;
+71 cannot listen on the address; 74 cannot write the log.";
 
 fn after_help() -> String {
     format!("{FAULT_HELP}\n\n{EXAMPLES}")
@@ -42,11 +48,11 @@ pub struct MockCli {
     #[arg(long = "token", value_name = "TOKEN[:SCOPE,...]")]
     pub tokens: Vec<TokenSpec>,
 
-    /// Requests per rolling minute per token; 0 for no limit
-    #[arg(long, value_name = "N", default_value_t = 30)]
-    pub rate_limit: usize,
+    /// Requests per rolling SECS seconds per token; 0 for no limit
+    #[arg(long, value_name = "N[/SECS]", default_value = "30/60")]
+    pub rate_limit: RateLimit,
 
-    /// Starting credit balance of each token
+    /// Starting credit balance of each token; an answer it cannot pay for is 402
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     pub credits: u64,
 
@@ -54,7 +60,8 @@ pub struct MockCli {
     #[arg(long = "fault", value_name = "SPEC")]
     pub faults: Vec<Fault>,
 
-    /// Append one JSON line per request (token redacted) to FILE
+    /// Write one JSON line per request, refused ones too, to FILE (created anew; tokens
+    /// redacted)
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
 
@@ -70,10 +77,37 @@ pub struct MockCli {
     #[arg(long, value_name = "MS", default_value_t = 0)]
     pub chunk_delay: u64,
 
+    /// Open connections at most; one more gets 503 and is closed
+    #[arg(long, value_name = "N", default_value_t = 256,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
+
+    /// Seconds a request head may take to arrive in full
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = timeout)]
+    pub header_timeout: Duration,
+
+    /// Seconds a connection may wait between requests before it is closed
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = timeout)]
+    pub idle_timeout: Duration,
+
+    /// Seconds a client may send no byte of its body, or read no byte of the answer, before
+    /// it is dropped
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = timeout)]
+    pub progress_timeout: Duration,
+
     /// Run COMMAND against the mock (BLUENEXUS_BASE_URL and BLUENEXUS_TOKEN set), then exit
     /// with its exit code
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
+}
+
+/// A timeout option: seconds above 0 (a zero timeout would mean none for the socket).
+fn timeout(text: &str) -> Result<Duration, String> {
+    let secs = seconds(text)?;
+    if secs.is_zero() {
+        return Err("a timeout must be above 0 seconds".into());
+    }
+    Ok(secs)
 }
 
 #[cfg(test)]
@@ -108,5 +142,13 @@ mod tests {
         assert_eq!(cli.tokens[1].scopes, ["agents-read"]);
         assert_eq!(cli.command, ["sh", "-c", "exit 3"]);
         assert!(MockCli::try_parse_from(["bnx-mock", "--fault", "teapot"]).is_err());
+        for bad in [
+            ["--header-timeout", "-1"],
+            ["--idle-timeout", "0"],
+            ["--progress-timeout", "1e400"],
+            ["--max-connections", "0"],
+        ] {
+            assert!(MockCli::try_parse_from(["bnx-mock", bad[0], bad[1]]).is_err());
+        }
     }
 }

@@ -7,18 +7,19 @@ use std::time::Duration;
 pub const FAULT_HELP: &str = "\
 Faults (--fault SPEC, repeatable; each is used by the next request on the chat path, in order,
 before auth and validation; then requests behave):
-  429[:SECS]     429 with Retry-After SECS (default 1) and a JSON error
-  500 502 503 504  that status with a JSON error body
-  drop           close the connection without a response
-  html           502 with an HTML page, as a proxy would send
-  malformed      200 with broken JSON (streaming: a broken chunk after the first piece)
-  cut[:N]        streaming: end the stream after N content chunks (default 1), no [DONE];
-                 otherwise: close after half the promised body
-  error-event    streaming: an SSE {\"error\": ...} event after the first piece;
-                 otherwise: 200 with an {\"error\": ...} body
-  stall[:SECS]   send the headers, then nothing for SECS (default 60), then close
-  slow[:SECS]    wait SECS (default 2) before answering normally
-  redirect[:URL] 307 to URL (default https://example.com/api/v1/agents/default/chat/completions)";
+  429[:SECS]        429 with Retry-After SECS (default 1) and a JSON error
+  402               402 with a JSON error, as when the credits run out
+  500 502 503 504   that status with a JSON error body
+  drop              close the connection without a response
+  html              502 with an HTML page, as a proxy would send
+  malformed         200 with broken JSON (streaming: a broken chunk after the first piece)
+  cut[:N]           streaming: end the stream after N content chunks (default 1), no [DONE];
+                    otherwise: close after half the promised body
+  error-event       streaming: an SSE {\"error\": ...} event after the first piece;
+                    otherwise: 200 with an {\"error\": ...} body
+  stall[:SECS]      send the headers, then nothing for SECS (default 60), then close
+  slow[:SECS]       wait SECS (default 2) before answering normally
+  redirect[:URL]    307 to URL (default https://example.com/api/v1/agents/default/chat/completions)";
 
 pub const DEFAULT_REDIRECT: &str = "https://example.com/api/v1/agents/default/chat/completions";
 
@@ -44,18 +45,20 @@ impl FromStr for Fault {
             Some((name, arg)) => (name, Some(arg)),
             None => (spec, None),
         };
+        // A control character would end up in a response header (a redirect's Location).
+        if arg.is_some_and(|a| a.chars().any(char::is_control)) {
+            return Err(format!("{name}: the argument has a control character"));
+        }
         let number = |default: u64| -> Result<u64, String> {
             arg.map_or(Ok(default), |a| {
                 a.parse()
                     .map_err(|_| format!("{name}: {a:?} is not a whole number"))
             })
         };
-        let seconds = |default: f64| -> Result<Duration, String> {
-            let secs = arg.map_or(Ok(default), |a| {
-                a.parse::<f64>()
-                    .map_err(|_| format!("{name}: {a:?} is not a number of seconds"))
-            })?;
-            Duration::try_from_secs_f64(secs).map_err(|_| format!("{name}: bad duration"))
+        let secs_or = |default: f64| -> Result<Duration, String> {
+            arg.map_or(Ok(Duration::from_secs_f64(default)), |a| {
+                seconds(a).map_err(|e| format!("{name}: {e}"))
+            })
         };
         let no_arg = |fault: Fault| match arg {
             None => Ok(fault),
@@ -65,7 +68,9 @@ impl FromStr for Fault {
             "429" => Ok(Fault::RateLimited {
                 retry_after: number(1)?,
             }),
-            "500" | "502" | "503" | "504" => no_arg(Fault::Status(name.parse().expect("digits"))),
+            "402" | "500" | "502" | "503" | "504" => {
+                no_arg(Fault::Status(name.parse().expect("digits")))
+            }
             "drop" => no_arg(Fault::Drop),
             "html" => no_arg(Fault::Html),
             "malformed" => no_arg(Fault::Malformed),
@@ -73,15 +78,23 @@ impl FromStr for Fault {
                 chunks: number(1)? as usize,
             }),
             "error-event" => no_arg(Fault::ErrorEvent),
-            "stall" => Ok(Fault::Stall(seconds(60.0)?)),
-            "slow" => Ok(Fault::Slow(seconds(2.0)?)),
+            "stall" => Ok(Fault::Stall(secs_or(60.0)?)),
+            "slow" => Ok(Fault::Slow(secs_or(2.0)?)),
             "redirect" => Ok(Fault::Redirect(arg.unwrap_or(DEFAULT_REDIRECT).to_string())),
             _ => Err(format!(
-                "unknown fault {name:?}: expected one of 429, 500, 502, 503, 504, drop, html, \
-                 malformed, cut, error-event, stall, slow, redirect"
+                "unknown fault {name:?}: expected one of 429, 402, 500, 502, 503, 504, drop, \
+                 html, malformed, cut, error-event, stall, slow, redirect"
             )),
         }
     }
+}
+
+/// A duration given in seconds, fractions allowed: fault arguments and the timeout options.
+pub fn seconds(text: &str) -> Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .ok_or_else(|| format!("{text:?} is not a number of seconds"))
 }
 
 impl fmt::Display for Fault {
@@ -110,6 +123,7 @@ mod tests {
         let cases = [
             ("429", Fault::RateLimited { retry_after: 1 }),
             ("429:7", Fault::RateLimited { retry_after: 7 }),
+            ("402", Fault::Status(402)),
             ("500", Fault::Status(500)),
             ("504", Fault::Status(504)),
             ("drop", Fault::Drop),
@@ -144,8 +158,24 @@ mod tests {
             "",
             "429:1.5",
             "stall:nan",
+            "redirect:http://x/\r\nX-Injected: yes",
+            "redirect:http://x/\u{7f}",
         ] {
             assert!(bad.parse::<Fault>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_help_table_is_aligned() {
+        // Each line's description starts after the first run of two or more spaces.
+        let columns: Vec<usize> = FAULT_HELP
+            .lines()
+            .skip(2)
+            .map(|line| {
+                let gap = 2 + line[2..].find("  ").unwrap();
+                line.len() - line[gap..].trim_start().len()
+            })
+            .collect();
+        assert!(columns.iter().all(|&c| c == columns[0]), "{columns:?}");
     }
 }

@@ -7,13 +7,34 @@
 //! exactly the behaviours a fault-injecting stand-in must control, so the mock owns its sockets
 //! and leaves only the parsing to a crate.
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, Read, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Instant, SystemTime};
 
 /// A request head larger than this gets 431.
 pub const MAX_HEAD: usize = 16 * 1024;
 const MAX_HEADERS: usize = 64;
 /// A request body larger than this gets 413.
 pub const MAX_BODY: usize = 8 * 1024 * 1024;
+/// Request bodies held at once, across all connections; past this a request gets 503.
+pub const MAX_BODIES_IN_FLIGHT: usize = 64 * 1024 * 1024;
+
+/// When the first byte of a request arrived: the wall clock for the log, the monotonic one for
+/// its duration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival {
+    pub time: SystemTime,
+    pub instant: Instant,
+}
+
+impl Arrival {
+    pub fn now() -> Arrival {
+        Arrival {
+            time: SystemTime::now(),
+            instant: Instant::now(),
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
@@ -26,6 +47,7 @@ pub struct Request {
     /// The client wants the connection closed after this exchange.
     pub close: bool,
     pub http10: bool,
+    pub arrived: Arrival,
 }
 
 impl Request {
@@ -37,60 +59,106 @@ impl Request {
     }
 }
 
+/// A request this server will not read further: answered with `status` (none: the connection
+/// is just closed) and logged with `reason`.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Incoming {
-    Request(Request),
-    /// The client closed the connection between requests.
-    Closed,
-    /// A request this server will not read: answer with this status and close.
-    Refused(u16, String),
+pub struct Refusal {
+    pub status: Option<u16>,
+    pub reason: String,
+    pub arrived: Arrival,
+    /// The head, when it could be parsed.
+    pub request: Option<Box<Request>>,
 }
 
-/// Reads one request. `out` is needed to answer `Expect: 100-continue` before the body.
-pub fn read_request(input: &mut impl BufRead, out: &mut impl Write) -> io::Result<Incoming> {
+#[derive(Debug, PartialEq, Eq)]
+pub enum Head {
+    /// A parsed head, and the length of the body that follows it.
+    Request(Request, usize),
+    /// The client closed the connection, or sent nothing in time, between requests.
+    Closed,
+    Refused(Refusal),
+}
+
+/// Reads one request head. A read that fails with `TimedOut` is the caller's deadline: before
+/// any byte it closes the connection quietly, after some it is a 408.
+pub fn read_head(input: &mut impl BufRead) -> io::Result<Head> {
     let mut head = Vec::with_capacity(1024);
+    let mut arrived = None;
+    let refuse = |status, reason: String, arrived| {
+        Ok(Head::Refused(Refusal {
+            status: Some(status),
+            reason,
+            arrived,
+            request: None,
+        }))
+    };
     loop {
-        let available = input.fill_buf()?;
+        let available = match input.fill_buf() {
+            Ok(available) => available,
+            Err(err) if err.kind() == io::ErrorKind::TimedOut => {
+                return match arrived {
+                    None => Ok(Head::Closed),
+                    Some(arrived) => {
+                        refuse(408, "the request head arrived too slowly".into(), arrived)
+                    }
+                };
+            }
+            Err(err) => return Err(err),
+        };
         if available.is_empty() {
-            return Ok(if head.is_empty() {
-                Incoming::Closed
-            } else {
-                Incoming::Refused(400, "the request head ended early".into())
-            });
+            return match arrived {
+                None => Ok(Head::Closed),
+                Some(arrived) => refuse(400, "the request head ended early".into(), arrived),
+            };
         }
-        let searched_from = head.len().saturating_sub(3);
+        let arrived = *arrived.get_or_insert_with(Arrival::now);
+        let searched_from = head.len().saturating_sub(2);
         let room = MAX_HEAD + 1 - head.len();
         let take = available.len().min(room);
         head.extend_from_slice(&available[..take]);
-        if let Some(end) = find(&head[searched_from..], b"\r\n\r\n") {
-            let head_len = searched_from + end + 4;
+        if let Some(head_len) = head_end(&head, searched_from) {
             input.consume(take - (head.len() - head_len));
             head.truncate(head_len);
-            break;
+            return Ok(parse_head(&head, arrived));
         }
         input.consume(take);
         if head.len() > MAX_HEAD {
-            return Ok(Incoming::Refused(
-                431,
-                format!("the request head exceeds {MAX_HEAD} bytes"),
-            ));
+            let reason = format!("the request head exceeds {MAX_HEAD} bytes");
+            return refuse(431, reason, arrived);
         }
     }
+}
+
+/// The length of the head in `bytes` if it is complete: up to the empty line that ends it, with
+/// CRLF or bare LF line endings (RFC 9112 lets a server accept both).
+fn head_end(bytes: &[u8], from: usize) -> Option<usize> {
+    (from..bytes.len())
+        .filter(|&i| bytes[i] == b'\n')
+        .find_map(|i| match bytes[i + 1..] {
+            [b'\n', ..] => Some(i + 2),
+            [b'\r', b'\n', ..] => Some(i + 3),
+            _ => None,
+        })
+}
+
+fn parse_head(head: &[u8], arrived: Arrival) -> Head {
+    let refuse = |status, reason: String, request| {
+        Head::Refused(Refusal {
+            status: Some(status),
+            reason,
+            arrived,
+            request,
+        })
+    };
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
-    match parsed.parse(&head) {
+    match parsed.parse(head) {
         Ok(httparse::Status::Complete(_)) => {}
         Err(httparse::Error::TooManyHeaders) => {
-            return Ok(Incoming::Refused(
-                431,
-                format!("more than {MAX_HEADERS} headers"),
-            ))
+            return refuse(431, format!("more than {MAX_HEADERS} headers"), None)
         }
         Ok(httparse::Status::Partial) | Err(_) => {
-            return Ok(Incoming::Refused(
-                400,
-                "the request is not valid HTTP/1.1".into(),
-            ))
+            return refuse(400, "the request is not valid HTTP/1.1".into(), None)
         }
     }
     let http10 = parsed.version == Some(0);
@@ -114,6 +182,7 @@ pub fn read_request(input: &mut impl BufRead, out: &mut impl Write) -> io::Resul
         body: Vec::new(),
         close: http10,
         http10,
+        arrived,
     };
     if let Some(connection) = request.header("connection") {
         let connection = connection.to_ascii_lowercase();
@@ -124,63 +193,144 @@ pub fn read_request(input: &mut impl BufRead, out: &mut impl Write) -> io::Resul
         }
     }
     if request.header("transfer-encoding").is_some() {
-        return Ok(Incoming::Refused(
-            411,
-            "send the body with a Content-Length".into(),
-        ));
+        let reason = "send the body with a Content-Length".into();
+        return refuse(411, reason, Some(Box::new(request)));
     }
-    let length = match request
-        .header("content-length")
-        .map(|v| v.trim().parse::<usize>())
-    {
-        None => 0,
-        Some(Ok(n)) => n,
-        Some(Err(_)) => return Ok(Incoming::Refused(400, "bad Content-Length".into())),
+    match content_length(&request) {
+        Err(reason) => refuse(400, reason, Some(Box::new(request))),
+        Ok(length) if length > MAX_BODY => {
+            let reason = format!("the body exceeds {MAX_BODY} bytes");
+            refuse(413, reason, Some(Box::new(request)))
+        }
+        Ok(length) => Head::Request(request, length),
+    }
+}
+
+/// The body length: digits only (no sign, as Rust's own parser would allow), and every
+/// Content-Length the same, since two framings of one message are how requests get smuggled.
+fn content_length(request: &Request) -> Result<usize, String> {
+    let mut length = None;
+    let values = request
+        .headers
+        .iter()
+        .filter(|(name, _)| name == "content-length")
+        .flat_map(|(_, value)| value.split(','));
+    for value in values {
+        let value = value.trim();
+        if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("bad Content-Length {value:?}"));
+        }
+        // All digits: too many of them is merely too large (413).
+        let n = value.parse().unwrap_or(usize::MAX);
+        if length.is_some_and(|length| length != n) {
+            return Err("conflicting Content-Length values".into());
+        }
+        length = Some(n);
+    }
+    Ok(length.unwrap_or(0))
+}
+
+/// The bytes that request bodies may hold at once, across all connections.
+#[derive(Debug)]
+pub struct Budget(AtomicUsize);
+
+impl Budget {
+    pub fn new(bytes: usize) -> Budget {
+        Budget(AtomicUsize::new(bytes))
+    }
+
+    /// Takes `bytes` until the reservation is dropped; `None` when they are not left.
+    pub fn reserve(&self, bytes: usize) -> Option<Reservation<'_>> {
+        self.0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(bytes)
+            })
+            .ok()
+            .map(|_| Reservation {
+                budget: self,
+                bytes,
+            })
+    }
+}
+
+#[derive(Debug)]
+pub struct Reservation<'a> {
+    budget: &'a Budget,
+    bytes: usize,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.budget.0.fetch_add(self.bytes, Ordering::SeqCst);
+    }
+}
+
+/// Reads the `length` bytes of `request`'s body, within `budget`; `out` answers
+/// `Expect: 100-continue` first. The body's memory grows as its bytes arrive, so a client that
+/// announces a large body and sends little costs little. Every failure is a refusal, logged
+/// like any request.
+pub fn read_body<'b>(
+    input: &mut impl BufRead,
+    out: &mut impl Write,
+    mut request: Request,
+    length: usize,
+    budget: &'b Budget,
+) -> Result<(Request, Reservation<'b>), Refusal> {
+    let arrived = request.arrived;
+    let Some(reservation) = budget.reserve(length) else {
+        return Err(Refusal {
+            status: Some(503),
+            reason: format!("request bodies in flight would exceed {MAX_BODIES_IN_FLIGHT} bytes"),
+            arrived,
+            request: Some(Box::new(request)),
+        });
     };
-    if length > MAX_BODY {
-        return Ok(Incoming::Refused(
-            413,
-            format!("the body exceeds {MAX_BODY} bytes"),
-        ));
-    }
-    if length > 0
+    let continued = if length > 0
         && request
             .header("expect")
             .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
     {
-        out.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
-        out.flush()?;
+        out.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .and_then(|()| out.flush())
+    } else {
+        Ok(())
+    };
+    let mut body = Vec::with_capacity(length);
+    let read = continued
+        .and_then(|()| input.take(length as u64).read_to_end(&mut body))
+        .and_then(|n| {
+            if n == length {
+                Ok(())
+            } else {
+                Err(io::ErrorKind::UnexpectedEof.into())
+            }
+        });
+    match read {
+        Ok(()) => {
+            request.body = body;
+            Ok((request, reservation))
+        }
+        Err(err) => {
+            let (status, reason) = match err.kind() {
+                io::ErrorKind::TimedOut => (Some(408), "the request body stopped arriving".into()),
+                _ => (None, format!("the request body was cut short: {err}")),
+            };
+            Err(Refusal {
+                status,
+                reason,
+                arrived,
+                request: Some(Box::new(request)),
+            })
+        }
     }
-    request.body = vec![0; length];
-    input.read_exact(&mut request.body)?;
-    Ok(Incoming::Request(request))
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
+/// The reason phrase of a status line.
 pub fn reason(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        200 => "OK",
-        307 => "Temporary Redirect",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        402 => "Payment Required",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        411 => "Length Required",
-        413 => "Content Too Large",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "Unknown",
-    }
+    ureq::http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|status| status.canonical_reason())
+        .unwrap_or("Unknown")
 }
 
 fn write_head(
@@ -283,20 +433,33 @@ mod tests {
     use super::*;
     use std::io::BufReader;
 
-    fn read(raw: &[u8]) -> (Incoming, Vec<u8>) {
+    /// Reads one whole request from `raw`, in reads of 7 bytes at most.
+    fn read(raw: &[u8]) -> (Result<Request, Refusal>, Vec<u8>) {
         let mut out = Vec::new();
         let mut input = BufReader::with_capacity(7, raw);
-        (read_request(&mut input, &mut out).unwrap(), out)
+        let budget = Budget::new(MAX_BODIES_IN_FLIGHT);
+        let read = match read_head(&mut input).unwrap() {
+            Head::Request(request, length) => {
+                read_body(&mut input, &mut out, request, length, &budget).map(|(r, _)| r)
+            }
+            Head::Refused(refusal) => Err(refusal),
+            Head::Closed => panic!("closed"),
+        };
+        (read, out)
+    }
+
+    fn status(raw: &[u8]) -> Option<u16> {
+        match read(raw).0 {
+            Ok(_) => Some(200),
+            Err(refusal) => refusal.status,
+        }
     }
 
     #[test]
     fn reads_a_request_split_across_small_reads() {
         let raw =
             b"POST /a?q=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nX-Y: z\r\n\r\nhelloEXTRA";
-        let (incoming, _) = read(raw);
-        let Incoming::Request(req) = incoming else {
-            panic!("{incoming:?}")
-        };
+        let req = read(raw).0.unwrap();
         assert_eq!(req.method, "POST");
         assert_eq!(req.path, "/a");
         assert_eq!(req.header("x-y"), Some("z"));
@@ -305,55 +468,145 @@ mod tests {
     }
 
     #[test]
+    fn accepts_bare_lf_line_endings() {
+        for raw in [
+            &b"POST /lf HTTP/1.1\nContent-Length: 2\n\nhi"[..],
+            b"POST /lf HTTP/1.1\r\nContent-Length: 2\n\r\nhi",
+            b"POST /lf HTTP/1.1\nContent-Length: 2\r\n\r\nhi",
+        ] {
+            let req = read(raw).0.unwrap();
+            assert_eq!((req.path.as_str(), &req.body[..]), ("/lf", &b"hi"[..]));
+        }
+    }
+
+    #[test]
+    fn content_length_must_be_digits_and_agree() {
+        let with = |lengths: &str| {
+            let headers: String = lengths
+                .split('|')
+                .map(|l| format!("Content-Length: {l}\r\n"))
+                .collect();
+            status(format!("POST / HTTP/1.1\r\n{headers}\r\n12").as_bytes())
+        };
+        assert_eq!(with("2"), Some(200));
+        assert_eq!(with("2|2"), Some(200));
+        assert_eq!(with("2, 2"), Some(200));
+        for bad in ["+2", "-2", "0x2", "2|3", "2, 3", "", " ", "2 2"] {
+            assert_eq!(with(bad), Some(400), "{bad:?}");
+        }
+        assert_eq!(with("99999999999999999999999999"), Some(413));
+    }
+
+    #[test]
     fn keeps_reading_the_next_request_on_the_connection() {
         let raw = b"GET / HTTP/1.1\r\n\r\nGET /two HTTP/1.1\r\nConnection: close\r\n\r\n";
         let mut input = BufReader::with_capacity(5, &raw[..]);
-        let mut out = Vec::new();
-        let Incoming::Request(first) = read_request(&mut input, &mut out).unwrap() else {
+        let Head::Request(first, 0) = read_head(&mut input).unwrap() else {
             panic!()
         };
-        let Incoming::Request(second) = read_request(&mut input, &mut out).unwrap() else {
+        let Head::Request(second, 0) = read_head(&mut input).unwrap() else {
             panic!()
         };
         assert_eq!((first.path.as_str(), second.path.as_str()), ("/", "/two"));
         assert!(second.close);
-        assert_eq!(
-            read_request(&mut input, &mut out).unwrap(),
-            Incoming::Closed
-        );
+        assert_eq!(read_head(&mut input).unwrap(), Head::Closed);
     }
 
     #[test]
     fn hostile_requests_are_refused_with_bounded_reads() {
         let mut huge = b"GET / HTTP/1.1\r\nX: ".to_vec();
         huge.extend(std::iter::repeat_n(b'a', 100_000));
-        assert!(matches!(read(&huge).0, Incoming::Refused(431, _)));
+        assert_eq!(status(&huge), Some(431));
         let many: String = (0..100).map(|i| format!("H{i}: v\r\n")).collect();
         let raw = format!("GET / HTTP/1.1\r\n{many}\r\n");
-        assert!(matches!(read(raw.as_bytes()).0, Incoming::Refused(431, _)));
-        assert!(matches!(
-            read(b"\x00\x01garbage\r\n\r\n").0,
-            Incoming::Refused(400, _)
-        ));
+        assert_eq!(status(raw.as_bytes()), Some(431));
+        assert_eq!(status(b"\x00\x01garbage\r\n\r\n"), Some(400));
         let big = format!(
             "POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
             MAX_BODY + 1
         );
-        assert!(matches!(read(big.as_bytes()).0, Incoming::Refused(413, _)));
+        assert_eq!(status(big.as_bytes()), Some(413));
         let chunked = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
-        assert!(matches!(read(chunked).0, Incoming::Refused(411, _)));
-        assert!(matches!(
-            read(b"GET / HTTP/1.1\r\nHost").0,
-            Incoming::Refused(400, _)
-        ));
+        assert_eq!(status(chunked), Some(411));
+        assert_eq!(status(b"GET / HTTP/1.1\r\nHost"), Some(400));
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhi"),
+            None
+        );
+    }
+
+    #[test]
+    fn refusals_keep_the_parsed_head_for_the_log() {
+        let Err(refusal) = read(b"POST /p HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").0 else {
+            panic!()
+        };
+        assert_eq!(refusal.request.unwrap().path, "/p");
+        let Err(refusal) = read(b"\x00\r\n\r\n").0 else {
+            panic!()
+        };
+        assert_eq!(refusal.request, None);
+    }
+
+    /// A reader that times out, as the server's socket reader does at a deadline.
+    struct Stalls<'a>(&'a [u8]);
+
+    impl Read for Stalls<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.0.is_empty() {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            let n = self.0.read(buf)?;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_deadline_closes_quietly_before_a_request_and_is_408_within_one() {
+        let mut idle = BufReader::new(Stalls(b""));
+        assert_eq!(read_head(&mut idle).unwrap(), Head::Closed);
+        let mut dripping = BufReader::new(Stalls(b"GET / HTTP/1.1\r\nX-Slow: "));
+        let Head::Refused(refusal) = read_head(&mut dripping).unwrap() else {
+            panic!()
+        };
+        assert_eq!(refusal.status, Some(408));
+        let mut body = BufReader::new(Stalls(b"POST / HTTP/1.1\r\nContent-Length: 9\r\n\r\nhi"));
+        let Head::Request(request, 9) = read_head(&mut body).unwrap() else {
+            panic!()
+        };
+        let budget = Budget::new(9);
+        let refusal = read_body(&mut body, &mut Vec::new(), request, 9, &budget).unwrap_err();
+        assert_eq!(refusal.status, Some(408));
+    }
+
+    #[test]
+    fn bodies_in_flight_are_bounded_and_released() {
+        let budget = Budget::new(10);
+        let first = budget.reserve(6).unwrap();
+        assert!(budget.reserve(5).is_none());
+        let raw = b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello";
+        let mut input = BufReader::new(&raw[..]);
+        let Head::Request(request, 5) = read_head(&mut input).unwrap() else {
+            panic!()
+        };
+        let refusal = read_body(&mut input, &mut Vec::new(), request, 5, &budget).unwrap_err();
+        assert_eq!(refusal.status, Some(503));
+        drop(first);
+        assert!(budget.reserve(10).is_some());
     }
 
     #[test]
     fn answers_expect_continue_before_the_body() {
         let raw = b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi";
-        let (incoming, out) = read(raw);
-        assert!(matches!(incoming, Incoming::Request(_)));
+        let (read, out) = read(raw);
+        assert!(read.is_ok());
         assert_eq!(out, b"HTTP/1.1 100 Continue\r\n\r\n");
+    }
+
+    #[test]
+    fn reason_phrases_come_from_the_http_crate() {
+        assert_eq!(reason(200), "OK");
+        assert_eq!(reason(431), "Request Header Fields Too Large");
+        assert_eq!(reason(599), "Unknown");
     }
 
     #[test]

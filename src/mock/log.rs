@@ -1,89 +1,289 @@
 //! `--log FILE`: one JSON line per request, written and flushed when the request completes, so
-//! a test can assert on exactly what a client sent.
+//! a test can assert on exactly what a client sent. Refused requests are logged too, with the
+//! reason, and no accepted token ever reaches the file.
 
+use std::borrow::Cow;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::Map;
 
-use super::http::Request;
+use super::http::{Arrival, Request};
 
 pub struct Log {
     file: Mutex<File>,
+    /// The accepted tokens, longest first so that no token is left half-redacted by a shorter
+    /// one inside it.
+    secrets: Vec<String>,
+}
+
+/// A logged body: JSON as it came (on one line), or else text.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Body {
+    Json(Box<RawValue>),
+    Text(String),
+}
+
+/// One exchange: a request (absent when its head could not be parsed) and what became of it.
+pub struct Exchange<'a> {
+    pub arrived: Arrival,
+    pub request: Option<&'a Request>,
+    /// `None` when no response was sent (the `drop` fault, a client gone).
+    pub status: Option<u16>,
+    /// Why the request was refused or its answer not delivered.
+    pub reason: Option<String>,
+    pub fault: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    time: String,
+    duration_ms: u128,
+    method: Option<&'a str>,
+    path: Option<Cow<'a, str>>,
+    headers: Option<Map<String, serde_json::Value>>,
+    body: Option<Body>,
+    status: Option<u16>,
+    reason: Option<&'a str>,
+    fault: Option<&'a str>,
 }
 
 impl Log {
-    pub fn create(path: &Path) -> io::Result<Log> {
+    pub fn create(path: &Path, tokens: impl IntoIterator<Item = String>) -> io::Result<Log> {
+        let mut secrets: Vec<String> = tokens.into_iter().collect();
+        secrets.sort_by_key(|token| std::cmp::Reverse(token.len()));
         Ok(Log {
             file: Mutex::new(File::create(path)?),
+            secrets,
         })
     }
 
-    /// `status` is `None` when no response was sent (the `drop` fault).
-    pub fn record(&self, request: &Request, status: Option<u16>, fault: Option<String>) {
-        let line = entry(request, status, fault).to_string();
+    /// Writes the line straight to the file: a body of control bytes, escaped, is six times
+    /// its size, and is never held whole.
+    pub fn record(&self, exchange: &Exchange) {
+        let line = self.line(exchange);
         let mut file = self
             .file
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let _ = writeln!(file, "{line}");
+        let mut out = BufWriter::new(&mut *file);
+        let _ = serde_json::to_writer(&mut out, &line)
+            .map_err(io::Error::from)
+            .and_then(|()| out.write_all(b"\n"))
+            .and_then(|()| out.flush());
+    }
+
+    fn line<'a>(&self, exchange: &'a Exchange) -> Line<'a> {
+        let request = exchange.request;
+        Line {
+            time: rfc3339(exchange.arrived.time),
+            duration_ms: exchange.arrived.instant.elapsed().as_millis(),
+            method: request.map(|r| r.method.as_str()),
+            path: request.map(|r| self.redact(&r.path)),
+            headers: request.map(|r| self.headers(r)),
+            body: request.map(|r| self.body(&r.body)),
+            status: exchange.status,
+            reason: exchange.reason.as_deref(),
+            fault: exchange.fault.as_deref(),
+        }
+    }
+
+    /// Every accepted token replaced by `***`, and the credentials of the Authorization headers
+    /// whatever they are: a client may send a real token to the mock by mistake.
+    fn headers(&self, request: &Request) -> Map<String, serde_json::Value> {
+        let mut headers = Map::new();
+        for (name, value) in &request.headers {
+            let value = match name.as_str() {
+                "authorization" | "proxy-authorization" => match value.split_once(' ') {
+                    Some((scheme, _)) => format!("{scheme} ***"),
+                    None => "***".to_string(),
+                },
+                _ => self.redact(value).into_owned(),
+            };
+            headers.insert(name.clone(), value.into());
+        }
+        headers
+    }
+
+    /// The body as JSON when it is JSON (kept as text: a hostile body of a million tiny values
+    /// would cost many times its size as a parsed tree), else as a string; tokens redacted as
+    /// text, and in the escaped form a JSON string would give them.
+    fn body(&self, body: &[u8]) -> Body {
+        let text = String::from_utf8_lossy(body);
+        let mut text = self.redact(&text);
+        for secret in &self.secrets {
+            let escaped = serde_json::to_string(secret).expect("serializes");
+            let escaped = &escaped[1..escaped.len() - 1];
+            if escaped != secret && text.contains(escaped) {
+                text = Cow::Owned(text.replace(escaped, "***"));
+            }
+        }
+        // Raw CR and LF can only be whitespace between JSON tokens: spaces keep the line one line.
+        match RawValue::from_string(text.replace(['\r', '\n'], " ")) {
+            Ok(json) => Body::Json(json),
+            Err(_) => Body::Text(text.into_owned()),
+        }
+    }
+
+    fn redact<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        let mut text = Cow::Borrowed(text);
+        for secret in &self.secrets {
+            if text.contains(secret.as_str()) {
+                text = Cow::Owned(text.replace(secret.as_str(), "***"));
+            }
+        }
+        text
     }
 }
 
-/// Headers with the bearer token redacted; the body as JSON when it is JSON, else as text.
-pub fn entry(request: &Request, status: Option<u16>, fault: Option<String>) -> Value {
-    let mut headers = Map::new();
-    for (name, value) in &request.headers {
-        let value = if name == "authorization" {
-            match value.split_once(' ') {
-                Some((scheme, _)) => format!("{scheme} ***"),
-                None => "***".to_string(),
-            }
-        } else {
-            value.clone()
-        };
-        headers.insert(name.clone(), Value::String(value));
-    }
-    let body = serde_json::from_slice::<Value>(&request.body)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&request.body).into_owned()));
-    let time = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
-    json!({
-        "time": time,
-        "method": request.method,
-        "path": request.path,
-        "headers": headers,
-        "body": body,
-        "status": status,
-        "fault": fault,
-    })
+/// `time` in RFC 3339, UTC, with milliseconds: `2025-03-01T09:05:07.042Z`.
+fn rfc3339(time: SystemTime) -> String {
+    let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since_epoch.as_secs();
+    let (year, month, day) = civil_from_days(secs / 86_400);
+    let (hour, minute, second) = (secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    let millis = since_epoch.subsec_millis();
+    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{millis:03}Z")
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's `civil_from_days`,
+/// for days on or after the epoch).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    (year, month, day)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use std::time::Duration;
 
-    #[test]
-    fn token_is_redacted_and_json_body_kept() {
-        let request = Request {
+    fn log(tokens: &[&str]) -> (Log, tempfile::NamedTempFile) {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let log = Log::create(file.path(), tokens.iter().map(|t| t.to_string())).unwrap();
+        (log, file)
+    }
+
+    fn request(headers: &[(&str, &str)], body: &[u8]) -> Request {
+        Request {
             method: "POST".into(),
             path: "/p".into(),
-            headers: vec![
-                ("authorization".into(), "Bearer s3cret".into()),
-                ("user-agent".into(), "t".into()),
-            ],
-            body: br#"{"a":1}"#.to_vec(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body: body.to_vec(),
             close: false,
             http10: false,
+            arrived: Arrival::now(),
+        }
+    }
+
+    fn entry(log: &Log, request: Option<&Request>, reason: Option<&str>) -> serde_json::Value {
+        let exchange = Exchange {
+            arrived: request.map_or_else(Arrival::now, |r| r.arrived),
+            request,
+            status: Some(200),
+            reason: reason.map(str::to_string),
+            fault: Some("cut:1".into()),
         };
-        let e = entry(&request, Some(200), Some("cut:1".into()));
+        let line = serde_json::to_string(&log.line(&exchange)).unwrap();
+        assert!(!line.contains('\n'));
+        serde_json::from_str(&line).unwrap()
+    }
+
+    #[test]
+    fn every_token_is_redacted_wherever_it_appears() {
+        let (log, _file) = log(&["s3cret", "s3cret-longer", "q\"uote"]);
+        let request = request(
+            &[
+                ("authorization", "Bearer not-even-accepted"),
+                ("proxy-authorization", "Basic abc"),
+                ("x-api-key", "s3cret-longer"),
+                ("cookie", "session=s3cret; other=1"),
+                ("user-agent", "t"),
+            ],
+            br#"{"a": 1, "key": "s3cret", "q": "q\"uote",
+                "nested": ["s3cret-longer"]}"#,
+        );
+        let e = entry(&log, Some(&request), None);
         assert_eq!(e["headers"]["authorization"], "Bearer ***");
+        assert_eq!(e["headers"]["proxy-authorization"], "Basic ***");
+        assert_eq!(e["headers"]["x-api-key"], "***");
+        assert_eq!(e["headers"]["cookie"], "session=***; other=1");
+        assert_eq!(e["headers"]["user-agent"], "t");
         assert_eq!(e["body"]["a"], 1);
+        assert_eq!(e["body"]["key"], "***");
+        assert_eq!(e["body"]["q"], "***");
+        assert_eq!(e["body"]["nested"][0], "***");
         assert_eq!(e["fault"], "cut:1");
-        assert!(!e.to_string().contains("s3cret"));
+        assert_eq!(e["reason"], serde_json::Value::Null);
+        let text = e.to_string();
+        assert!(!text.contains("s3cret") && !text.contains("uote"), "{text}");
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_is_text() {
+        let (log, _file) = log(&["tok"]);
+        let e = entry(&log, Some(&request(&[], b"key=tok\n\xff")), None);
+        assert_eq!(e["body"], "key=***\n\u{fffd}");
+    }
+
+    #[test]
+    fn a_refusal_without_a_head_has_its_reason_and_time() {
+        let (log, _file) = log(&[]);
+        let e = entry(&log, None, Some("too big"));
+        assert_eq!(e["reason"], "too big");
+        assert_eq!(e["method"], serde_json::Value::Null);
+        assert!(e["duration_ms"].is_u64());
+        let time = e["time"].as_str().unwrap();
+        assert_eq!((time.len(), &time[10..11], &time[23..]), (24, "T", "Z"));
+    }
+
+    #[test]
+    fn rfc3339_known_instants() {
+        let at = |secs: u64, millis: u64| {
+            rfc3339(UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis))
+        };
+        assert_eq!(at(0, 0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(at(951_782_400, 7), "2000-02-29T00:00:00.007Z");
+        assert_eq!(at(1_740_819_907, 42), "2025-03-01T09:05:07.042Z");
+        assert_eq!(at(4_107_542_399, 999), "2100-02-28T23:59:59.999Z");
+    }
+
+    proptest! {
+        /// The date agrees with httpdate's, a second implementation, across four centuries.
+        #[test]
+        fn rfc3339_agrees_with_httpdate(secs in 0u64..12_000_000_000) {
+            let time = UNIX_EPOCH + Duration::from_secs(secs);
+            let ours = rfc3339(time);
+            let theirs = httpdate::fmt_http_date(time); // "Sun, 06 Nov 1994 08:49:37 GMT"
+            let parts: Vec<&str> = theirs.split([' ', ':']).collect();
+            let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
+                "Nov", "Dec"].iter().position(|m| *m == parts[2]).unwrap() + 1;
+            let expected = format!("{}-{month:02}-{}T{}:{}:{}.000Z",
+                parts[3], parts[1], parts[4], parts[5], parts[6]);
+            prop_assert_eq!(ours, expected);
+        }
     }
 }

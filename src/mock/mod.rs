@@ -1,8 +1,8 @@
 //! `bnx-mock`: an offline stand-in for the Agent Chat Completions API, faithful to its
 //! contract, with injectable faults, for tests, demos and users' own CI.
 //!
-//! `cli` (arguments) -> `server` (sockets, threads, exec mode) -> `http` (framing) -> `api`
-//! (the endpoint), which uses `accounts` (tokens, rate limits, credits, conversations),
+//! `cli` (arguments) -> `server` (sockets, threads, limits, exec mode) -> `http` (framing) ->
+//! `api` (the endpoint), which uses `accounts` (tokens, rate limits, credits, conversations),
 //! `answer` (deterministic content), `fault` and `log`.
 
 pub mod accounts;
@@ -15,6 +15,7 @@ pub mod log;
 pub mod server;
 
 use std::collections::VecDeque;
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -23,8 +24,13 @@ use std::time::Duration;
 use accounts::{Accounts, TokenSpec, DEFAULT_TOKEN};
 use api::{AnswerOptions, Shared};
 use cli::MockCli;
+use server::Limits;
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
+/// The address cannot be listened on: a code `bnx` never uses, so a script tells "the mock did
+/// not start" from "bnx failed".
+const EXIT_CANNOT_LISTEN: i32 = 71;
+const EXIT_CANNOT_LOG: i32 = 74;
 
 /// Runs the mock as its command line says; returns the process exit code.
 pub fn run(cli: MockCli) -> i32 {
@@ -35,11 +41,17 @@ pub fn run(cli: MockCli) -> i32 {
     } else {
         cli.tokens
     };
-    let log = match cli.log.as_deref().map(log::Log::create).transpose() {
-        Ok(log) => log,
-        Err(err) => {
+    let secrets = tokens.iter().map(|spec| spec.token.clone());
+    let log = match cli
+        .log
+        .as_deref()
+        .map(|path| log::Log::create(path, secrets))
+    {
+        None => None,
+        Some(Ok(log)) => Some(log),
+        Some(Err(err)) => {
             eprintln!("bnx-mock: error: cannot write the log file: {err}");
-            return 74;
+            return EXIT_CANNOT_LOG;
         }
     };
     let exec = !cli.command.is_empty();
@@ -51,7 +63,7 @@ pub fn run(cli: MockCli) -> i32 {
         Ok(listener) => listener,
         Err(err) => {
             eprintln!("bnx-mock: error: cannot listen on {listen}: {err}");
-            return 69;
+            return EXIT_CANNOT_LISTEN;
         }
     };
     let addr = listener
@@ -67,12 +79,68 @@ pub fn run(cli: MockCli) -> i32 {
             chunk_delay: Duration::from_millis(cli.chunk_delay),
         },
         completions: AtomicU64::new(0),
+        bodies: http::Budget::new(http::MAX_BODIES_IN_FLIGHT),
     });
+    let limits = Limits {
+        max_connections: usize::try_from(cli.max_connections).unwrap_or(usize::MAX),
+        header_timeout: cli.header_timeout,
+        idle_timeout: cli.idle_timeout,
+        progress_timeout: cli.progress_timeout,
+    };
     if exec {
-        std::thread::spawn(move || server::serve(listener, shared));
+        std::thread::spawn(move || server::serve(listener, shared, limits));
         return server::run_command(&cli.command, addr, &tokens[0].token);
     }
-    eprintln!("bnx-mock: listening on http://{addr}");
-    server::serve(listener, shared);
+    // One write: a reader that takes only the first line (tests parse it) gets all of it at once.
+    let _ = std::io::stderr().write_all(startup(addr, &tokens).as_bytes());
+    server::serve(listener, shared, limits);
     0
+}
+
+/// What a user needs to point a client at a standalone mock. The first line's form is parsed by
+/// scripts and tests: keep it.
+fn startup(addr: SocketAddr, tokens: &[TokenSpec]) -> String {
+    let url = format!("http://{}", server::reachable(addr));
+    let mut text = format!("bnx-mock: listening on http://{addr}\n");
+    for spec in tokens {
+        let scopes = spec.scopes.join(",");
+        text.push_str(&format!("bnx-mock: token {} ({scopes})\n", spec.token));
+    }
+    let token = shell_quoted(&tokens[0].token);
+    text.push_str(&format!(
+        "export BLUENEXUS_BASE_URL={url} BLUENEXUS_TOKEN={token}\n"
+    ));
+    text
+}
+
+/// `text` as one shell word: bare when it has only characters no shell treats specially.
+fn shell_quoted(text: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_.,:/@%+=".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn startup_names_url_tokens_and_the_line_to_paste() {
+        let tokens = [
+            "bnx-mock-token".parse().unwrap(),
+            "it's$:agents-read".parse().unwrap(),
+        ];
+        let text = startup("0.0.0.0:8787".parse().unwrap(), &tokens);
+        assert_eq!(
+            text,
+            "bnx-mock: listening on http://0.0.0.0:8787\n\
+             bnx-mock: token bnx-mock-token (agents-all)\n\
+             bnx-mock: token it's$ (agents-read)\n\
+             export BLUENEXUS_BASE_URL=http://127.0.0.1:8787 BLUENEXUS_TOKEN=bnx-mock-token\n"
+        );
+        assert_eq!(shell_quoted("it's$"), r"'it'\''s$'");
+    }
 }

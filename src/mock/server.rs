@@ -1,78 +1,209 @@
-//! Accepting connections, one thread each, and the exec mode that runs a command against the
-//! mock.
+//! Accepting connections, one thread each, bounded in number and in time, and the exec mode
+//! that runs a command against the mock.
 
-use std::io::{self, BufReader, BufWriter};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::api::{self, Next, Shared};
-use super::http::{self, Incoming};
+use super::http::{self, Arrival, Head, Refusal};
+use super::log::Exchange;
 
-/// Past this many open connections, new ones get 503 and are closed: a flood of clients costs
-/// threads, not the process.
-const MAX_CONNECTIONS: usize = 512;
-/// A connection silent this long between requests (or mid-request) is closed.
-const IDLE: Duration = Duration::from_secs(30);
+/// What a client may cost: connections, and how long it may keep one busy without progress.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Past this many open connections, a new one gets 503 and is closed.
+    pub max_connections: usize,
+    /// A request head must be complete this long after the server began waiting for it.
+    pub header_timeout: Duration,
+    /// A connection that sends no byte of its next request for this long is closed.
+    pub idle_timeout: Duration,
+    /// A client that sends no byte of its body, or reads no byte of its answer, for this long
+    /// is dropped.
+    pub progress_timeout: Duration,
+}
 
-pub fn serve(listener: TcpListener, shared: Arc<Shared>) {
+pub fn serve(listener: TcpListener, shared: Arc<Shared>, limits: Limits) {
     let open = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
-        let Ok(stream) = stream else { continue };
-        if open.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
-            open.fetch_sub(1, Ordering::SeqCst);
-            let _ = refuse(&stream, 503, "too many connections");
+        let Ok(stream) = stream else {
+            // Out of file descriptors, most likely: accepting again at once would spin.
+            thread::sleep(Duration::from_millis(10));
+            continue;
+        };
+        // Only this thread adds to `open`, so the check cannot race past the cap.
+        if open.load(Ordering::SeqCst) >= limits.max_connections {
+            refuse_connection(stream, &shared, limits.max_connections);
             continue;
         }
+        let slot = Slot::take(&open);
         let shared = Arc::clone(&shared);
-        let counter = Arc::clone(&open);
-        let spawned = thread::Builder::new()
+        let _ = thread::Builder::new()
             .stack_size(256 * 1024)
             .spawn(move || {
-                let _ = connection(stream, &shared);
-                counter.fetch_sub(1, Ordering::SeqCst);
+                let _slot = slot;
+                let _ = connection(&stream, &shared, limits);
+                let _ = stream.shutdown(Shutdown::Both);
             });
-        if spawned.is_err() {
-            open.fetch_sub(1, Ordering::SeqCst);
-        }
     }
 }
 
-fn connection(stream: TcpStream, shared: &Shared) -> io::Result<()> {
+/// One open connection, counted until dropped, even if its thread panics.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(open: &Arc<AtomicUsize>) -> Slot {
+        open.fetch_add(1, Ordering::SeqCst);
+        Slot(Arc::clone(open))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Over the connection cap: a 503 from the accepting thread, which must never wait on a client.
+fn refuse_connection(stream: TcpStream, shared: &Shared, max: usize) {
+    let arrived = Arrival::now();
+    let _ = stream.set_nonblocking(true);
+    // What the client has sent already is read, so that closing sends FIN rather than a reset
+    // that could discard the 503 before the client reads it.
+    let _ = (&stream).read(&mut [0; 16 * 1024]);
+    let refusal = Refusal {
+        status: Some(503),
+        reason: format!("more than {max} connections are open"),
+        arrived,
+        request: None,
+    };
+    refuse(&mut BufWriter::new(&stream), refusal, shared);
+    let _ = stream.shutdown(Shutdown::Both);
+}
+
+fn connection(stream: &TcpStream, shared: &Shared, limits: Limits) -> io::Result<()> {
     stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(IDLE))?;
-    let mut input = BufReader::new(stream.try_clone()?);
-    let mut out = BufWriter::with_capacity(64 * 1024, stream.try_clone()?);
+    // Each write must move some bytes within the timeout: a client that stops reading its
+    // answer is dropped.
+    stream.set_write_timeout(Some(limits.progress_timeout))?;
+    let mut input = BufReader::new(Timed {
+        socket: stream,
+        first_byte_by: None,
+        head_by: None,
+    });
+    let mut out = BufWriter::with_capacity(64 * 1024, stream);
     loop {
-        match http::read_request(&mut input, &mut out)? {
-            Incoming::Closed => break,
-            Incoming::Refused(status, why) => {
-                refuse(&stream, status, &why)?;
-                break;
+        input.get_mut().await_request(limits);
+        let (request, length) = match http::read_head(&mut input)? {
+            Head::Closed => return Ok(()),
+            Head::Refused(refusal) => {
+                refuse(&mut out, refusal, shared);
+                return Ok(());
             }
-            Incoming::Request(request) => {
-                if api::handle(&request, &mut out, &stream, shared) == Next::Close {
-                    break;
+            Head::Request(request, length) => (request, length),
+        };
+        input.get_mut().await_body(limits)?;
+        let (request, _reservation) =
+            match http::read_body(&mut input, &mut out, request, length, &shared.bodies) {
+                Ok(read) => read,
+                Err(refusal) => {
+                    refuse(&mut out, refusal, shared);
+                    return Ok(());
                 }
-            }
+            };
+        if api::handle(&request, &mut out, stream, shared) == Next::Close {
+            return Ok(());
         }
     }
-    stream.shutdown(std::net::Shutdown::Both)
 }
 
-fn refuse(stream: &TcpStream, status: u16, why: &str) -> io::Result<()> {
-    let body = serde_json::to_vec(&crate::wire::ErrorBody::new(
-        "invalid_request_error",
-        why,
-        None,
-    ))
-    .expect("serializes");
-    let headers = [("Content-Type", "application/json".to_string())];
-    http::respond(&mut BufWriter::new(stream), status, &headers, &body, true)
+/// Answers a request this server will not serve, logs it, and leaves the connection to close.
+fn refuse(out: &mut impl Write, refusal: Refusal, shared: &Shared) {
+    if let Some(status) = refusal.status {
+        let kind = if status >= 500 {
+            "server_error"
+        } else {
+            "invalid_request_error"
+        };
+        let body = crate::wire::ErrorBody::new(kind, refusal.reason.as_str(), None);
+        let body = serde_json::to_vec(&body).expect("serializes");
+        let headers = [("Content-Type", "application/json".to_string())];
+        let _ = http::respond(out, status, &headers, &body, true);
+    }
+    if let Some(log) = &shared.log {
+        log.record(&Exchange {
+            arrived: refusal.arrived,
+            request: refusal.request.as_deref(),
+            status: refusal.status,
+            reason: Some(refusal.reason),
+            fault: None,
+        });
+    }
+}
+
+/// The socket's reads, within deadlines. While a request is awaited, its first byte must come
+/// before `first_byte_by` and its whole head before `head_by`, so a client dripping a byte a
+/// second cannot hold a thread; otherwise each read must make progress within the socket's
+/// read timeout. A missed deadline is `TimedOut`.
+struct Timed<'a> {
+    socket: &'a TcpStream,
+    first_byte_by: Option<Instant>,
+    head_by: Option<Instant>,
+}
+
+impl Timed<'_> {
+    fn await_request(&mut self, limits: Limits) {
+        let now = Instant::now();
+        // A timeout too large for the clock is no deadline.
+        self.first_byte_by = now.checked_add(limits.idle_timeout);
+        self.head_by = now.checked_add(limits.header_timeout);
+    }
+
+    fn await_body(&mut self, limits: Limits) -> io::Result<()> {
+        (self.first_byte_by, self.head_by) = (None, None);
+        self.socket.set_read_timeout(Some(limits.progress_timeout))
+    }
+}
+
+impl Read for Timed<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(deadline) = self.first_byte_by.into_iter().chain(self.head_by).min() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            self.socket.set_read_timeout(Some(left))?;
+        }
+        match (&mut self.socket).read(buf) {
+            // A socket read timeout surfaces as WouldBlock on Unix.
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                Err(io::ErrorKind::TimedOut.into())
+            }
+            Ok(n) => {
+                if n > 0 {
+                    self.first_byte_by = None;
+                }
+                Ok(n)
+            }
+            Err(err) => Err(err),
+        }
+    }
+}
+
+/// The address a client on this machine uses to reach `addr`: a wildcard address is reached
+/// through the loopback address of its family.
+pub fn reachable(addr: SocketAddr) -> SocketAddr {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    SocketAddr::new(ip, addr.port())
 }
 
 /// Runs `command` with the mock's URL and token in its environment; its exit code, or 128+N
@@ -80,7 +211,7 @@ fn refuse(stream: &TcpStream, status: u16, why: &str) -> io::Result<()> {
 pub fn run_command(command: &[std::ffi::OsString], addr: SocketAddr, token: &str) -> i32 {
     let status = Command::new(&command[0])
         .args(&command[1..])
-        .env("BLUENEXUS_BASE_URL", format!("http://{addr}"))
+        .env("BLUENEXUS_BASE_URL", format!("http://{}", reachable(addr)))
         .env("BLUENEXUS_TOKEN", token)
         .status();
     match status {
@@ -96,5 +227,18 @@ pub fn run_command(command: &[std::ffi::OsString], addr: SocketAddr, token: &str
                 126
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_addresses_are_reached_through_loopback() {
+        let reach = |addr: &str| reachable(addr.parse().unwrap()).to_string();
+        assert_eq!(reach("0.0.0.0:80"), "127.0.0.1:80");
+        assert_eq!(reach("[::]:80"), "[::1]:80");
+        assert_eq!(reach("192.0.2.1:80"), "192.0.2.1:80");
     }
 }

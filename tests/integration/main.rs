@@ -4,13 +4,17 @@
 //!
 //! `cargo test --test integration MODULE` runs one module, e.g. `secrecy`.
 
+mod batch;
 mod bench;
 mod completions;
 mod conversations;
 mod exit_codes;
 mod hostile;
 mod mock;
+mod mock_hostile;
+mod mock_interop;
 mod output;
+mod pacing;
 mod prompt;
 mod retries;
 mod secrecy;

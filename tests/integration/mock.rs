@@ -1,9 +1,10 @@
-//! `bnx-mock` over real HTTP: shapes, headers, auth, validation, rate limit, every fault, the
-//! log, event pacing, concurrency, hostile clients and exec mode.
+//! `bnx-mock` over real HTTP: shapes, headers, auth, validation, OpenAI clients' requests, rate
+//! limit, credits, every fault, the log, event pacing, concurrency, malformed requests, start-up
+//! and exec mode. Clients that attack its limits are in `mock_hostile`.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::Command;
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::util::*;
@@ -19,6 +20,15 @@ fn raw(mock: &Mock, request: &[u8]) -> String {
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response);
     String::from_utf8_lossy(&response).into_owned()
+}
+
+/// The Content-Length of a response head.
+pub fn content_length(head: &str) -> usize {
+    head.lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 struct Reply {
@@ -425,14 +435,8 @@ fn malformed_cut_and_error_event_break_the_answer_as_named() {
     );
     let short = raw(&mock, request.as_bytes());
     let (head, rest) = short.split_once("\r\n\r\n").unwrap();
-    let promised: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("Content-Length: "))
-        .unwrap()
-        .parse()
-        .unwrap();
     assert!(
-        rest.len() < promised,
+        rest.len() < content_length(head),
         "the body stops short of its Content-Length"
     );
 
@@ -563,7 +567,12 @@ fn log_has_one_line_per_request_with_the_token_redacted() {
     assert_eq!(first["status"], 200);
     assert_eq!(first["headers"]["authorization"], "Bearer ***");
     assert_eq!(first["body"]["messages"][0]["content"], "logged");
-    assert!(first["time"].as_f64().unwrap() > 1.7e9);
+    let time = first["time"].as_str().unwrap();
+    assert!(
+        time.len() == 24 && time.starts_with("20") && time.ends_with('Z'),
+        "RFC 3339 with milliseconds: {time}"
+    );
+    assert!(first["duration_ms"].as_u64().is_some());
     assert_eq!(requests[1]["status"], 404);
     let text = std::fs::read_to_string(mock.dir.path().join("requests.jsonl")).unwrap();
     assert!(!text.contains("s3cret"));
@@ -652,7 +661,14 @@ fn help_documents_every_option_and_fault() {
         "--answer-size",
         "--chunks",
         "--chunk-delay",
+        "--max-connections",
+        "--header-timeout",
+        "--idle-timeout",
+        "--progress-timeout",
+        "N[/SECS]",
+        "71 cannot listen",
         "429[:SECS]",
+        "402",
         "500 502 503 504",
         "drop",
         "html",
@@ -665,4 +681,334 @@ fn help_documents_every_option_and_fault() {
     ] {
         assert!(help.contains(needle), "--help lacks {needle}");
     }
+}
+
+/// A raw request on the chat path with `headers` and `body`, the connection closed after it.
+fn raw_chat(headers: &str, body: &str) -> String {
+    format!(
+        "POST {CHAT} HTTP/1.1\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[test]
+fn bare_lf_heads_are_served_and_ambiguous_lengths_refused() {
+    let mock = Mock::start(&[]);
+    let body = user("lf").to_string();
+    let bare_lf =
+        raw_chat(&format!("Authorization: Bearer {TOKEN}\r\n"), &body).replace("\r\n", "\n");
+    let served = raw(&mock, bare_lf.as_bytes());
+    assert!(served.starts_with("HTTP/1.1 200 OK"), "{served}");
+    assert!(served.contains("[turn 1] lf"));
+    for length in ["+45", "-1", "0x10", "4 5", ""] {
+        let request = format!("POST {CHAT} HTTP/1.1\r\nContent-Length: {length}\r\n\r\n");
+        let reply = raw(&mock, request.as_bytes());
+        assert!(reply.starts_with("HTTP/1.1 400"), "{length:?}: {reply}");
+    }
+    let conflicting =
+        format!("POST {CHAT} HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc");
+    let reply = raw(&mock, conflicting.as_bytes());
+    assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+    assert!(reply.contains("conflicting Content-Length"), "{reply}");
+    let agreeing = raw_chat(
+        &format!(
+            "Authorization: Bearer {TOKEN}\r\nContent-Length: {}\r\n",
+            body.len()
+        ),
+        &body,
+    );
+    assert!(raw(&mock, agreeing.as_bytes()).starts_with("HTTP/1.1 200"));
+}
+
+#[test]
+fn refused_requests_are_logged_with_a_reason() {
+    let mock = Mock::start(&[]);
+    let refusals: [(&[u8], u16, &str); 5] = [
+        (b"\x16\x03\x01garbage\r\n\r\n", 400, "not valid HTTP"),
+        (
+            b"POST /x HTTP/1.1\r\nContent-Length: +45\r\n\r\n",
+            400,
+            "bad Content-Length",
+        ),
+        (
+            b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            411,
+            "Content-Length",
+        ),
+        (
+            b"POST /x HTTP/1.1\r\nContent-Length: 999999999\r\n\r\n",
+            413,
+            "exceeds",
+        ),
+        (
+            &[b"GET / HTTP/1.1\r\nX: ".as_slice(), &[b'a'; 20_000]].concat(),
+            431,
+            "exceeds",
+        ),
+    ];
+    for (request, status, _) in &refusals {
+        assert!(raw(&mock, request).starts_with(&format!("HTTP/1.1 {status}")));
+    }
+    let lines = mock.requests(refusals.len());
+    assert_eq!(lines.len(), refusals.len(), "{lines:#?}");
+    for (line, (_, status, reason)) in lines.iter().zip(&refusals) {
+        assert_eq!(line["status"], *status, "{line}");
+        assert!(line["reason"].as_str().unwrap().contains(reason), "{line}");
+        assert!(line["time"].as_str().unwrap().ends_with('Z'), "{line}");
+        assert!(line["duration_ms"].is_u64(), "{line}");
+    }
+    assert_eq!(
+        lines[0]["method"],
+        Value::Null,
+        "the head could not be parsed"
+    );
+    assert_eq!(lines[2]["path"], "/x", "the head was parsed");
+}
+
+#[test]
+fn every_accepted_token_is_redacted_in_the_log() {
+    let mock = Mock::start(&["--token", "s3cret-a", "--token", "s3cret-b:agents-read"]);
+    let body = json!({"messages": [{"role": "user", "content": "my key is s3cret-b"}],
+                      "api_key": "s3cret-a"})
+    .to_string();
+    let headers = "Authorization: Bearer s3cret-a\r\nX-Api-Key: s3cret-a\r\n\
+                   Cookie: session=s3cret-b; theme=dark\r\nProxy-Authorization: Basic dXNlcg==\r\n";
+    let reply = raw(&mock, raw_chat(headers, &body).as_bytes());
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let line = mock.only_request();
+    let headers = &line["headers"];
+    assert_eq!(headers["authorization"], "Bearer ***");
+    assert_eq!(headers["x-api-key"], "***");
+    assert_eq!(headers["cookie"], "session=***; theme=dark");
+    assert_eq!(headers["proxy-authorization"], "Basic ***");
+    assert_eq!(line["body"]["messages"][0]["content"], "my key is ***");
+    assert_eq!(line["body"]["api_key"], "***");
+    let text = std::fs::read_to_string(mock.dir.path().join("requests.jsonl")).unwrap();
+    assert!(
+        !text.contains("s3cret") && !text.contains("dXNlcg"),
+        "{text}"
+    );
+}
+
+#[test]
+fn fault_arguments_with_control_characters_are_a_usage_error() {
+    for fault in [
+        "redirect:http://x/\r\nX-Injected: yes",
+        "redirect:http://x/\u{1b}[31m",
+    ] {
+        let output = Command::new(BNX_MOCK)
+            .args(["--fault", fault])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{fault:?}");
+        assert!(
+            stderr_of(&output).contains("control character"),
+            "{}",
+            stderr_of(&output)
+        );
+    }
+}
+
+#[test]
+fn accepts_what_openai_clients_send() {
+    let mock = Mock::start(&[]);
+    let tool_flow = json!({
+        "model": "gpt-4o",
+        "messages": [
+            {"role": "developer", "content": "be brief"},
+            {"role": "user", "content": [{"type": "text", "text": "add "}, {"type": "text", "text": "2 and 2"}]},
+            {"role": "assistant", "content": null,
+             "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "add", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "4"}
+        ],
+        "max_completion_tokens": 4,
+        "tools": [{"type": "function", "function": {"name": "add"}}],
+        "n": 1
+    });
+    let reply = chat(&mock, tool_flow);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let body = reply.json();
+    assert_eq!(body["choices"][0]["message"]["content"], "[turn 1] add 2 a");
+    assert_eq!(body["choices"][0]["finish_reason"], "length");
+    let mut bad = user("x");
+    bad["stream_options"] = json!("include_usage");
+    let refused = chat(&mock, bad);
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.json()["error"]["param"], "stream_options");
+}
+
+#[test]
+fn include_usage_adds_a_usage_chunk_before_done() {
+    let mock = Mock::start(&[]);
+    let mut body = user("count me");
+    body["stream"] = json!(true);
+    let plain = chat(&mock, body.clone()).events();
+    body["stream_options"] = json!({"include_usage": true});
+    let events = chat(&mock, body).events();
+    assert_eq!(events.len(), plain.len() + 1);
+    assert_eq!(events.last().unwrap(), "[DONE]");
+    let finish: Value = serde_json::from_str(&events[events.len() - 3]).unwrap();
+    assert_eq!(finish["choices"][0]["finish_reason"], "stop");
+    let usage: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
+    assert_eq!(usage["object"], "chat.completion.chunk");
+    assert_eq!(usage["choices"], json!([]));
+    let answer = "[turn 1] count me".len() as u64;
+    assert_eq!(
+        usage["usage"],
+        json!({"prompt_tokens": 2, "completion_tokens": answer.div_ceil(4),
+               "total_tokens": 2 + answer.div_ceil(4)})
+    );
+    assert!(!plain.iter().any(|e| e.contains("\"usage\"")));
+}
+
+#[test]
+fn an_answer_the_credits_cannot_pay_for_is_402_with_a_json_error() {
+    let mock = Mock::start(&["--credits", "2", "--fault", "402"]);
+    let injected = chat(&mock, user("x"));
+    assert_eq!(injected.status, 402);
+    assert_eq!(injected.json()["error"]["type"], "insufficient_credits");
+    let first = chat(&mock, user("one"));
+    let second = chat(&mock, user("two"));
+    assert_eq!((first.status, second.status), (200, 200));
+    assert_eq!(second.header("x-credits-remaining"), Some("0"));
+    let broke = chat(&mock, user("three"));
+    assert_eq!(broke.status, 402);
+    assert_eq!(broke.header("content-type"), Some("application/json"));
+    let error = &broke.json()["error"];
+    assert_eq!(error["type"], "insufficient_credits");
+    assert!(error["message"].as_str().unwrap().contains("credits"));
+}
+
+#[test]
+fn rate_limit_takes_a_window_in_seconds() {
+    let mock = Mock::start(&["--rate-limit", "2/1"]);
+    let statuses: Vec<u16> = (0..3).map(|_| chat(&mock, user("x")).status).collect();
+    assert_eq!(statuses, [200, 200, 429]);
+    let limited = chat(&mock, user("x"));
+    assert_eq!(
+        limited.header("retry-after"),
+        Some("1"),
+        "whole seconds, at least 1"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while chat(&mock, user("x")).status == 429 {
+        assert!(
+            Instant::now() < deadline,
+            "a slot frees once the window has passed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let unlimited = Mock::start(&["--rate-limit", "0"]);
+    assert!((0..40).all(|_| chat(&unlimited, user("x")).status == 200));
+}
+
+/// A standalone `bnx-mock`, killed when dropped.
+struct Standalone(Child);
+
+impl Drop for Standalone {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn standalone_start_up_says_url_token_and_the_line_to_paste() {
+    let mut mock = Standalone(
+        Command::new(BNX_MOCK)
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--token",
+                "it's",
+                "--token",
+                "r:agents-read",
+            ])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let lines: Vec<String> = BufReader::new(mock.0.stderr.take().unwrap())
+        .lines()
+        .take(4)
+        .map(Result::unwrap)
+        .collect();
+    let url = lines[0].strip_prefix("bnx-mock: listening on ").unwrap();
+    assert!(url.starts_with("http://127.0.0.1:"), "{lines:?}");
+    assert_eq!(lines[1], "bnx-mock: token it's (agents-all)");
+    assert_eq!(lines[2], "bnx-mock: token r (agents-read)");
+    assert!(
+        lines[3].starts_with("export BLUENEXUS_BASE_URL="),
+        "{lines:?}"
+    );
+    let pasted = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{}; printf '%s %s' \"$BLUENEXUS_BASE_URL\" \"$BLUENEXUS_TOKEN\"",
+            lines[3]
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(stdout_of(&pasted), format!("{url} it's"));
+}
+
+#[test]
+fn an_address_it_cannot_listen_on_is_exit_71() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    for command in [&[][..], &["--", "sh", "-c", "echo ran"]] {
+        let output = Command::new(BNX_MOCK)
+            .args(["--listen", &addr])
+            .args(command)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(71));
+        let stderr = stderr_of(&output);
+        assert!(
+            stderr.starts_with(&format!("bnx-mock: error: cannot listen on {addr}")),
+            "{stderr}"
+        );
+        assert_eq!(stdout_of(&output), "", "the command did not run");
+    }
+}
+
+#[test]
+fn a_wildcard_listen_address_is_exported_as_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(BNX_MOCK)
+        .env_clear()
+        .env("HOME", dir.path())
+        .args(["--listen", "0.0.0.0:0", "--", "sh", "-c"])
+        .arg(format!(
+            "echo \"$BLUENEXUS_BASE_URL\"; {BNX} -q hello wildcard"
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let stdout = stdout_of(&output);
+    let (url, answer) = stdout.split_once('\n').unwrap();
+    assert!(
+        url.starts_with("http://127.0.0.1:") && !url.ends_with(":0"),
+        "{url}"
+    );
+    assert_eq!(answer, "[turn 1] hello wildcard\n");
+    if TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("skipped the IPv6 case: no IPv6 loopback here");
+        return;
+    }
+    let output = Command::new(BNX_MOCK)
+        .args([
+            "--listen",
+            "[::]:0",
+            "--",
+            "sh",
+            "-c",
+            "echo \"$BLUENEXUS_BASE_URL\"",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        stdout_of(&output).starts_with("http://[::1]:"),
+        "{output:?}"
+    );
 }

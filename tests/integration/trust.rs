@@ -257,10 +257,39 @@ fn a_conversation_id_echoing_the_token_is_neither_shown_nor_saved() {
     let doc: Value = serde_json::from_str(&stdout_of(&output)).unwrap();
     assert_eq!(doc["bnx"]["conversation_id"], Value::Null);
     assert!(!all_of(&output).contains("ECHO/5150"));
+    let state = dir.path().join("state/bluenexus");
     assert!(
-        !dir.path().join("state/bluenexus").exists(),
+        !state.join("conversations-by-api").exists(),
         "nothing saved"
     );
+    for file in walk(&state).into_iter().filter(|f| f.is_file()) {
+        let content = String::from_utf8_lossy(&fs::read(&file).unwrap()).into_owned();
+        assert!(!content.contains("ECHO"), "{}: {content}", file.display());
+    }
+}
+
+#[test]
+fn a_batch_items_line_never_holds_the_echoed_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Hostile::answering(|head| {
+        let body = json!({"error": {"message": format!("no access for Bearer {}", bearer(head)),
+                                    "type": "permission"}});
+        let conversation = format!("X-Conversation-Id: {}\r\n", bearer(head));
+        http("403 Forbidden", &conversation, &body.to_string())
+    });
+    let items = dir.path().join("items.jsonl");
+    fs::write(&items, "{\"id\": \"a\", \"prompt\": \"x\"}\n").unwrap();
+    let output = server
+        .bnx(dir.path())
+        .arg("--batch")
+        .arg(&items)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(77), "{}", all_of(&output));
+    assert_no_token(&output, "a batch item");
+    let line: Value = serde_json::from_str(stdout_of(&output).trim()).unwrap();
+    assert_eq!(line["error"]["message"], "no access for Bearer ***");
+    assert_eq!(line["bnx"]["conversation_id"], Value::Null);
 }
 
 #[test]
@@ -706,7 +735,10 @@ fn a_250_character_agent_id_saves_and_no_file_name_carries_it_or_the_token() {
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();
-    for entry in fs::read_dir(dir).unwrap() {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries {
         let path = entry.unwrap().path();
         if path.is_dir() {
             found.extend(walk(&path));

@@ -69,6 +69,11 @@ impl Mock {
         cmd
     }
 
+    /// The mock's process id, to read its costs from `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")
     }

@@ -1,0 +1,200 @@
+//! The items of a `--batch` file: JSONL, one object a line, all checked before anything is
+//! sent, so that a typo on line 900 costs nothing instead of 899 paid answers and a failure.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::{Error, Kind, Result};
+use crate::wire::Message;
+
+/// One line of the batch file, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line {
+    id: Option<Value>,
+    prompt: Option<String>,
+    messages: Option<Vec<Message>>,
+    files: Option<Vec<PathBuf>>,
+    system: Option<String>,
+    agent: Option<String>,
+    temperature: Option<f64>,
+    max_tokens: Option<u64>,
+    conversation: Option<String>,
+}
+
+/// An item, checked. Fields it leaves out are taken from the command line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    /// The line it came from, counting from 1.
+    pub line: usize,
+    /// The id as given (a string or a number), or the line number as a string.
+    pub id: Value,
+    /// The id as text: `1` and `"1"` are the same item.
+    pub key: String,
+    pub prompt: Option<String>,
+    pub messages: Option<Vec<Message>>,
+    pub files: Option<Vec<PathBuf>>,
+    pub system: Option<String>,
+    pub agent: Option<String>,
+    pub temperature: Option<f64>,
+    pub max_tokens: Option<u64>,
+    pub conversation: Option<String>,
+}
+
+/// Parses and checks every line of `text`, named `name` in errors. Blank lines are skipped.
+/// `has_prompt` says whether the command line gives a prompt of its own (words or
+/// `--messages`), so that an item may leave its prompt out.
+pub fn parse(text: &str, name: &str, has_prompt: bool) -> Result<Vec<Item>> {
+    let mut items = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (index, raw) in text.lines().enumerate() {
+        let line = index + 1;
+        if raw.trim().is_empty() {
+            continue;
+        }
+        let bad = |why: String| {
+            Error::msg(Kind::Input, format!("{name}, line {line}: {why}"))
+                .with_hint(r#"each line is an object such as {"id": "a", "prompt": "..."}"#)
+        };
+        if !raw.trim_start().starts_with('{') {
+            return Err(bad("not a JSON object".into()));
+        }
+        let parsed: Line = serde_json::from_str(raw).map_err(|e| {
+            // The line number is ours; serde's "at line 1" would only confuse.
+            let why = e.to_string();
+            let why = why.split(" at line ").next().unwrap_or(&why);
+            bad(format!("{why} (column {})", e.column()))
+        })?;
+        let item = check(parsed, line, has_prompt).map_err(bad)?;
+        if let Some(first) = seen.insert(item.key.clone(), line) {
+            return Err(bad(format!(
+                "the id {} is already used on line {first}",
+                item.id
+            )));
+        }
+        items.push(item);
+    }
+    if items.is_empty() {
+        return Err(Error::msg(Kind::Input, format!("{name} holds no items")));
+    }
+    Ok(items)
+}
+
+fn check(line: Line, number: usize, has_prompt: bool) -> Result<Item, String> {
+    let (id, key) = match line.id {
+        None => (Value::String(number.to_string()), number.to_string()),
+        Some(Value::String(s)) if !s.is_empty() => (Value::String(s.clone()), s),
+        Some(Value::Number(n)) => (Value::Number(n.clone()), n.to_string()),
+        Some(other) => return Err(format!("id must be a string or a number, not {other}")),
+    };
+    if let Some(t) = line.temperature.filter(|t| !(0.0..=2.0).contains(t)) {
+        return Err(format!("temperature {t} must be between 0 and 2"));
+    }
+    if line.max_tokens == Some(0) {
+        return Err("max_tokens must be a positive whole number".into());
+    }
+    let asks = line.prompt.as_deref().is_some_and(|p| !p.trim().is_empty())
+        || line.messages.as_ref().is_some_and(|m| !m.is_empty())
+        || line.files.as_ref().is_some_and(|f| !f.is_empty());
+    if !asks && !has_prompt {
+        return Err("no prompt: give prompt, messages or files, or PROMPT words".into());
+    }
+    Ok(Item {
+        line: number,
+        id,
+        key,
+        prompt: line.prompt,
+        messages: line.messages,
+        files: line.files,
+        system: line.system,
+        agent: line.agent,
+        temperature: line.temperature,
+        max_tokens: line.max_tokens,
+        conversation: line.conversation,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        let err = parse(text, "items.jsonl", false).unwrap_err();
+        assert_eq!(err.kind, Kind::Input);
+        err.line()
+    }
+
+    #[test]
+    fn ids_default_to_the_line_number_and_compare_as_text() {
+        let items = parse(
+            "{\"prompt\": \"a\"}\n\n{\"id\": 7, \"prompt\": \"b\"}\n{\"id\": \"x\", \"prompt\": \"c\"}\n",
+            "f",
+            false,
+        )
+        .unwrap();
+        let keys: Vec<&str> = items.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(keys, ["1", "7", "x"]);
+        assert_eq!(items[1].id, serde_json::json!(7));
+        assert_eq!(items[1].line, 3);
+        assert!(
+            err("{\"id\": 1, \"prompt\": \"a\"}\n{\"id\": \"1\", \"prompt\": \"b\"}")
+                .contains("line 2: the id \"1\" is already used on line 1")
+        );
+        assert!(
+            err("{\"prompt\": \"a\"}\n{\"id\": \"1\", \"prompt\": \"b\"}")
+                .contains("already used on line 1")
+        );
+    }
+
+    #[test]
+    fn every_field_is_checked_and_the_line_named() {
+        for (text, expected) in [
+            ("[1]", "line 1: not a JSON object"),
+            (
+                "{\"prompt\": \"a\"",
+                "line 1: EOF while parsing an object (column 14)",
+            ),
+            (
+                "{\"prompt\": \"a\", \"promt\": \"b\"}",
+                "unknown field `promt`",
+            ),
+            ("{\"prompt\": 3}", "invalid type: integer"),
+            (
+                "{\"prompt\": \"a\", \"prompt\": \"b\"}",
+                "duplicate field `prompt`",
+            ),
+            (
+                "{\"id\": true, \"prompt\": \"a\"}",
+                "id must be a string or a number",
+            ),
+            (
+                "{\"prompt\": \"a\", \"temperature\": 3}",
+                "temperature 3 must be",
+            ),
+            (
+                "{\"prompt\": \"a\", \"max_tokens\": 0}",
+                "max_tokens must be",
+            ),
+            ("{\"prompt\": \"a\", \"max_tokens\": -1}", "invalid value"),
+            ("{\"id\": \"a\"}", "no prompt"),
+            (
+                "{\"messages\": [{\"role\": \"user\"}]}",
+                "missing field `content`",
+            ),
+            ("{\"prompt\": \"a\"}\nnot json", "line 2:"),
+            ("", "holds no items"),
+        ] {
+            let line = err(text);
+            assert!(line.contains(expected), "{text}: {line}");
+        }
+    }
+
+    #[test]
+    fn a_prompt_on_the_command_line_lets_items_leave_theirs_out() {
+        let items = parse("{\"id\": \"a\"}", "f", true).unwrap();
+        assert_eq!(items[0].prompt, None);
+    }
+}

@@ -1,0 +1,135 @@
+//! `--batch ... -o FILE`: the output file is also the record of what is done, so a rerun after
+//! a crash, a kill or a 75 resumes where the last one stopped and never pays twice for an item
+//! that finished.
+//!
+//! Lines are only ever appended, each in one write, so a crash can tear only the last one; it
+//! is removed before anything is added. The file is locked while a batch writes it, so two
+//! runs cannot interleave their lines.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::error::{Error, Kind, Result};
+
+pub struct Journal {
+    file: File,
+    /// Ids (as text) whose last line says `exit_code` 0.
+    pub done: HashSet<String>,
+}
+
+impl Journal {
+    pub fn open(path: &Path) -> Result<Journal> {
+        let io_error = |e: io::Error| {
+            Error::new(
+                Kind::LocalIo,
+                anyhow::Error::new(e).context(format!("cannot use {}", path.display())),
+            )
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .map_err(io_error)?;
+        if file.try_lock().is_err() {
+            return Err(Error::msg(
+                Kind::LocalIo,
+                format!("{} is being written by another bnx batch", path.display()),
+            ));
+        }
+        let (last, kept) = read(&mut file).map_err(io_error)?;
+        file.set_len(kept).map_err(io_error)?;
+        let done = last
+            .into_iter()
+            .filter(|(_, code)| *code == 0)
+            .map(|(id, _)| id)
+            .collect();
+        Ok(Journal { file, done })
+    }
+
+    /// Appends one line (which holds no newline) and its newline in one write.
+    pub fn append(&mut self, line: &[u8]) -> io::Result<()> {
+        let mut whole = Vec::with_capacity(line.len() + 1);
+        whole.extend_from_slice(line);
+        whole.push(b'\n');
+        self.file.write_all(&whole)
+    }
+}
+
+/// The last `exit_code` of each id, and the length of the file without a torn last line. A
+/// line that is not an item's record (edited by hand, say) is passed over.
+fn read(file: &mut File) -> io::Result<(HashMap<String, i64>, u64)> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut reader = BufReader::new(file);
+    let mut last = HashMap::new();
+    let mut line = Vec::new();
+    let mut kept = 0;
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line)?;
+        if n == 0 || line.last() != Some(&b'\n') {
+            return Ok((last, kept));
+        }
+        kept += n as u64;
+        if let Some((id, code)) = record(&line) {
+            last.insert(id, code);
+        }
+    }
+}
+
+/// The id (as text) and exit code of one output line.
+fn record(line: &[u8]) -> Option<(String, i64)> {
+    let value: Value = serde_json::from_slice(line).ok()?;
+    let id = match value.get("id")? {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    let code = value.get("bnx")?.get("exit_code")?.as_i64()?;
+    Some((id, code))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_line_of_each_id_decides_and_a_torn_line_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        std::fs::write(
+            &path,
+            concat!(
+                "{\"id\":\"a\",\"bnx\":{\"exit_code\":75}}\n",
+                "{\"id\":\"a\",\"bnx\":{\"exit_code\":0}}\n",
+                "{\"id\":2,\"bnx\":{\"exit_code\":0}}\n",
+                "{\"id\":\"b\",\"bnx\":{\"exit_code\":0}}\n",
+                "{\"id\":\"b\",\"bnx\":{\"exit_code\":69}}\n",
+                "not a record\n",
+                "{\"id\":\"c\",\"bnx\":{\"exit_co",
+            ),
+        )
+        .unwrap();
+        let mut journal = Journal::open(&path).unwrap();
+        let mut done: Vec<&str> = journal.done.iter().map(String::as_str).collect();
+        done.sort();
+        assert_eq!(done, ["2", "a"]);
+        journal.append(b"{\"id\":\"c\"}").unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.ends_with("not a record\n{\"id\":\"c\"}\n"), "{text}");
+    }
+
+    #[test]
+    fn a_second_batch_cannot_write_the_same_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        let _first = Journal::open(&path).unwrap();
+        let err = Journal::open(&path).err().unwrap();
+        assert_eq!(err.kind, Kind::LocalIo);
+        assert!(err.line().contains("another bnx batch"));
+    }
+}

@@ -1,0 +1,551 @@
+//! `--batch FILE`: every line of a JSONL file as its own request, up to `--jobs` in flight
+//! under the shared pacing, one JSON line per item written and flushed as it finishes. With
+//! `-o FILE` the output is also the record of what is done, so a rerun resumes (`journal`).
+//!
+//! Workers take items in input order and return what each one came to; the caller writes the
+//! lines, adds up the counts and decides the exit code. Memory holds the items and one answer
+//! per worker, whatever the number of items.
+
+pub mod items;
+pub mod journal;
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Mutex};
+use std::thread;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use crate::config::{self, Action, Batch, Chat, Config, Conversation};
+use crate::error::{Error, Kind, Result};
+use crate::output::Output;
+use crate::printer::Printer;
+use crate::report::{self, Report};
+use crate::request::Request;
+use crate::token::Secret;
+use crate::transport::Transport;
+use crate::wire::{ChatChunk, ChatCompletion, Message};
+use crate::{pace, prompt, redact, state};
+use items::Item;
+use journal::Journal;
+
+/// Runs the batch `batch` with the options of `config`; `stdin` is read only for `--batch -`.
+pub fn run(
+    config: &Config,
+    batch: &Batch,
+    printer: &Printer,
+    stdin: &mut dyn Read,
+    stdout: &mut dyn Write,
+) -> Result<()> {
+    let (text, name) = if batch.file == Path::new("-") {
+        (
+            prompt::read_text(stdin, "standard input")?,
+            "standard input".to_string(),
+        )
+    } else {
+        let name = batch.file.display().to_string();
+        let file = std::fs::File::open(&batch.file).map_err(|e| {
+            Error::new(
+                Kind::Input,
+                anyhow::Error::new(e).context(format!("cannot read the batch file {name}")),
+            )
+        })?;
+        (prompt::read_text(file, &name)?, name)
+    };
+    let has_prompt =
+        !config.prompt.words.join(" ").trim().is_empty() || config.prompt.messages.is_some();
+    let items = items::parse(&text, &name, has_prompt)?;
+    drop(text);
+    let endpoints = endpoints(config, &items, &name)?;
+    let history = match &config.prompt.messages {
+        Some(path) if path == Path::new("-") => {
+            return Err(Error::msg(
+                Kind::Usage,
+                "--messages - cannot be used with --batch: give each item its messages",
+            ))
+        }
+        Some(path) => Some(prompt::history(path)?),
+        None => None,
+    };
+    let requests = Requests {
+        config,
+        endpoints,
+        history,
+        printer,
+    };
+    let Action::Send(token) = &config.action else {
+        return dry_run(&requests, &items, stdout);
+    };
+    let mut journal = batch.output.as_deref().map(Journal::open).transpose()?;
+    let done_before = journal.as_ref().map(|j| j.done.clone()).unwrap_or_default();
+    let todo: Vec<&Item> = items
+        .iter()
+        .filter(|item| !done_before.contains(&item.key))
+        .collect();
+    let transport = Transport::new(&config.network).paced(pace::for_run(config, token, printer));
+    let workers = Workers {
+        requests: &requests,
+        transport: &transport,
+        token,
+        budget: Budget::new(batch),
+    };
+    let mut sink = |line: &[u8]| -> io::Result<()> {
+        match journal.as_mut() {
+            Some(journal) => journal.append(line),
+            None => printer.suspend(|| {
+                stdout.write_all(line)?;
+                stdout.write_all(b"\n")?;
+                stdout.flush()
+            }),
+        }
+    };
+    printer.start_progress(todo.len() as u64);
+    let tally = workers.run(&todo, batch.jobs, printer, &mut sink);
+    printer.finish_progress();
+    printer.notice(&tally.summary(items.len() - todo.len()));
+    tally.verdict(&todo)
+}
+
+/// The endpoint of every agent the items name, checked before anything is sent.
+fn endpoints(config: &Config, items: &[Item], name: &str) -> Result<HashMap<String, String>> {
+    let mut endpoints = HashMap::from([(config.agent.clone(), config.url.clone())]);
+    for item in items {
+        let Some(agent) = &item.agent else { continue };
+        if !endpoints.contains_key(agent) {
+            let endpoint = config::endpoint(&config.base_url, agent).map_err(|e| {
+                Error::msg(
+                    Kind::Input,
+                    format!("{name}, line {}: {}", item.line, e.line()),
+                )
+            })?;
+            endpoints.insert(agent.clone(), endpoint.url);
+        }
+    }
+    Ok(endpoints)
+}
+
+/// Builds each item's request from its own fields and, where it has none, the command line's.
+struct Requests<'a> {
+    config: &'a Config,
+    endpoints: HashMap<String, String>,
+    /// `--messages`, for the items without messages of their own.
+    history: Option<Vec<Message>>,
+    printer: &'a Printer,
+}
+
+impl Requests<'_> {
+    fn agent<'i>(&'i self, item: &'i Item) -> &'i str {
+        item.agent.as_deref().unwrap_or(&self.config.agent)
+    }
+
+    fn request(&self, item: &Item) -> Result<Request> {
+        let config = self.config;
+        let agent = self.agent(item);
+        let chat = Chat {
+            stream: config.chat.stream,
+            temperature: item.temperature.or(config.chat.temperature),
+            max_tokens: item.max_tokens.or(config.chat.max_tokens),
+            conversation: item
+                .conversation
+                .clone()
+                .map_or_else(|| config.chat.conversation.clone(), Conversation::Id),
+        };
+        let state_dir = config.state_dir.as_deref();
+        let conversation = state::conversation_to_send(
+            &chat.conversation,
+            state_dir,
+            &config.origin,
+            agent,
+            self.printer,
+        );
+        let mut messages = Vec::new();
+        if let Some(system) = item.system.as_ref().or(config.prompt.system.as_ref()) {
+            messages.push(Message::new("system", system.as_str()));
+        }
+        messages.extend(
+            item.messages
+                .as_ref()
+                .or(self.history.as_ref())
+                .into_iter()
+                .flatten()
+                .cloned(),
+        );
+        let mut parts = vec![config.prompt.words.join(" ")];
+        parts.extend(item.prompt.clone());
+        for path in item.files.iter().flatten() {
+            parts.push(prompt::file_part(path)?);
+        }
+        messages.extend(prompt::join_parts(parts).map(|user| Message::new("user", user)));
+        if messages.iter().all(|m| m.role == "system") {
+            return Err(Error::msg(Kind::Input, "nothing to send: no prompt"));
+        }
+        Ok(Request::new(
+            &self.endpoints[agent],
+            &chat,
+            messages,
+            conversation,
+        ))
+    }
+}
+
+/// `--dry-run --batch`: each item's request, one line each, nothing sent.
+fn dry_run(requests: &Requests, items: &[Item], stdout: &mut dyn Write) -> Result<()> {
+    for item in items {
+        let request = requests.request(item)?;
+        let line = serde_json::json!({"id": item.id, "request": request.describe()});
+        writeln!(stdout, "{line}").map_err(Error::output)?;
+    }
+    stdout.flush().map_err(Error::output)
+}
+
+/// What an item came to.
+struct Finished {
+    /// Its place in the list of items to run.
+    index: usize,
+    line: Vec<u8>,
+    /// `None` when it succeeded.
+    failure: Option<Failure>,
+    consumed: f64,
+}
+
+/// How an item failed: enough to say so again when the batch ends.
+#[derive(Debug, Clone)]
+struct Failure {
+    kind: Kind,
+    hint: Option<String>,
+}
+
+/// `--max-credits` and `--min-credits`, and the first reason to start no new item.
+struct Budget {
+    max_credits: Option<f64>,
+    min_credits: Option<f64>,
+    state: Mutex<BudgetState>,
+}
+
+#[derive(Default)]
+struct BudgetState {
+    consumed: f64,
+    stop: Option<Error>,
+}
+
+impl Budget {
+    fn new(batch: &Batch) -> Self {
+        Budget {
+            max_credits: batch.max_credits,
+            min_credits: batch.min_credits,
+            state: Mutex::new(BudgetState::default()),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, BudgetState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn stopped(&self) -> bool {
+        self.state().stop.is_some()
+    }
+
+    /// Counts what `report` consumed, and says whether the batch must start no new item after
+    /// an item that ended in `failure`.
+    fn settle(&self, failure: Option<&Error>, report: &Report) -> f64 {
+        let consumed = number(report.reply.credits_consumed.as_deref()).unwrap_or(0.0);
+        let remaining = number(report.reply.credits_remaining.as_deref());
+        let mut state = self.state();
+        state.consumed += consumed;
+        if state.stop.is_some() {
+            return consumed;
+        }
+        let credits_hint = "add credits, or raise the budget, then rerun: items done are skipped";
+        state.stop = match failure.map(|e| e.kind) {
+            Some(kind @ (Kind::Auth | Kind::Config | Kind::Credits)) => Some(Error::msg(
+                kind,
+                format!("an item failed with exit {}", kind.exit_code()),
+            )),
+            _ => match (self.max_credits, self.min_credits, remaining) {
+                (Some(max), _, _) if state.consumed >= max => Some(
+                    Error::msg(
+                        Kind::Credits,
+                        format!(
+                            "--max-credits {max} reached: this run consumed {}",
+                            state.consumed
+                        ),
+                    )
+                    .with_hint(credits_hint),
+                ),
+                (_, Some(min), Some(left)) if left < min => Some(
+                    Error::msg(
+                        Kind::Credits,
+                        format!("--min-credits {min} reached: {left} credits remain"),
+                    )
+                    .with_hint(credits_hint),
+                ),
+                _ => None,
+            },
+        };
+        consumed
+    }
+}
+
+fn number(header: Option<&str>) -> Option<f64> {
+    header?.trim().parse().ok()
+}
+
+struct Workers<'a> {
+    requests: &'a Requests<'a>,
+    transport: &'a Transport,
+    token: &'a Secret,
+    budget: Budget,
+}
+
+impl Workers<'_> {
+    /// Runs `todo` with `jobs` workers, handing each finished item's line to `sink` as it
+    /// comes, and adds up what they came to.
+    fn run(
+        &self,
+        todo: &[&Item],
+        jobs: usize,
+        printer: &Printer,
+        sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+    ) -> Tally {
+        let next = AtomicUsize::new(0);
+        let (finished, results) = mpsc::channel();
+        let mut tally = Tally::new(todo.len());
+        thread::scope(|scope| {
+            for _ in 0..jobs.min(todo.len()) {
+                let finished = finished.clone();
+                let next = &next;
+                scope.spawn(move || {
+                    while !self.budget.stopped() {
+                        let index = next.fetch_add(1, Ordering::SeqCst);
+                        let Some(item) = todo.get(index) else { break };
+                        if finished.send(self.item(index, item, printer)).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(finished);
+            for result in results {
+                if let Err(err) = sink(&result.line) {
+                    tally.unwritten.get_or_insert(Error::output(err));
+                    self.budget
+                        .state()
+                        .stop
+                        .get_or_insert(Error::msg(Kind::LocalIo, "the output cannot be written"));
+                }
+                tally.add(&result);
+                printer.progress(tally.finished() as u64, tally.status());
+            }
+        });
+        tally.stop = self.budget.state().stop.take();
+        tally
+    }
+
+    fn item(&self, index: usize, item: &Item, printer: &Printer) -> Finished {
+        let requests = self.requests;
+        let config = requests.config;
+        let mut report = Report::new(requests.agent(item), config.chat.stream);
+        let mut out = Output::new(Vec::new());
+        let kept = requests.request(item).and_then(|request| {
+            report::exchange(
+                self.transport,
+                &request,
+                self.token,
+                &config.network,
+                true,
+                &mut out,
+                printer,
+                &mut report,
+            )
+        });
+        let answer = kept.and_then(|kept| answer(kept, &out.into_inner()));
+        let failure = answer.as_ref().err();
+        let consumed = self.budget.settle(failure, &report);
+        let code = failure.map_or(0, |e| e.kind.exit_code());
+        let mut meta = report.to_json();
+        meta["exit_code"] = code.into();
+        meta["finish_reason"] = report.reply.finish_reason.clone().into();
+        // What the server said of itself may echo the token; the answer is kept as received.
+        redact::value(Some(self.token), &mut meta);
+        let line = match &answer {
+            Ok((content, response)) => Line {
+                id: &item.id,
+                content: Some(content),
+                response: config.json.then_some(response.as_ref()),
+                error: None,
+                bnx: meta,
+            },
+            Err(err) => Line {
+                id: &item.id,
+                content: None,
+                response: None,
+                error: Some(err.json()).map(|mut error| {
+                    redact::value(Some(self.token), &mut error);
+                    error
+                }),
+                bnx: meta,
+            },
+        };
+        Finished {
+            index,
+            line: serde_json::to_vec(&line).expect("a line serializes"),
+            failure: failure.map(|e| Failure {
+                kind: e.kind,
+                hint: e.hint.clone(),
+            }),
+            consumed,
+        }
+    }
+}
+
+/// One output line.
+#[derive(Serialize)]
+struct Line<'a> {
+    id: &'a Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<Value>,
+    bnx: Value,
+}
+
+/// The answer's text and the response as received: a whole answer's body (`kept`), or a
+/// stream's events, one JSON line each in `streamed`.
+fn answer(kept: Option<Vec<u8>>, streamed: &[u8]) -> Result<(String, Box<RawValue>)> {
+    let protocol = |e: serde_json::Error| Error::msg(Kind::Protocol, e.to_string());
+    match kept {
+        Some(body) => {
+            let completion: ChatCompletion = serde_json::from_slice(&body).map_err(protocol)?;
+            let content = completion
+                .choices
+                .first()
+                .and_then(|c| c.message.content.as_ref())
+                .map_or_else(String::new, |c| c.as_str().to_string());
+            Ok((content, compact(&body)?))
+        }
+        None => {
+            let text = std::str::from_utf8(streamed).map_err(|e| {
+                Error::msg(Kind::Protocol, format!("a stream event is not UTF-8: {e}"))
+            })?;
+            let mut content = String::new();
+            for line in text.lines() {
+                let chunk: ChatChunk = serde_json::from_str(line).map_err(protocol)?;
+                if let Some(piece) = chunk.choices.first().and_then(|c| c.delta.content.as_ref()) {
+                    content.push_str(piece.as_str());
+                }
+            }
+            let events = format!("[{}]", text.lines().collect::<Vec<_>>().join(","));
+            Ok((content, RawValue::from_string(events).map_err(protocol)?))
+        }
+    }
+}
+
+/// A body as one line: as received when it is one already, else re-written compact.
+fn compact(body: &[u8]) -> Result<Box<RawValue>> {
+    let protocol = |e: serde_json::Error| Error::msg(Kind::Protocol, e.to_string());
+    let text = std::str::from_utf8(body)
+        .map_err(|e| Error::msg(Kind::Protocol, format!("the answer is not UTF-8: {e}")))?;
+    if text.contains(['\n', '\r']) {
+        let value: Value = serde_json::from_str(text).map_err(protocol)?;
+        return serde_json::value::to_raw_value(&value).map_err(protocol);
+    }
+    RawValue::from_string(text.trim().to_string()).map_err(protocol)
+}
+
+/// What the items of this run came to.
+struct Tally {
+    /// Per item to run: `None` until it finished, then its failure if any.
+    finished: Vec<Option<Option<Failure>>>,
+    consumed: f64,
+    /// Why no new item was started, if something stopped the batch.
+    stop: Option<Error>,
+    /// The first failure to write a line.
+    unwritten: Option<Error>,
+}
+
+impl Tally {
+    fn new(items: usize) -> Self {
+        Tally {
+            finished: vec![None; items],
+            consumed: 0.0,
+            stop: None,
+            unwritten: None,
+        }
+    }
+
+    fn add(&mut self, result: &Finished) {
+        self.finished[result.index] = Some(result.failure.clone());
+        self.consumed += result.consumed;
+    }
+
+    fn finished(&self) -> usize {
+        self.finished.iter().filter(|f| f.is_some()).count()
+    }
+
+    fn failed(&self) -> usize {
+        self.finished
+            .iter()
+            .filter(|f| matches!(f, Some(Some(_))))
+            .count()
+    }
+
+    /// The progress bar's words.
+    fn status(&self) -> String {
+        format!("done, {} failed, {} credits", self.failed(), self.consumed)
+    }
+
+    fn summary(&self, skipped: usize) -> String {
+        let failed = self.failed();
+        let done = self.finished() - failed;
+        let not_started = self.finished.len() - self.finished();
+        format!(
+            "batch: {done} done, {failed} failed, {skipped} skipped (done before), \
+             {not_started} not started; {} credits consumed",
+            self.consumed
+        )
+    }
+
+    /// The run's result: success when every item is done, else the failure of the first item
+    /// in input order that failed or was never started.
+    fn verdict(self, todo: &[&Item]) -> Result<()> {
+        if let Some(err) = self.unwritten {
+            return Err(err);
+        }
+        for (item, finished) in todo.iter().zip(&self.finished) {
+            match finished {
+                Some(None) => continue,
+                Some(Some(failure)) => {
+                    let err = Error::msg(
+                        failure.kind,
+                        format!(
+                            "item {} (line {}) failed with exit {}; {} of {} items failed",
+                            item.id,
+                            item.line,
+                            failure.kind.exit_code(),
+                            self.failed(),
+                            todo.len()
+                        ),
+                    );
+                    return Err(match &failure.hint {
+                        Some(hint) => err.with_hint(hint.clone()),
+                        None => err,
+                    });
+                }
+                None => {
+                    return Err(self.stop.unwrap_or_else(|| {
+                        Error::msg(Kind::LocalIo, "the batch stopped before every item ran")
+                    }))
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,448 @@
+//! Pacing: at most N requests per rolling window, shared by every `bnx` process of this user for
+//! the same API origin and token, so that `xargs -P 8`, overlapping cron jobs and parallel CI
+//! steps stay under the account's limit instead of each meeting it as a 429.
+//!
+//! Each attempt reserves a slot: the earliest time at which it keeps every window under the
+//! limit, and sleeps until then. Reserving (rather than polling for a free slot) gives each
+//! waiting process its own time, so they do not wake together and fight for one slot. The rule
+//! is [`next_slot`], a pure function; where the slots are kept is a [`Store`]: a small locked
+//! file here, Redis for a fleet.
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::thread::sleep;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+use crate::error::{Error, Kind, Result};
+use crate::printer::Printer;
+use crate::retry::secs;
+use crate::token::Secret;
+
+/// `--rate-limit N[/SECS]`: N requests per rolling SECS seconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    pub requests: u32,
+    pub window: Duration,
+}
+
+impl Rate {
+    /// The documented limit of the API.
+    pub const DEFAULT: Rate = Rate {
+        requests: 30,
+        window: Duration::from_secs(60),
+    };
+}
+
+impl FromStr for Rate {
+    type Err = String;
+
+    /// `None` for `0`, which turns pacing off.
+    fn from_str(s: &str) -> Result<Rate, String> {
+        let bad = || format!("expected N or N/SECS, such as 30/60, not {s:?}");
+        let (n, window) = match s.split_once('/') {
+            Some((n, secs)) => {
+                let secs = secs.trim().parse::<f64>().map_err(|_| bad())?;
+                let window = Duration::try_from_secs_f64(secs)
+                    .ok()
+                    .filter(|w| !w.is_zero() && *w <= Duration::from_secs(86_400))
+                    .ok_or_else(bad)?;
+                (n, window)
+            }
+            None => (s, Rate::DEFAULT.window),
+        };
+        let requests = n.trim().parse::<u32>().map_err(|_| bad())?;
+        Ok(Rate { requests, window })
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} per {}s", self.requests, secs(self.window))
+    }
+}
+
+/// Milliseconds since the Unix epoch: the clock every process on the machine agrees on.
+pub type Millis = u64;
+
+pub fn now_ms() -> Millis {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, ms)
+}
+
+/// A duration in milliseconds, saturating.
+fn ms(d: Duration) -> Millis {
+    Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
+}
+
+/// What a store keeps for one (origin, token): the last slots taken, oldest first, and the end
+/// of a pause a 429 asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Slots {
+    pub taken: Vec<Millis>,
+    pub paused_until: Millis,
+}
+
+/// A request's arrival at the server drifts from its slot by the connection's latency; this
+/// margin keeps two requests N slots apart a little more than a window apart when they arrive.
+pub fn margin(window: Duration) -> Millis {
+    (ms(window) / 20).min(250)
+}
+
+/// The earliest slot at or after `now` that keeps every rolling window under `rate`, given the
+/// slots already taken (in the order they were taken, which is time order). Slots are only ever
+/// appended at or after the last one, so the window ending at the new slot is the only one it
+/// can fill: it must start after the slot taken N places before.
+pub fn next_slot(slots: &Slots, now: Millis, rate: Rate) -> Millis {
+    let n = rate.requests as usize;
+    let mut at = now.max(slots.paused_until);
+    if let Some(&last) = slots.taken.last() {
+        at = at.max(last);
+    }
+    if n > 0 && slots.taken.len() >= n {
+        let nth_before = slots.taken[slots.taken.len() - n];
+        at = at.max(nth_before.saturating_add(ms(rate.window) + margin(rate.window)));
+    }
+    at
+}
+
+/// Takes the slot [`next_slot`] gives, unless it is later than `now + limit`; keeps only the
+/// slots the rule can still need. Returns the slot, or the wait that was refused.
+pub fn reserve(
+    slots: &mut Slots,
+    now: Millis,
+    rate: Rate,
+    limit: Duration,
+) -> std::result::Result<Millis, Millis> {
+    let at = next_slot(slots, now, rate);
+    if at - now > ms(limit) {
+        return Err(at - now);
+    }
+    slots.taken.push(at);
+    let keep = rate.requests as usize;
+    if slots.taken.len() > keep {
+        slots.taken.drain(..slots.taken.len() - keep);
+    }
+    Ok(at)
+}
+
+/// Where the slots of every (origin, token) are kept, shared by whoever uses the same store.
+pub trait Store: Send + Sync {
+    /// Runs [`reserve`] on the slots of `key` atomically.
+    fn reserve(
+        &self,
+        key: &str,
+        rate: Rate,
+        limit: Duration,
+    ) -> io::Result<std::result::Result<Millis, Millis>>;
+    /// Makes every process wait until `until` before its next attempt (a 429's Retry-After).
+    fn pause(&self, key: &str, until: Millis) -> io::Result<()>;
+}
+
+/// One small JSON file per key in a directory, read and replaced under an exclusive lock.
+pub struct FileStore {
+    dir: PathBuf,
+}
+
+impl FileStore {
+    /// Creates the directory; only the user may enter it.
+    pub fn open(dir: &Path) -> io::Result<FileStore> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        Ok(FileStore {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    fn locked(&self, key: &str) -> io::Result<File> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(self.dir.join(key))?;
+        file.lock()?;
+        Ok(file)
+    }
+
+    /// Applies `change` to the slots of `key` while holding its file's lock.
+    fn update<T>(&self, key: &str, change: impl FnOnce(&mut Slots) -> T) -> io::Result<T> {
+        let mut file = self.locked(key)?;
+        let mut text = String::new();
+        file.read_to_string(&mut text)?;
+        // A file torn by a crash mid-write, or written by a future version, starts afresh:
+        // the worst case is one window that is not paced.
+        let mut slots: Slots = serde_json::from_str(&text).unwrap_or_default();
+        let result = change(&mut slots);
+        file.set_len(0)?;
+        file.rewind()?;
+        file.write_all(&serde_json::to_vec(&slots).expect("slots serialize"))?;
+        Ok(result)
+    }
+}
+
+impl Store for FileStore {
+    fn reserve(
+        &self,
+        key: &str,
+        rate: Rate,
+        limit: Duration,
+    ) -> io::Result<std::result::Result<Millis, Millis>> {
+        self.update(key, |slots| reserve(slots, now_ms(), rate, limit))
+    }
+
+    fn pause(&self, key: &str, until: Millis) -> io::Result<()> {
+        self.update(key, |slots| {
+            slots.paused_until = slots.paused_until.max(until);
+        })
+    }
+}
+
+/// The key of an (origin, token) pair: a SHA-256 digest, so that neither the token nor a part
+/// of it is ever a file name or a Redis key.
+pub fn key(origin: &str, token: &Secret) -> String {
+    let mut hash = Sha256::new();
+    hash.update(origin.as_bytes());
+    hash.update([0]);
+    hash.update(token.expose().as_bytes());
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A wait shorter than this is not worth a notice.
+const NOTICEABLE: Duration = Duration::from_millis(100);
+
+/// Paces the attempts of one (origin, token) through a store.
+pub struct Pacer {
+    store: Box<dyn Store>,
+    key: String,
+    rate: Rate,
+    /// The longest wait accepted (`--max-retry-wait`).
+    limit: Duration,
+}
+
+/// Why an attempt may go now, or may not.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Turn {
+    /// The slot is now; this is how long the caller waited for it.
+    Go(Duration),
+    /// The next slot is further away than the caller accepts.
+    Refused(Duration),
+}
+
+impl Pacer {
+    pub fn new(store: Box<dyn Store>, key: String, rate: Rate, limit: Duration) -> Self {
+        Pacer {
+            store,
+            key,
+            rate,
+            limit,
+        }
+    }
+
+    /// Reserves a slot and sleeps until it, telling `waiting` how long first. A store that
+    /// fails mid-run lets the attempt go: pacing is a courtesy to the server, never a reason
+    /// for a run to fail.
+    pub fn wait_turn(&self, waiting: impl FnOnce(Duration)) -> Turn {
+        match self.store.reserve(&self.key, self.rate, self.limit) {
+            Ok(Ok(at)) => {
+                // Measured after the reservation: the store's clock read can be a moment
+                // later than ours, and that moment is not a wait.
+                let wait = Duration::from_millis(at.saturating_sub(now_ms()));
+                if wait >= NOTICEABLE {
+                    waiting(wait);
+                }
+                sleep(wait);
+                Turn::Go(wait)
+            }
+            Ok(Err(wait)) => Turn::Refused(Duration::from_millis(wait)),
+            Err(_) => Turn::Go(Duration::ZERO),
+        }
+    }
+
+    /// A 429 asked every client to wait `wait`.
+    pub fn pause(&self, wait: Duration) {
+        let until = now_ms().saturating_add(ms(wait));
+        let _ = self.store.pause(&self.key, until);
+    }
+
+    pub fn rate(&self) -> Rate {
+        self.rate
+    }
+}
+
+/// The pacing of a run, unless it is off; an unusable state directory is one warning.
+pub fn for_run(config: &Config, token: &Secret, printer: &Printer) -> Option<Pacer> {
+    let rate = config.network.pace?;
+    let dir = config.state_dir.as_ref().map(|d| d.join("pace"));
+    let limit = config.network.retry.max_wait;
+    local(rate, dir.as_deref(), &config.origin, token, limit)
+        .map_err(|why| printer.notice(&format!("warning: pacing is off ({why})")))
+        .ok()
+}
+
+/// The pacer of this machine: a state file under `pace_dir`. `Err` says why pacing is off, for
+/// a warning: an unusable state directory is never a reason for a run to fail.
+pub fn local(
+    rate: Rate,
+    pace_dir: Option<&Path>,
+    origin: &str,
+    token: &Secret,
+    limit: Duration,
+) -> std::result::Result<Pacer, String> {
+    let dir = pace_dir.ok_or("neither XDG_STATE_HOME nor HOME is set")?;
+    let key = key(origin, token);
+    let store = FileStore::open(dir)
+        // A no-op update proves the state file can be created and locked before it matters.
+        .and_then(|store| store.pause(&key, 0).map(|()| store))
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(Pacer::new(Box::new(store), key, rate, limit))
+}
+
+/// The error of a refused turn: exit 75 without sending anything.
+pub fn refused(wait: Duration, rate: Rate) -> Error {
+    Error::msg(
+        Kind::RateLimited,
+        format!(
+            "the next request slot is {}s away ({rate}), longer than --max-retry-wait",
+            secs(wait)
+        ),
+    )
+    .with_hint("raise --max-retry-wait to wait for it, or run later")
+    .with_json_type("pacing")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SIX_PER_3S: Rate = Rate {
+        requests: 6,
+        window: Duration::from_secs(3),
+    };
+
+    #[test]
+    fn rates_parse_with_and_without_a_window() {
+        assert_eq!("30/60".parse(), Ok(Rate::DEFAULT));
+        assert_eq!("30".parse(), Ok(Rate::DEFAULT));
+        assert_eq!(
+            "6/0.5".parse(),
+            Ok(Rate {
+                requests: 6,
+                window: Duration::from_millis(500)
+            })
+        );
+        assert_eq!("0".parse::<Rate>().unwrap().requests, 0);
+        for bad in ["", "x", "-1", "6/0", "6/-3", "6/x", "1.5/3", "6/1e9"] {
+            assert!(bad.parse::<Rate>().is_err(), "{bad}");
+        }
+        assert_eq!(Rate::DEFAULT.to_string(), "30 per 60s");
+    }
+
+    #[test]
+    fn the_first_n_slots_are_now_then_each_waits_a_window_after_the_nth_before() {
+        let mut slots = Slots::default();
+        let m = margin(SIX_PER_3S.window);
+        for _ in 0..6 {
+            assert_eq!(
+                reserve(&mut slots, 1000, SIX_PER_3S, Duration::MAX),
+                Ok(1000)
+            );
+        }
+        assert_eq!(
+            reserve(&mut slots, 1000, SIX_PER_3S, Duration::MAX),
+            Ok(4000 + m)
+        );
+        assert_eq!(
+            reserve(&mut slots, 1500, SIX_PER_3S, Duration::MAX),
+            Ok(4000 + m)
+        );
+        assert_eq!(slots.taken.len(), 6, "only the last N slots are kept");
+    }
+
+    #[test]
+    fn any_sequence_of_reservations_keeps_every_window_under_the_limit() {
+        let rate = Rate {
+            requests: 3,
+            window: Duration::from_millis(1000),
+        };
+        let mut slots = Slots::default();
+        let mut all = Vec::new();
+        let mut now = 0;
+        for step in 0..200u64 {
+            now += (step * 7919) % 450;
+            let at = reserve(&mut slots, now, rate, Duration::MAX).unwrap();
+            assert!(at >= now);
+            all.push(at);
+        }
+        for (i, &start) in all.iter().enumerate() {
+            let inside = all[i..].iter().take_while(|&&t| t < start + 1000).count();
+            assert!(inside <= 3, "{inside} slots in the window from {start}");
+        }
+    }
+
+    #[test]
+    fn a_wait_longer_than_the_limit_is_refused_and_reserves_nothing() {
+        let mut slots = Slots::default();
+        for _ in 0..6 {
+            reserve(&mut slots, 0, SIX_PER_3S, Duration::ZERO).unwrap();
+        }
+        let before = slots.clone();
+        let wait = reserve(&mut slots, 0, SIX_PER_3S, Duration::from_secs(1)).unwrap_err();
+        assert_eq!(wait, 3000 + margin(SIX_PER_3S.window));
+        assert_eq!(slots, before);
+    }
+
+    #[test]
+    fn a_pause_holds_every_slot_until_it_ends() {
+        let mut slots = Slots {
+            taken: vec![],
+            paused_until: 9000,
+        };
+        assert_eq!(
+            reserve(&mut slots, 1000, SIX_PER_3S, Duration::MAX),
+            Ok(9000)
+        );
+        assert_eq!(
+            reserve(&mut slots, 9500, SIX_PER_3S, Duration::MAX),
+            Ok(9500)
+        );
+    }
+
+    #[test]
+    fn keys_are_digests_that_hold_no_part_of_the_token() {
+        let token = Secret::parse("tok-SECRET-123", "test").unwrap();
+        let key = key("https://api.bluenexus.ai", &token);
+        assert_eq!(key.len(), 64);
+        assert!(key.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(key, super::key("http://127.0.0.1:8787", &token));
+        assert!(!key.contains("123"));
+    }
+
+    #[test]
+    fn the_file_store_keeps_slots_between_openings() {
+        let dir = tempfile::tempdir().unwrap();
+        let rate = Rate {
+            requests: 2,
+            window: Duration::from_secs(60),
+        };
+        let limit = Duration::from_secs(1);
+        for _ in 0..2 {
+            let store = FileStore::open(dir.path()).unwrap();
+            assert!(store.reserve("k", rate, limit).unwrap().is_ok());
+        }
+        let store = FileStore::open(dir.path()).unwrap();
+        assert!(store.reserve("k", rate, limit).unwrap().is_err());
+        assert!(store.reserve("other", rate, limit).unwrap().is_ok());
+        fs::write(dir.path().join("k"), "torn{").unwrap();
+        assert!(store.reserve("k", rate, limit).unwrap().is_ok());
+    }
+}

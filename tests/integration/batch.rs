@@ -1,0 +1,484 @@
+//! `--batch`: items checked before anything is sent, one line per item, resumable output that
+//! never pays twice for an item that finished, the stops, and the exit code rule.
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::util::*;
+
+/// The output lines, parsed.
+fn lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect()
+}
+
+fn write_items(dir: &Path, items: &[Value]) -> std::path::PathBuf {
+    let path = dir.join("items.jsonl");
+    let text: String = items.iter().map(|i| format!("{i}\n")).collect();
+    fs::write(&path, text).unwrap();
+    path
+}
+
+/// `n` items with ids `item-0`... and prompts `prompt 0`...
+fn numbered(n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| json!({"id": format!("item-{i}"), "prompt": format!("prompt {i}")}))
+        .collect()
+}
+
+/// How many requests the mock received for each prompt.
+fn prompts_sent(mock: &Mock, at_least: usize) -> std::collections::BTreeMap<String, usize> {
+    let mut sent = std::collections::BTreeMap::new();
+    for request in mock.requests(at_least) {
+        let messages = request["body"]["messages"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if let Some(last) = messages.last() {
+            *sent
+                .entry(last["content"].as_str().unwrap().to_string())
+                .or_insert(0) += 1;
+        }
+    }
+    sent
+}
+
+#[test]
+fn each_item_gets_one_line_with_its_content_and_report() {
+    let mock = Mock::start(&[]);
+    let items = write_items(
+        mock.dir.path(),
+        &[
+            json!({"id": "a", "prompt": "alpha"}),
+            json!({"id": 2, "prompt": "beta", "system": "be brief", "temperature": 0.5, "max_tokens": 50}),
+            json!({"prompt": "gamma", "agent": "ops bot"}),
+            json!({"id": "d", "messages": [{"role": "user", "content": "earlier"}, {"role": "assistant", "content": "ok"}], "prompt": "delta"}),
+        ],
+    );
+    let output = mock
+        .bnx()
+        .arg("--batch")
+        .arg(&items)
+        .args(["-j", "2", "Q:"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let mut lines = lines(&stdout_of(&output));
+    lines.sort_by_key(|l| l["id"].to_string());
+    let ids: Vec<String> = lines.iter().map(|l| l["id"].to_string()).collect();
+    assert_eq!(ids, ["\"3\"", "\"a\"", "\"d\"", "2"]);
+    assert_eq!(lines[1]["content"], "[turn 1] Q:\n\nalpha");
+    assert_eq!(lines[0]["bnx"]["agent"], "ops bot");
+    for line in &lines {
+        let meta = &line["bnx"];
+        assert_eq!(
+            (meta["exit_code"].clone(), meta["status"].clone()),
+            (json!(0), json!(200))
+        );
+        assert_eq!(meta["finish_reason"], "stop");
+        assert_eq!(meta["credits_consumed"], 1);
+        assert!(line.get("response").is_none(), "only with --json");
+    }
+    assert_eq!(
+        stderr_of(&output),
+        "bnx: batch: 4 done, 0 failed, 0 skipped (done before), 0 not started; 4 credits consumed\n"
+    );
+    let requests = mock.requests(4);
+    let body = |content: &str| {
+        requests
+            .iter()
+            .map(|r| r["body"].clone())
+            .find(|b| b["messages"].as_array().unwrap().last().unwrap()["content"] == content)
+            .unwrap_or_else(|| panic!("no request for {content:?}"))
+    };
+    assert_eq!(
+        body("Q:\n\nbeta"),
+        json!({"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "Q:\n\nbeta"}],
+               "temperature": 0.5, "max_tokens": 50})
+    );
+    assert_eq!(body("Q:\n\ndelta")["messages"].as_array().unwrap().len(), 3);
+    assert!(requests
+        .iter()
+        .any(|r| r["path"] == "/api/v1/agents/ops%20bot/chat/completions"));
+}
+
+#[test]
+fn files_are_read_per_item_and_json_lines_hold_the_response() {
+    let mock = Mock::start(&[]);
+    let notes = mock.dir.path().join("notes.md");
+    fs::write(&notes, "line one\n").unwrap();
+    let items = write_items(
+        mock.dir.path(),
+        &[json!({"id": "n", "prompt": "summarize", "files": [notes]})],
+    );
+    let output = mock
+        .bnx()
+        .arg("--batch")
+        .arg(&items)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let line = &lines(&stdout_of(&output))[0];
+    let expected = format!(
+        "summarize\n\n<file name=\"{}\">\nline one\n</file>",
+        notes.display()
+    );
+    assert_eq!(line["content"], format!("[turn 1] {expected}"));
+    assert_eq!(line["response"]["object"], "chat.completion");
+    assert_eq!(
+        line["response"]["choices"][0]["message"]["content"],
+        line["content"]
+    );
+}
+
+#[test]
+fn a_bad_line_is_exit_65_naming_it_and_nothing_is_sent() {
+    let mock = Mock::start(&[]);
+    let cases = [
+        (
+            "{\"prompt\": \"a\"}\n{\"prompt\": \"b\", \"temprature\": 1}\n",
+            "line 2: unknown field `temprature`",
+        ),
+        (
+            "{\"id\": 1, \"prompt\": \"a\"}\n{\"id\": \"1\", \"prompt\": \"b\"}\n",
+            "line 2: the id \"1\" is already used on line 1",
+        ),
+        (
+            "{\"prompt\": \"a\"}\n[\"b\"]\n",
+            "line 2: not a JSON object",
+        ),
+        (
+            "{\"prompt\": \"a\", \"agent\": \"..\"}\n",
+            "line 1: bad agent id",
+        ),
+    ];
+    for (text, expected) in cases {
+        let path = mock.dir.path().join("bad.jsonl");
+        fs::write(&path, text).unwrap();
+        mock.bnx()
+            .arg("--batch")
+            .arg(&path)
+            .assert()
+            .code(65)
+            .stdout("")
+            .stderr(predicate::str::contains(expected));
+    }
+    mock.bnx()
+        .args(["--batch", "-"])
+        .write_stdin("{\"prompt\": 1}\n")
+        .assert()
+        .code(65)
+        .stderr(predicate::str::contains("standard input, line 1"));
+    mock.assert_no_requests();
+}
+
+#[test]
+fn the_exit_code_is_the_first_failed_item_in_input_order() {
+    // One job and no retries: the first request (item-0) meets the 503, the rest succeed.
+    let mock = Mock::start(&["--fault", "503"]);
+    let items = write_items(mock.dir.path(), &numbered(3));
+    let output = mock
+        .bnx()
+        .arg("--batch")
+        .arg(&items)
+        .args(["-j", "1", "--retries", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(69));
+    let lines = lines(&stdout_of(&output));
+    let codes: Vec<Value> = lines
+        .iter()
+        .map(|l| l["bnx"]["exit_code"].clone())
+        .collect();
+    assert_eq!(codes, [json!(69), json!(0), json!(0)]);
+    assert_eq!(lines[0]["error"]["type"], "server_error");
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.contains("bnx: batch: 2 done, 1 failed, 0 skipped"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("bnx: error: item \"item-0\" (line 1) failed with exit 69"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_refused_token_starts_no_new_item() {
+    let mock = Mock::start(&[]);
+    let items = write_items(mock.dir.path(), &numbered(5));
+    let output = mock
+        .bnx()
+        .env("BLUENEXUS_TOKEN", "wrong")
+        .arg("--batch")
+        .arg(&items)
+        .args(["-j", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(77));
+    let lines = lines(&stdout_of(&output));
+    assert_eq!(
+        lines.len(),
+        1,
+        "the item that met the 401 gets its line, no other starts"
+    );
+    assert_eq!(lines[0]["bnx"]["exit_code"], 77);
+    assert!(stderr_of(&output).contains("0 done, 1 failed, 0 skipped (done before), 4 not started"));
+    assert_eq!(mock.requests(1).len(), 1);
+}
+
+#[test]
+fn out_of_credits_and_credit_budgets_stop_the_batch_with_exit_4() {
+    let broke = Mock::start(&["--credits", "2"]);
+    let items = write_items(broke.dir.path(), &numbered(5));
+    let output = broke
+        .bnx()
+        .arg("--batch")
+        .arg(&items)
+        .args(["-j", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(4));
+    let codes: Vec<Value> = lines(&stdout_of(&output))
+        .iter()
+        .map(|l| l["bnx"]["exit_code"].clone())
+        .collect();
+    assert_eq!(codes, [json!(0), json!(0), json!(4)]);
+    assert!(stderr_of(&output).contains("hint: the account is out of credits"));
+
+    let mock = Mock::start(&["--credits", "10"]);
+    let items = write_items(mock.dir.path(), &numbered(5));
+    let budget = |args: &[&str]| {
+        let output = mock
+            .bnx()
+            .arg("--batch")
+            .arg(&items)
+            .args(["-j", "1"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(4), "{}", stderr_of(&output));
+        assert!(
+            stderr_of(&output).contains("hint: add credits"),
+            "{}",
+            stderr_of(&output)
+        );
+        lines(&stdout_of(&output)).len()
+    };
+    assert_eq!(budget(&["--max-credits", "2"]), 2);
+    // 8 credits remain: the next item leaves 7, below the floor of 7.5.
+    assert_eq!(budget(&["--min-credits", "7.5"]), 1);
+}
+
+#[test]
+fn a_rerun_with_output_skips_what_is_done_and_repairs_a_torn_line() {
+    let mock = Mock::start(&["--fault", "503"]);
+    let items = write_items(mock.dir.path(), &numbered(3));
+    let out = mock.dir.path().join("out.jsonl");
+    let run = || {
+        mock.bnx()
+            .arg("--batch")
+            .arg(&items)
+            .arg("-o")
+            .arg(&out)
+            .args(["-j", "1", "--retries", "0"])
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    assert_eq!(first.status.code(), Some(69));
+    assert_eq!(stdout_of(&first), "", "the lines go to the file");
+    // A crash mid-write leaves a line without its newline.
+    let mut text = fs::read_to_string(&out).unwrap();
+    text.push_str("{\"id\":\"item-9\",\"bnx\":{\"exit_co");
+    fs::write(&out, text).unwrap();
+    let second = run();
+    assert_eq!(second.status.code(), Some(0), "{}", stderr_of(&second));
+    assert!(stderr_of(&second).contains("1 done, 0 failed, 2 skipped (done before)"));
+    let lines = lines(&fs::read_to_string(&out).unwrap());
+    let record: Vec<(String, i64)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["id"].as_str().unwrap().to_string(),
+                l["bnx"]["exit_code"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        record,
+        [
+            ("item-0".into(), 69),
+            ("item-1".into(), 0),
+            ("item-2".into(), 0),
+            ("item-0".into(), 0)
+        ]
+    );
+    let sent = prompts_sent(&mock, 4);
+    assert_eq!(
+        sent["prompt 0"], 2,
+        "the failed item is retried on the rerun"
+    );
+    assert_eq!(
+        (sent["prompt 1"], sent["prompt 2"]),
+        (1, 1),
+        "done items are never sent again"
+    );
+}
+
+#[test]
+fn a_batch_killed_halfway_resumes_and_never_repeats_a_finished_item() {
+    let mock = Mock::start(&["--rate-limit", "0"]);
+    let items = write_items(mock.dir.path(), &numbered(12));
+    let out = mock.dir.path().join("out.jsonl");
+    // Each answer waits 300 ms, so the kill finds the batch with some items done, some in
+    // flight and some not started.
+    let slow = Mock::start(&["--rate-limit", "0", "--chunks", "2", "--chunk-delay", "150"]);
+    let mut child = slow
+        .command()
+        .arg("--batch")
+        .arg(&items)
+        .arg("-o")
+        .arg(&out)
+        .args(["-s", "-j", "2", "--rate-limit", "0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while fs::read_to_string(&out).unwrap_or_default().lines().count() < 4 {
+        assert!(std::time::Instant::now() < deadline, "no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let finished_before: Vec<String> = BufReader::new(fs::File::open(&out).unwrap())
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(&l.unwrap()).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert!(
+        finished_before.len() < 12,
+        "the kill came too late to test anything"
+    );
+    // The rerun goes to the other mock, so what it sends is counted apart.
+    mock.bnx()
+        .arg("--batch")
+        .arg(&items)
+        .arg("-o")
+        .arg(&out)
+        .args(["-j", "3", "--rate-limit", "0"])
+        .assert()
+        .success();
+    let lines = lines(&fs::read_to_string(&out).unwrap());
+    let mut ids: Vec<&str> = lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
+    ids.sort();
+    let mut expected: Vec<String> = (0..12).map(|i| format!("item-{i}")).collect();
+    expected.sort();
+    assert_eq!(ids, expected, "every item has exactly one line");
+    assert!(lines.iter().all(|l| l["bnx"]["exit_code"] == 0));
+    let rerun = prompts_sent(&mock, 12 - finished_before.len());
+    assert_eq!(rerun.values().sum::<usize>(), 12 - finished_before.len());
+    for id in &finished_before {
+        let prompt = format!("prompt {}", id.trim_start_matches("item-"));
+        assert!(
+            !rerun.contains_key(&prompt),
+            "{id} had finished and was sent again"
+        );
+    }
+}
+
+#[test]
+fn dry_run_shows_every_items_request_and_sends_nothing() {
+    let mock = Mock::start(&[]);
+    let items = write_items(mock.dir.path(), &numbered(2));
+    let output = mock
+        .bnx()
+        .env_remove("BLUENEXUS_TOKEN")
+        .arg("--batch")
+        .arg(&items)
+        .arg("--dry-run")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let lines = lines(&stdout_of(&output));
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1]["id"], "item-1");
+    assert_eq!(
+        lines[1]["request"]["body"]["messages"][0]["content"],
+        "prompt 1"
+    );
+    mock.assert_no_requests();
+}
+
+#[test]
+fn memory_stays_flat_whatever_the_number_of_items() {
+    let mock = Mock::start(&["--rate-limit", "0", "--answer-size", "20000"]);
+    let items = write_items(mock.dir.path(), &numbered(1500));
+    let out = mock.dir.path().join("out.jsonl");
+    // The lines go to a file, counted as a stream: held in this process, 30 MB would raise
+    // the floor of every peak RSS measured after it (see support/measure.rs).
+    let run = run_measured(
+        mock.command()
+            .arg("--batch")
+            .arg(&items)
+            .arg("-o")
+            .arg(&out)
+            .args(["-j", "8", "--rate-limit", "0", "-q"]),
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let size = fs::metadata(&out).unwrap().len();
+    let count = BufReader::new(fs::File::open(&out).unwrap())
+        .lines()
+        .count();
+    assert_eq!(count, 1500);
+    assert!(size > 30_000_000, "{size} bytes out");
+    eprintln!(
+        "1500 items, {} MB out: peak RSS {} KiB",
+        size >> 20,
+        run.max_rss_kib
+    );
+    assert!(
+        run.max_rss_kib < 40 * 1024,
+        "peak RSS {} KiB",
+        run.max_rss_kib
+    );
+}
+
+#[test]
+fn a_batch_over_the_limit_waits_for_slots_and_meets_no_429() {
+    let mock = Mock::start(&["--rate-limit", "6/2"]);
+    let items = write_items(mock.dir.path(), &numbered(12));
+    let output = mock
+        .bnx()
+        .arg("--batch")
+        .arg(&items)
+        .args(["-j", "8", "--rate-limit", "6/2", "--retries", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert_eq!(lines(&stdout_of(&output)).len(), 12);
+    let statuses: Vec<Value> = mock
+        .requests(12)
+        .iter()
+        .map(|r| r["status"].clone())
+        .collect();
+    assert_eq!(statuses, vec![json!(200); 12]);
+    // Without a terminal, a batch's pacing waits are not notices: only the summary is said.
+    assert_eq!(
+        stderr_of(&output).lines().count(),
+        1,
+        "{}",
+        stderr_of(&output)
+    );
+}

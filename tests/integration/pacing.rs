@@ -1,0 +1,234 @@
+//! Pacing shared by every `bnx` process of the user for one API and token: waits instead of
+//! 429s, a refusal when the wait is too long, a 429's pause shared, and a state directory that
+//! cannot be used costing only a warning.
+
+use std::fs;
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::thread;
+
+use crate::util::*;
+
+/// `bnx` runs started together against `mock`, each with `args`; their outputs, in start order.
+fn together(mock: &Mock, runs: usize, args: &[&str]) -> Vec<std::process::Output> {
+    let children: Vec<Child> = (0..runs)
+        .map(|i| {
+            mock.command()
+                .args(args)
+                .arg(format!("run {i}"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect()
+}
+
+/// `runs` `bnx` processes against `mock`, at most `parallel` at a time, as `xargs -P` starts
+/// them; their outputs.
+fn xargs(mock: &Mock, runs: usize, parallel: usize, args: &[&str]) -> Vec<std::process::Output> {
+    let next = AtomicUsize::new(0);
+    let outputs = Mutex::new(Vec::new());
+    thread::scope(|scope| {
+        for _ in 0..parallel {
+            scope.spawn(|| {
+                while next.fetch_add(1, Ordering::SeqCst) < runs {
+                    let output = mock.command().args(args).arg("x").output().unwrap();
+                    outputs.lock().unwrap().push(output);
+                }
+            });
+        }
+    });
+    outputs.into_inner().unwrap()
+}
+
+fn statuses(mock: &Mock, n: usize) -> Vec<u64> {
+    mock.requests(n)
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn two_dozen_processes_eight_at_a_time_stay_under_the_servers_limit() {
+    let mock = Mock::start(&["--rate-limit", "6/3"]);
+    let outputs = xargs(&mock, 24, 8, &["--rate-limit", "6/3"]);
+    for output in &outputs {
+        assert_eq!(output.status.code(), Some(0), "{}", stderr_of(output));
+    }
+    let seen = statuses(&mock, 24);
+    assert_eq!(seen.len(), 24, "one request each: no retries were needed");
+    assert!(seen.iter().all(|&s| s == 200), "{seen:?}");
+
+    // The same without pacing meets the limit: this is what the pacing saved.
+    let unpaced = Mock::start(&["--rate-limit", "6/3"]);
+    let outputs = xargs(&unpaced, 24, 8, &["--rate-limit", "0", "--retries", "0"]);
+    let refused = outputs
+        .iter()
+        .filter(|o| o.status.code() == Some(75))
+        .count();
+    assert!(refused >= 12, "only {refused} of 24 met the limit");
+    assert_eq!(
+        statuses(&unpaced, 24).iter().filter(|&&s| s == 429).count(),
+        refused
+    );
+}
+
+#[test]
+fn processes_over_the_limit_wait_for_a_slot_instead_of_meeting_429() {
+    // The mock allows 30 a minute; the client paces at 3 a second, so a 429 could only come
+    // from a process that did not wait.
+    let mock = Mock::start(&[]);
+    let outputs = together(&mock, 7, &["--rate-limit", "3/1", "--retries", "0"]);
+    let waited = outputs
+        .iter()
+        .filter(|o| stderr_of(o).contains("for a request slot (3 per 1s)"))
+        .count();
+    for output in &outputs {
+        assert_eq!(output.status.code(), Some(0), "{}", stderr_of(output));
+    }
+    assert!(waited >= 4, "only {waited} of 7 runs waited");
+    let requests = mock.requests(7);
+    assert_eq!(requests.len(), 7);
+    assert!(requests.iter().all(|r| r["status"] == 200));
+}
+
+#[test]
+fn a_wait_longer_than_max_retry_wait_fails_at_once_without_sending() {
+    let mock = Mock::start(&[]);
+    for i in 0..2 {
+        mock.bnx()
+            .args(["--rate-limit", "2/60", &format!("q{i}")])
+            .assert()
+            .success();
+    }
+    let output = mock
+        .bnx()
+        .args([
+            "--rate-limit",
+            "2/60",
+            "--max-retry-wait",
+            "5",
+            "--json",
+            "q2",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(75));
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.starts_with("bnx: error: the next request slot is 6")
+            && stderr.contains("(2 per 60s)"),
+        "{stderr}"
+    );
+    let doc: Value = serde_json::from_str(&stdout_of(&output)).unwrap();
+    assert_eq!(doc["error"]["type"], "pacing");
+    assert_eq!(doc["bnx"]["attempts"], 0);
+    assert!(doc["bnx"]["retry_after"].as_f64().unwrap() > 59.0);
+    assert_eq!(mock.requests(2).len(), 2, "the refused run sent nothing");
+}
+
+#[test]
+fn a_429_pauses_every_process_of_the_user() {
+    let mock = Mock::start(&["--fault", "429:2"]);
+    let first = mock
+        .command()
+        .args(["--retries", "1", "first"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let limited = mock.requests(1);
+    assert_eq!(limited[0]["status"], 429);
+    let second = mock.bnx().arg("second").output().unwrap();
+    assert_eq!(second.status.code(), Some(0));
+    assert!(
+        stderr_of(&second).contains("for a request slot"),
+        "the second run did not wait for the pause: {}",
+        stderr_of(&second)
+    );
+    let first = first.wait_with_output().unwrap();
+    assert_eq!(first.status.code(), Some(0), "{}", stderr_of(&first));
+    let statuses: Vec<Value> = mock
+        .requests(3)
+        .iter()
+        .map(|r| r["status"].clone())
+        .collect();
+    assert_eq!(statuses, [json!(429), json!(200), json!(200)]);
+}
+
+#[test]
+fn the_state_is_one_digest_named_file_that_holds_no_token() {
+    let secret = "tok-PACE-SECRET-31337";
+    let mock = Mock::start(&["--token", secret]);
+    mock.bnx()
+        .env("BLUENEXUS_TOKEN", secret)
+        .arg("x")
+        .assert()
+        .success();
+    let dir = mock.state_dir().join("bluenexus/pace");
+    let names: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(names[0].len() == 64 && names[0].bytes().all(|b| b.is_ascii_hexdigit()));
+    let state = fs::read_to_string(dir.join(&names[0])).unwrap();
+    assert!(
+        !state.contains("SECRET") && !state.contains("31337"),
+        "{state}"
+    );
+    let slots: Value = serde_json::from_str(&state).unwrap();
+    assert_eq!(slots["taken"].as_array().unwrap().len(), 1);
+}
+
+/// Pacing and conversations share the state directory: losing it costs warnings, not the run.
+#[test]
+fn an_unusable_state_directory_costs_only_warnings() {
+    let mock = Mock::start(&[]);
+    let blocker = mock.dir.path().join("not-a-dir");
+    fs::write(&blocker, "").unwrap();
+    mock.bnx()
+        .env("XDG_STATE_HOME", &blocker)
+        .arg("hi")
+        .assert()
+        .success()
+        .stdout("[turn 1] hi\n")
+        .stderr(
+            predicate::str::contains("bnx: warning: pacing is off (")
+                .count(1)
+                .and(predicate::str::contains(
+                    "bnx: warning: cannot save the conversation",
+                )),
+        );
+    mock.bnx()
+        .env("XDG_STATE_HOME", &blocker)
+        .args(["--rate-limit", "0", "hi"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("pacing").not());
+}
+
+#[test]
+fn a_bad_rate_limit_is_a_usage_or_configuration_error() {
+    let mock = Mock::start(&[]);
+    mock.bnx()
+        .args(["--rate-limit", "3/0", "x"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("N/SECS"));
+    mock.bnx()
+        .env("BLUENEXUS_RATE_LIMIT", "lots")
+        .arg("x")
+        .assert()
+        .code(78)
+        .stderr(predicate::str::contains("BLUENEXUS_RATE_LIMIT"));
+    mock.assert_no_requests();
+}
