@@ -297,3 +297,24 @@ fn asked_wait(response: &Response<Body>) -> Option<f64> {
         SystemTime::now(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shared_pause_is_the_wait_asked_up_to_a_day() {
+        assert_eq!(shared_pause(1.5), Duration::from_millis(1500));
+        assert_eq!(shared_pause(86_400.0), Duration::from_secs(86_400));
+        for huge in [86_401.0, 1e20, 1e300, f64::MAX] {
+            assert_eq!(shared_pause(huge), Duration::from_secs(86_400), "{huge}");
+        }
+    }
+
+    #[test]
+    fn sizes_read_in_the_unit_that_fits() {
+        assert_eq!(bytes(900), "900 bytes");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(32 * 1024 * 1024 + 48), "32.0 MiB");
+    }
+}
