@@ -98,7 +98,7 @@ Exit codes:
   4   out of credits (402), or a credit budget reached
   65  bad input data: stdin not UTF-8 or over 64 MiB, --messages not valid
   69  service unavailable: connect/DNS/TLS failure, timeout, 5xx after retries
-  74  local I/O error: writing stdout failed
+  74  local I/O error: writing stdout or the --output file failed
   75  rate limited (429) after retries; try again later
   76  protocol error: the answer is not the documented API, or it was cut off
   77  authentication or permission refused (401, 403)
@@ -155,6 +155,11 @@ impl Error {
 
     /// Writing our output failed: a closed pipe is a quiet success, anything else exit 74.
     pub fn output(err: io::Error) -> Self {
+        Error::write(err, "standard output")
+    }
+
+    /// Writing `to` (standard output, or the file of `-o`) failed.
+    pub fn write(err: io::Error, to: &str) -> Self {
         let kind = if err.kind() == io::ErrorKind::BrokenPipe {
             Kind::ClosedPipe
         } else {
@@ -162,7 +167,7 @@ impl Error {
         };
         Error::new(
             kind,
-            anyhow::Error::new(err).context("cannot write to standard output"),
+            anyhow::Error::new(err).context(format!("cannot write to {to}")),
         )
     }
 

@@ -3,9 +3,10 @@
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::process::ExitCode;
 
+use bnx::atomic::AtomicFile;
 use bnx::cli::Cli;
 use bnx::config::{self, Action, Config, DEFAULT_AGENT};
-use bnx::error::{Kind, Result};
+use bnx::error::{Error, Kind, Result};
 use bnx::output::Output;
 use bnx::printer::{Printer, Verbosity};
 use bnx::report::Report;
@@ -23,7 +24,10 @@ fn main() -> ExitCode {
     let json = cli.json;
     let printer = Printer::new(Verbosity::new(cli.quiet, cli.verbose));
     let mut report = Report::new(DEFAULT_AGENT, cli.stream);
-    let mut out = Output::new(BufWriter::with_capacity(64 * 1024, io::stdout().lock()));
+    let mut out = Output::new(BufWriter::with_capacity(
+        64 * 1024,
+        printer.stdout(io::stdout().lock()),
+    ));
     let result = run(cli, &mut report, &mut out, &printer);
     printer.stop_spinner();
     let Err(err) = result else {
@@ -49,35 +53,68 @@ fn run(
     let env = |name: &str| std::env::var_os(name);
     report.agent = config::agent(cli.agent.as_deref(), &env)?;
     let config = Config::resolve(cli, report.agent.clone(), env, io::stdin().is_terminal())?;
+    let Some(path) = &config.delivery.file else {
+        return ask(&config, report, out, printer);
+    };
+    // What stdout would get goes to the file, which replaces FILE only if all went well.
+    let mut file = Output::to(AtomicFile::create(path)?, path.display().to_string());
+    ask(&config, report, &mut file, printer)?;
+    file.into_inner().commit()
+}
+
+/// From the configuration to the answer, written to `out`.
+fn ask(
+    config: &Config,
+    report: &mut Report,
+    out: &mut Output<impl Write>,
+    printer: &Printer,
+) -> Result<()> {
+    out.extract(config.delivery.extract);
     let messages = prompt::messages(&config.prompt, &mut io::stdin().lock())?;
     let state_dir = config.state_dir.as_deref();
     let conversation =
         state::conversation_to_send(&config.chat.conversation, state_dir, &config.agent, printer);
     let request = Request::new(&config.url, &config.chat, messages, conversation);
-    let Action::Send(token) = &config.action else {
-        return out.dry_run(&request.describe());
+    let token = match &config.action {
+        Action::Send(token) => token,
+        Action::DryRun { no_token } => {
+            if let Some(why) = no_token {
+                printer.notice(&format!("the request would not be sent: {why}"));
+            }
+            return out.dry_run(&request.describe(no_token.is_none()));
+        }
     };
-    if !config.chat.stream {
-        printer.start_spinner();
-    }
+    // It runs until the first byte of the answer is written (`Printer::stdout`), or the end.
+    printer.start_spinner();
     let (attempts, response) = Transport::new(&config.network).send(&request, token, printer);
-    printer.stop_spinner();
     report.attempts = attempts;
     let gave_up = report.attempts.gave_up.as_deref();
     let (reply, kept) = response::read(response?, gave_up, config.json, &config.network, out);
+    if let Some(body) = &reply.error_body {
+        let body = String::from_utf8_lossy(body).replace(token.expose(), "***");
+        printer.verbose_body("error body", body.as_bytes());
+    }
     if let (Some(used), Some(left)) = (&reply.credits_consumed, &reply.credits_remaining) {
         printer.verbose(&format!("credits consumed {used}, remaining {left}"));
     }
     report.reply = reply;
     let kept = kept?;
+    let cut = report.reply.finish_reason.as_deref() == Some("length");
+    let limit = match config.chat.max_tokens {
+        Some(_) => "--max-tokens",
+        None => "the agent's token limit",
+    };
+    if cut && config.delivery.fail_on_length {
+        return Err(Error::msg(
+            Kind::Unexpected,
+            format!("the answer was cut at {limit} (--fail-on-length)"),
+        ));
+    }
     if config.json {
         out.document(kept.as_deref(), &report.to_json())?;
     }
-    if report.reply.finish_reason.as_deref() == Some("length") {
-        printer.notice(match config.chat.max_tokens {
-            Some(_) => "the answer was cut at --max-tokens",
-            None => "the answer was cut at the agent's token limit",
-        });
+    if cut {
+        printer.notice(&format!("the answer was cut at {limit}"));
     }
     if let Some(id) = &report.reply.conversation_id {
         printer.verbose(&format!("conversation {id}"));
