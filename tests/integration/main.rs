@@ -9,12 +9,15 @@ mod completions;
 mod conversations;
 mod exit_codes;
 mod hostile;
+mod manpages;
 mod mock;
 mod output;
+mod pipeline;
 mod prompt;
 mod retries;
 mod secrecy;
 mod soak;
+mod terminal;
 mod util;
 
 #[path = "../support/mod.rs"]
