@@ -22,6 +22,8 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let json = cli.json;
+    // With -o, a failure to write is the file's: stdout can still take the failure document.
+    let to_file = cli.output.is_some();
     let printer = Printer::new(Verbosity::new(cli.quiet, cli.verbose));
     let mut report = Report::new(DEFAULT_AGENT, cli.stream);
     let mut out = Output::new(BufWriter::with_capacity(
@@ -36,7 +38,7 @@ fn main() -> ExitCode {
     if err.kind == Kind::ClosedPipe {
         return ExitCode::SUCCESS;
     }
-    if json && err.kind != Kind::LocalIo {
+    if json && (err.kind != Kind::LocalIo || to_file) {
         let _ = out.failure(&err, &report.to_json());
     }
     printer.error(&err);

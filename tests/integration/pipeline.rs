@@ -8,7 +8,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
 
 use crate::util::*;
 
@@ -229,6 +228,22 @@ fn an_output_file_that_cannot_be_written_fails_before_sending() {
             "bnx: error: cannot write to {}: No such file or directory (os error 2)\n",
             missing.display()
         ));
+    let output = mock
+        .bnx()
+        .args(["--json", "-o"])
+        .arg(&missing)
+        .arg("hi")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(74));
+    let doc: Value = serde_json::from_str(&stdout_of(&output)).unwrap();
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("cannot write to "),
+        "{doc}"
+    );
     mock.bnx()
         .arg("-o")
         .arg(mock.dir.path())
@@ -244,35 +259,20 @@ fn an_output_file_that_cannot_be_written_fails_before_sending() {
 
 #[test]
 fn ctrl_c_keeps_the_old_output_file_and_leaves_no_temporary_file() {
-    let (origin, received) = silent_server();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     fs::create_dir(&out).unwrap();
     let file = out.join("report.txt");
     fs::write(&file, "last good report\n").unwrap();
-    let child = isolated(BNX, dir.path())
-        .env("BLUENEXUS_BASE_URL", &origin)
-        .env("BLUENEXUS_TOKEN", TOKEN)
-        .args(["-s", "-o"])
-        .arg(&file)
-        .arg("x")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    received
-        .recv_timeout(Duration::from_secs(10))
-        .expect("bnx sent its request");
-    let during = listing(&out);
-    assert_eq!(
-        during.len(),
-        2,
-        "the temporary file sits beside: {during:?}"
-    );
-    // SAFETY: kill(2) with a pid this test started and still holds.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
-    let output = child.wait_with_output().unwrap();
+    let args = ["-s".as_ref(), "-o".as_ref(), file.as_os_str(), "x".as_ref()];
+    let output = interrupted(dir.path(), &args, || {
+        let during = listing(&out);
+        assert_eq!(
+            during.len(),
+            2,
+            "the temporary file sits beside: {during:?}"
+        );
+    });
     assert_eq!(output.status.signal(), Some(libc::SIGINT));
     assert_eq!(fs::read_to_string(&file).unwrap(), "last good report\n");
     assert_eq!(listing(&out), ["report.txt"]);

@@ -80,6 +80,28 @@ pub fn silent_server() -> (String, Receiver<Vec<u8>>) {
     (origin, received)
 }
 
+/// Runs `bnx ARGS` against a `silent_server` and, once its request has arrived and `meanwhile`
+/// has looked at what the run left so far, interrupts it with SIGINT; returns how it ended.
+pub fn interrupted(dir: &Path, args: &[&std::ffi::OsStr], meanwhile: impl FnOnce()) -> Output {
+    let (origin, received) = silent_server();
+    let child = isolated(BNX, dir)
+        .env("BLUENEXUS_BASE_URL", &origin)
+        .env("BLUENEXUS_TOKEN", TOKEN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    received
+        .recv_timeout(Duration::from_secs(10))
+        .expect("bnx sent its request");
+    meanwhile();
+    // SAFETY: kill(2) with a pid this test started and still holds.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    child.wait_with_output().unwrap()
+}
+
 /// What one measured run of a process cost, and what it wrote.
 pub struct Measured {
     pub code: Option<i32>,
