@@ -153,12 +153,8 @@ impl Error {
         self
     }
 
-    /// Writing our output failed: a closed pipe is a quiet success, anything else exit 74.
-    pub fn output(err: io::Error) -> Self {
-        Error::write(err, "standard output")
-    }
-
-    /// Writing `to` (standard output, or the file of `-o`) failed.
+    /// Writing our output to `to` (standard output, or the file of `-o`) failed: a closed pipe
+    /// is a quiet success, anything else exit 74.
     pub fn write(err: io::Error, to: &str) -> Self {
         let kind = if err.kind() == io::ErrorKind::BrokenPipe {
             Kind::ClosedPipe
@@ -276,9 +272,12 @@ mod tests {
 
     #[test]
     fn closed_pipe_is_quiet_success() {
-        let err = Error::output(io::Error::from(io::ErrorKind::BrokenPipe));
+        let err = Error::write(
+            io::Error::from(io::ErrorKind::BrokenPipe),
+            "standard output",
+        );
         assert_eq!(err.kind.exit_code(), 0);
-        let err = Error::output(io::Error::from(io::ErrorKind::StorageFull));
+        let err = Error::write(io::Error::from(io::ErrorKind::StorageFull), "out.txt");
         assert_eq!(err.kind.exit_code(), 74);
     }
 
