@@ -280,3 +280,32 @@ fn the_readme_token_setup_works_at_the_first_try() {
         .map(|output| assert_eq!(stdout_of(&output), "[turn 1] hi\n"))
         .unwrap();
 }
+
+/// A batch on a terminal shows its progress on one line, which is gone when the batch ends,
+/// leaving the summary; its lines go to the -o file, never past the bar.
+#[test]
+fn a_batch_shows_a_progress_bar_that_ends_as_the_summary() {
+    let mock = Mock::start(&["--chunks", "2", "--chunk-delay", "150"]);
+    let items = mock.dir.path().join("items.jsonl");
+    std::fs::write(
+        &items,
+        "{\"prompt\": \"a\"}\n{\"prompt\": \"b\"}\n{\"prompt\": \"c\"}\n",
+    )
+    .unwrap();
+    let out = mock.dir.path().join("out.jsonl");
+    let mut cmd = bnx_at(&mock.url, mock.dir.path());
+    cmd.arg("--batch")
+        .arg(&items)
+        .arg("-o")
+        .arg(&out)
+        .args(["-s", "-j", "1"]);
+    let terminal = Terminal::run(cmd);
+    terminal.wait_for_more("1/3 done, 0 failed, 1 credits", 0);
+    let (status, screen, _) = terminal.finish();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(
+        screen,
+        "bnx: batch: 3 done, 0 failed, 0 skipped (done before), 0 not started; 3 credits consumed"
+    );
+    assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 3);
+}
