@@ -6,14 +6,17 @@
 //! with `retry` deciding) -> `response` (whole or `sse` streamed) -> `output` (stdout) ->
 //! `error` (exit codes). `report` puts together the `bnx` object of `--json` from what the
 //! stages return; `printer` owns stderr. `wire` holds the API's types, shared with `mock`.
-//! Beside the flow: `url` and `proxy` (where a request may go), `upload` (an early answer to
-//! a large request), `redact` (the token masked in whatever a server echoes), `state` (saved
-//! conversations), `usage` (clap's errors in `bnx`'s form).
+//! `extract` takes apart a complete answer for `-x` and `--expect-json`; `atomic` is the file
+//! of `-o`, replaced only on success. Beside the flow: `url` and `proxy` (where a request may
+//! go), `upload` (an early answer to a large request), `redact` (the token masked in whatever a
+//! server echoes), `state` (saved conversations), `usage` (clap's errors in `bnx`'s form).
 
+pub mod atomic;
 pub mod batch;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod extract;
 pub mod interrupt;
 pub mod mock;
 pub mod output;

@@ -3,54 +3,52 @@
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::process::ExitCode;
 
+use bnx::atomic::AtomicFile;
 use bnx::cli::Cli;
 use bnx::config::{self, Action, Config, DEFAULT_AGENT};
 use bnx::error::{Error, Kind, Result};
 use bnx::output::Output;
-use bnx::pace;
 use bnx::printer::{Printer, Verbosity};
 use bnx::report::{self, Report};
 use bnx::request::Request;
 use bnx::transport::Transport;
-use bnx::{batch, prompt, state, usage};
+use bnx::{batch, pace, prompt, state, usage};
 use clap::{CommandFactory, Parser};
 use clap_complete::Shell;
 
 fn main() -> ExitCode {
-    let mut out = Output::new(BufWriter::with_capacity(64 * 1024, io::stdout().lock()));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(err) => return refused_arguments(&err, &mut out),
+        Err(err) => return refused_arguments(&err),
     };
     if let Some(shell) = cli.completions {
-        let printer = Printer::new(Verbosity::Normal);
-        let report = Report::new(DEFAULT_AGENT, false);
-        return finish(
-            completions(shell, &mut out),
-            false,
-            &report,
-            &mut out,
-            &printer,
-        );
+        return completions(shell);
     }
     // A batch's stdout is its item lines: a failure document would break them.
     let json = cli.json && cli.batch.is_none();
+    let to_file = cli.output.is_some();
     let verbosity = Verbosity::new(cli.quiet, cli.verbose);
     let printer = match cli.batch {
         Some(_) => Printer::for_batch(verbosity),
         None => Printer::new(verbosity),
     };
     let mut report = Report::new(DEFAULT_AGENT, cli.stream);
+    let mut out = Output::new(BufWriter::with_capacity(
+        64 * 1024,
+        printer.stdout(io::stdout().lock()),
+    ));
     let result = run(cli, &mut report, &mut out, &printer);
     printer.stop_spinner();
-    finish(result, json, &report, &mut out, &printer)
+    finish(result, json, to_file, &report, &mut out, &printer)
 }
 
-/// How a run ends: quietly on success or a closed stdout; otherwise the error on stderr (and
-/// with `--json` the failure document on stdout), and the exit code of its kind.
+/// How a run ends: quietly on success or a closed stdout; otherwise the error on stderr and,
+/// with `--json`, the failure document on stdout unless stdout is what failed (with -o, a
+/// failure to write is the file's: stdout can still take the document); and the exit code.
 fn finish(
     result: Result<()>,
     json: bool,
+    to_file: bool,
     report: &Report,
     out: &mut Output<impl Write>,
     printer: &Printer,
@@ -61,38 +59,43 @@ fn finish(
     if err.kind == Kind::ClosedPipe {
         return ExitCode::SUCCESS;
     }
-    if json && err.kind != Kind::LocalIo {
+    if json && (err.kind != Kind::LocalIo || to_file) {
         let _ = out.failure(&err, &report.to_json());
     }
     printer.error(&err);
     ExitCode::from(err.kind.exit_code() as u8)
 }
 
+/// Standard output and stderr for what ends before a run starts.
+fn plain() -> (Output<impl Write>, Printer) {
+    let out = Output::new(BufWriter::new(io::stdout().lock()));
+    (out, Printer::new(Verbosity::Normal))
+}
+
 /// What clap stopped at: `--help` or `--version` (printed, and a failure to print them is
 /// exit 74), or a usage error in `bnx`'s own form, with the failure document under `--json`.
-fn refused_arguments(err: &clap::Error, out: &mut Output<impl Write>) -> ExitCode {
-    let printer = Printer::new(Verbosity::Normal);
+fn refused_arguments(err: &clap::Error) -> ExitCode {
+    let (mut out, printer) = plain();
     let result = if err.use_stderr() {
         Err(usage::from_clap(err))
     } else {
-        err.print().map_err(Error::output)
+        err.print().map_err(|e| Error::write(e, "standard output"))
     };
     let json = usage::wants_json(std::env::args_os());
-    finish(
-        result,
-        json,
-        &Report::new(DEFAULT_AGENT, false),
-        out,
-        &printer,
-    )
+    let report = Report::new(DEFAULT_AGENT, false);
+    finish(result, json, false, &report, &mut out, &printer)
 }
 
 /// `--completions SHELL`: the script on stdout, where a failed write is exit 74 like any other.
-fn completions(shell: Shell, out: &mut Output<impl Write>) -> Result<()> {
+fn completions(shell: Shell) -> ExitCode {
+    let (mut out, printer) = plain();
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut Cli::command(), "bnx", &mut script);
-    out.text(&String::from_utf8_lossy(&script))?;
-    out.flush()
+    let result = out
+        .text(&String::from_utf8_lossy(&script))
+        .and_then(|()| out.flush());
+    let report = Report::new(DEFAULT_AGENT, false);
+    finish(result, false, false, &report, &mut out, &printer)
 }
 
 /// The pipeline. The report is put together here alone, from what each stage returns.
@@ -111,15 +114,29 @@ fn run(
         out.redact(token);
     }
     if let Some(options) = &config.batch {
-        let mut stdout = io::stdout().lock();
-        return batch::run(
-            &config,
-            options,
-            printer,
-            &mut io::stdin().lock(),
-            &mut stdout,
-        );
+        let (mut stdin, mut stdout) = (io::stdin().lock(), io::stdout().lock());
+        return batch::run(&config, options, printer, &mut stdin, &mut stdout);
     }
+    let Some(path) = &config.delivery.file else {
+        return ask(&config, report, out, printer);
+    };
+    // What stdout would get goes to the file, which replaces FILE only if all went well.
+    let mut file = Output::to(AtomicFile::create(path)?, path.display().to_string());
+    if let Action::Send(token) = &config.action {
+        file.redact(token);
+    }
+    ask(&config, report, &mut file, printer)?;
+    file.into_inner().commit()
+}
+
+/// From the configuration to the answer, written to `out`.
+fn ask(
+    config: &Config,
+    report: &mut Report,
+    out: &mut Output<impl Write>,
+    printer: &Printer,
+) -> Result<()> {
+    out.extract(config.delivery.extract);
     let messages = prompt::messages(&config.prompt, &mut io::stdin().lock())?;
     let state_dir = config.state_dir.as_deref();
     let conversation = state::conversation_to_send(
@@ -130,13 +147,18 @@ fn run(
         printer,
     );
     let request = Request::new(&config.url, &config.chat, messages, conversation);
-    let Action::Send(token) = &config.action else {
-        return out.dry_run(&request.describe());
+    let token = match &config.action {
+        Action::Send(token) => token,
+        Action::DryRun { no_token } => {
+            if let Some(why) = no_token {
+                printer.notice(&format!("the request would not be sent: {why}"));
+            }
+            return out.dry_run(&request.describe(no_token.is_none()));
+        }
     };
-    if !config.chat.stream {
-        printer.start_spinner();
-    }
-    let transport = Transport::new(&config.network).paced(pace::for_run(&config, token, printer));
+    // It runs until the first byte of the answer is written (`Printer::stdout`), or the end.
+    printer.start_spinner();
+    let transport = Transport::new(&config.network).paced(pace::for_run(config, token, printer));
     let network = &config.network;
     let kept = report::exchange(
         &transport,
@@ -148,17 +170,21 @@ fn run(
         printer,
         report,
     )?;
+    let cut = report.reply.cut(config.chat.max_tokens);
+    if let (Some(cut), true) = (&cut, config.delivery.fail_on_length) {
+        return Err(Error::msg(
+            Kind::Unexpected,
+            format!("{cut} (--fail-on-length)"),
+        ));
+    }
     if config.json {
         out.document(kept.as_deref(), &report.to_json())?;
     }
     if let Some(held) = &report.reply.no_text {
         printer.notice(&format!("the answer has no text: {held}"));
     }
-    if report.reply.finish_reason.as_deref() == Some("length") {
-        printer.notice(match config.chat.max_tokens {
-            Some(_) => "the answer was cut at --max-tokens",
-            None => "the answer was cut at the agent's token limit",
-        });
+    if let Some(cut) = cut {
+        printer.notice(&cut);
     }
     if let Some(id) = &report.reply.conversation_id {
         printer.verbose(&format!("conversation {id}"));

@@ -43,6 +43,20 @@ pub struct Reply {
     pub finish_reason: Option<String>,
     /// A text answer that held no text: what it held instead, for a notice.
     pub no_text: Option<String>,
+    /// An error status's body as the server sent it (up to 64 KiB), for `-v`.
+    pub error_body: Option<Vec<u8>>,
+}
+
+impl Reply {
+    /// Says so when the answer was cut at its token limit (`finish_reason: "length"`).
+    pub fn cut(&self, max_tokens: Option<u64>) -> Option<String> {
+        let limit = match max_tokens {
+            Some(_) => "--max-tokens",
+            None => "the agent's token limit",
+        };
+        (self.finish_reason.as_deref() == Some("length"))
+            .then(|| format!("the answer was cut at {limit}"))
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -82,7 +96,9 @@ pub fn read<W: Write>(
         return (reply, Err(err));
     }
     if !status.is_success() {
-        return (reply, Err(http_error(response, gave_up)));
+        let (body, err) = http_error(response, gave_up);
+        reply.error_body = Some(body);
+        return (reply, Err(err));
     }
     let content_type = header(response.headers(), "content-type").unwrap_or("");
     let is_stream = if content_type.is_empty() {
@@ -124,7 +140,8 @@ pub fn read<W: Write>(
                 "the stream ended before [DONE]: the answer is incomplete",
             ));
         }
-        if !json && text {
+        // Held for -x or --expect-json, even no text is taken apart: it fails as not asked for.
+        if !json && (text || out.holds_text()) {
             out.end_text()?;
         }
         Ok(None)
@@ -149,8 +166,9 @@ fn headers(headers: &HeaderMap) -> Reply {
     }
 }
 
-/// An error status as an `Error`, carrying the server's own error object and message.
-fn http_error(response: Response<Body>, gave_up: Option<&str>) -> Error {
+/// An error status as an `Error`, carrying the server's own error object and message, and the
+/// body it came in.
+fn http_error(response: Response<Body>, gave_up: Option<&str>) -> (Vec<u8>, Error) {
     let status = response.status();
     let code = status.as_u16();
     let mut body = Vec::new();
@@ -169,18 +187,22 @@ fn http_error(response: Response<Body>, gave_up: Option<&str>) -> Error {
     if let Some(why) = gave_up {
         message = format!("{message} ({why})");
     }
+    let names_scopes = message.contains("agents-all") || message.contains("agents-use");
     let kind = Kind::for_status(code);
     let mut err = Error::msg(kind, message).with_json_type("http");
     if let Some(object) = server_error.and_then(|e| e.object) {
         err = err.with_server_error(object);
     }
-    match code {
+    let err = match code {
         401 => err.with_hint("the token was refused: check it, or get a new one"),
         402 => err.with_hint("the account is out of credits: add credits, then run again"),
+        // The hint adds what to do, never the server's own words again.
+        403 if names_scopes => err.with_hint("give bnx a token that has one of those scopes"),
         403 => err.with_hint("the token needs the agents-all or agents-use scope"),
         429 => err.with_hint("rate limited: try again later"),
         _ => err,
-    }
+    };
+    (body, err)
 }
 
 /// What a server's error body says: its message, and its own `error` object when it is one.
@@ -267,6 +289,8 @@ pub fn write_answer<W: Write>(bytes: &[u8], json: bool, out: &mut Output<W>) -> 
                 out.text(content.as_str())?;
                 out.end_text()?;
             }
+            // Held for -x or --expect-json, even no text is taken apart: it fails as not asked for.
+            None if out.holds_text() => out.end_text()?,
             None => no_text = Some(held_instead(bytes, finish_reason.as_deref())),
         }
     }

@@ -35,29 +35,26 @@ impl Secret {
     }
 
     /// Trims surrounding whitespace and refuses what cannot be sent as a header value intact.
+    /// `source` names what held the token, as the subject of the error message: "token file
+    /// PATH", "BLUENEXUS_TOKEN", "the output of the token command (--token-cmd)".
     pub(crate) fn parse(raw: &str, source: &str) -> Result<Secret> {
         if raw.len() > MAX_TOKEN_BYTES {
             return Err(Error::msg(
                 Kind::Config,
                 format!(
-                    "the token from {source} is larger than {} KiB: refusing it rather than cutting it",
+                    "{source} is larger than {} KiB: refusing it rather than cutting it",
                     MAX_TOKEN_BYTES >> 10
                 ),
             ));
         }
         let token = raw.trim();
         if token.is_empty() {
-            return Err(Error::msg(
-                Kind::Config,
-                format!("the token from {source} is empty"),
-            ));
+            return Err(Error::msg(Kind::Config, format!("{source} is empty")));
         }
         if !token.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(Error::msg(
                 Kind::Config,
-                format!(
-                    "the token from {source} contains whitespace, control or non-ASCII characters"
-                ),
+                format!("{source} contains whitespace, control or non-ASCII characters"),
             ));
         }
         Ok(Secret(token.to_string()))
@@ -90,7 +87,7 @@ pub fn resolve(sources: Sources) -> Result<Secret> {
         return read_file(path);
     }
     if let Some(command) = sources.command {
-        return run_command(command, "--token-cmd");
+        return run_command(command, "the token command (--token-cmd)");
     }
     if let Some(token) = sources.env_token {
         let token = token
@@ -102,7 +99,7 @@ pub fn resolve(sources: Sources) -> Result<Secret> {
         let command = command
             .into_string()
             .map_err(|_| Error::msg(Kind::Config, "BLUENEXUS_TOKEN_CMD is not valid UTF-8"))?;
-        return run_command(&command, "BLUENEXUS_TOKEN_CMD");
+        return run_command(&command, "the token command (BLUENEXUS_TOKEN_CMD)");
     }
     match sources.default_file {
         Some(path) if path.exists() => read_file(&path),
@@ -169,7 +166,7 @@ fn read_file(path: &Path) -> Result<Secret> {
         .map_err(cannot_read)?;
     let source = format!("token file {name}");
     let raw = String::from_utf8(raw)
-        .map_err(|_| Error::msg(Kind::Config, format!("the {source} is not UTF-8 text")))?;
+        .map_err(|_| Error::msg(Kind::Config, format!("{source} is not UTF-8 text")))?;
     Secret::parse(&raw, &source)
 }
 
@@ -190,11 +187,12 @@ fn not_regular(meta: &Metadata) -> Option<&'static str> {
 /// finished within 30 s or if `bnx` is interrupted meanwhile. Its stdin is closed so it cannot
 /// eat the prompt piped to us (nor prompt on the terminal: it runs in the background); its
 /// stderr is passed through (a password manager's own message); its output is never shown.
-fn run_command(command: &str, source: &str) -> Result<Secret> {
-    run_command_within(command, source, TOKEN_COMMAND_LIMIT)
+/// `name` names the command in messages: "the token command (--token-cmd)".
+fn run_command(command: &str, name: &str) -> Result<Secret> {
+    run_command_within(command, name, TOKEN_COMMAND_LIMIT)
 }
 
-fn run_command_within(command: &str, source: &str, limit: Duration) -> Result<Secret> {
+fn run_command_within(command: &str, name: &str, limit: Duration) -> Result<Secret> {
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(command)
@@ -203,7 +201,7 @@ fn run_command_within(command: &str, source: &str, limit: Duration) -> Result<Se
         .stderr(Stdio::inherit())
         .process_group(0)
         .spawn()
-        .with_context(|| format!("cannot run the token command from {source}"))
+        .with_context(|| format!("cannot run {name}"))
         .map_err(|e| Error::new(Kind::Config, e))?;
     let group = Group(child.id() as libc::pid_t);
     let _on_interrupt = interrupt::on_interrupt(move || group.kill());
@@ -223,21 +221,21 @@ fn run_command_within(command: &str, source: &str, limit: Duration) -> Result<Se
         return Err(Error::msg(
             Kind::Config,
             format!(
-                "the token command from {source} did not finish within {}s and was stopped",
+                "{name} did not finish within {}s and was stopped",
                 secs(limit)
             ),
         ));
     };
     let status = match status {
         Some(status) => status
-            .with_context(|| format!("cannot run the token command from {source}"))
+            .with_context(|| format!("cannot run {name}"))
             .map_err(|e| Error::new(Kind::Config, e))?,
         None => {
             group.kill();
             return Err(Error::msg(
                 Kind::Config,
                 format!(
-                    "the token command from {source} printed more than {} KiB: that is not a token",
+                    "{name} printed more than {} KiB: that is not a token",
                     MAX_TOKEN_BYTES >> 10
                 ),
             ));
@@ -250,22 +248,22 @@ fn run_command_within(command: &str, source: &str, limit: Duration) -> Result<Se
         };
         return Err(Error::msg(
             Kind::Config,
-            format!("the token command from {source} failed with {how}"),
+            format!("{name} failed with {how}"),
         ));
     }
     if read.is_err() {
         return Err(Error::msg(
             Kind::Config,
-            format!("cannot read the output of the token command from {source}"),
+            format!("cannot read the output of {name}"),
         ));
     }
     let raw = String::from_utf8(raw).map_err(|_| {
         Error::msg(
             Kind::Config,
-            format!("the token command from {source} printed something that is not UTF-8"),
+            format!("{name} printed something that is not UTF-8"),
         )
     })?;
-    Secret::parse(&raw, &format!("the token command from {source}"))
+    Secret::parse(&raw, &format!("the output of {name}"))
 }
 
 /// A token command's process group.
@@ -348,6 +346,23 @@ mod tests {
         let err = resolve(sources()).unwrap_err();
         assert_eq!(err.kind, Kind::Config);
         assert!(err.hint.as_deref().unwrap().contains("--token-cmd"));
+    }
+
+    #[test]
+    fn messages_name_the_source_once_and_read_as_sentences() {
+        let err = run_command("true", "the token command (--token-cmd)").unwrap_err();
+        assert_eq!(
+            err.line(),
+            "the output of the token command (--token-cmd) is empty"
+        );
+        let err = run_command("exit 4", "the token command (BLUENEXUS_TOKEN_CMD)").unwrap_err();
+        assert_eq!(
+            err.line(),
+            "the token command (BLUENEXUS_TOKEN_CMD) failed with exit status 4"
+        );
+        let mut env = sources();
+        env.env_token = Some(" ".into());
+        assert_eq!(resolve(env).unwrap_err().line(), "BLUENEXUS_TOKEN is empty");
     }
 
     #[test]

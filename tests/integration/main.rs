@@ -10,15 +10,18 @@ mod completions;
 mod conversations;
 mod exit_codes;
 mod hostile;
+mod manpages;
 mod mock;
 mod mock_hostile;
 mod mock_interop;
 mod output;
 mod pacing;
+mod pipeline;
 mod prompt;
 mod retries;
 mod secrecy;
 mod soak;
+mod terminal;
 mod trust;
 mod util;
 

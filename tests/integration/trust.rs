@@ -1109,6 +1109,14 @@ fn an_answer_of_tool_calls_writes_nothing_and_says_what_it_held() {
         .success()
         .stdout("")
         .stderr("bnx: the answer has no text: it holds 2 tool calls\n");
+    for asked in ["-x", "--expect-json"] {
+        server
+            .bnx(dir.path())
+            .args([asked, "x"])
+            .assert()
+            .code(3)
+            .stdout("");
+    }
     let streamed = streaming(&[
         r#"{"choices":[{"delta":{"role":"assistant","content":null}}]}"#,
         r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"id":"a","function":{"name":"f"}}]}}]}"#,
@@ -1122,6 +1130,12 @@ fn an_answer_of_tool_calls_writes_nothing_and_says_what_it_held() {
         "",
         "bnx: the answer has no text: it holds 1 tool call\n",
     );
+    streamed
+        .bnx(dir.path())
+        .args(["-s", "-x", "x"])
+        .assert()
+        .code(3)
+        .stdout("");
 }
 
 /// A server that streams `events` in answer to every request.
