@@ -11,6 +11,7 @@ use ureq::http::Uri;
 
 use crate::cli::Cli;
 use crate::error::{Error, Kind, Result};
+use crate::pace::redis::StoreUrl;
 use crate::pace::Rate;
 use crate::retry::Policy;
 use crate::token::{self, Secret};
@@ -76,6 +77,8 @@ pub struct Network {
     pub stream: bool,
     /// Requests per rolling window for this origin and token; `None` when pacing is off.
     pub pace: Option<Rate>,
+    /// The Redis a fleet shares its pacing through; `None`: this machine's file.
+    pub rate_store: Option<StoreUrl>,
 }
 
 /// `--batch` and the options that only make sense with it.
@@ -156,6 +159,18 @@ impl Config {
                 None => Rate::DEFAULT,
             },
         };
+        let rate_store = match cli.rate_store {
+            Some(url) => Some(url),
+            None => env_string(&env, "BLUENEXUS_RATE_STORE")?,
+        }
+        .filter(|url| !url.is_empty())
+        .map(|url| {
+            url.parse::<StoreUrl>().map_err(|why| {
+                Error::msg(Kind::Config, format!("bad rate store URL: {why}"))
+                    .with_hint("use redis://HOST:PORT[/DB], such as redis://10.0.0.5:6379/0")
+            })
+        })
+        .transpose()?;
         let batch = cli.batch.map(|file| Batch {
             file,
             jobs: usize::from(cli.jobs),
@@ -185,6 +200,7 @@ impl Config {
                 env_proxy,
                 stream: cli.stream,
                 pace: Some(pace).filter(|rate| rate.requests > 0),
+                rate_store,
             },
             json: cli.json,
             prompt: PromptSources {
@@ -443,6 +459,36 @@ mod tests {
             !resolve(&[], &https_loopback).unwrap().network.env_proxy,
             "https to loopback is never proxied either"
         );
+    }
+
+    #[test]
+    fn the_rate_store_comes_from_the_flag_then_the_env_and_empty_is_none() {
+        let env = [("BLUENEXUS_RATE_STORE", "redis://env-host:7000/1")];
+        let store = |args: &[&str], env: &[(&str, &str)]| {
+            let args = [&["--dry-run"], args].concat();
+            resolve(&args, env).map(|c| c.network.rate_store.map(|u| u.to_string()))
+        };
+        assert_eq!(
+            store(&[], &env).unwrap().unwrap(),
+            "redis://env-host:7000/1"
+        );
+        assert_eq!(
+            store(&["--rate-store", "redis://flag-host"], &env)
+                .unwrap()
+                .unwrap(),
+            "redis://flag-host:6379/0"
+        );
+        assert_eq!(store(&["--rate-store", ""], &env).unwrap(), None);
+        assert_eq!(store(&[], &[("BLUENEXUS_RATE_STORE", "")]).unwrap(), None);
+        assert_eq!(store(&[], &[]).unwrap(), None);
+        let err = store(&[], &[("BLUENEXUS_RATE_STORE", "redis://:hunter2@h:x")]).unwrap_err();
+        assert_eq!(err.kind, Kind::Config);
+        assert!(
+            err.line().starts_with("bad rate store URL: "),
+            "{}",
+            err.line()
+        );
+        assert!(!err.line().contains("hunter2"));
     }
 
     #[test]
