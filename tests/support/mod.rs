@@ -3,3 +3,4 @@
 
 pub mod measure;
 pub mod mock;
+pub mod redis;
