@@ -98,14 +98,18 @@ fn fleet(
     })
 }
 
-/// How many times the mock answered each prompt with 200.
-fn answered(requests: &[Value]) -> HashMap<String, usize> {
-    let mut answered = HashMap::new();
-    for request in requests.iter().filter(|r| r["status"] == 200) {
+/// Asserts that the mock answered `n` different prompts, each with one 200 (a 429 before it
+/// is no loss).
+fn assert_each_answered_once(mock: &Mock, n: usize) {
+    let mut answered: HashMap<String, usize> = HashMap::new();
+    for request in mock.requests(n).iter().filter(|r| r["status"] == 200) {
         let prompt = request["body"]["messages"][0]["content"].as_str().unwrap();
         *answered.entry(prompt.to_string()).or_default() += 1;
     }
-    answered
+    assert!(
+        answered.len() == n && answered.values().all(|&times| times == 1),
+        "{answered:?}"
+    );
 }
 
 fn warnings(stderr: &str) -> usize {
@@ -132,8 +136,7 @@ fn two_machines_sharing_a_store_stay_under_the_limit_together() {
     let requests = mock.requests(24);
     let limited = requests.iter().filter(|r| r["status"] != 200).count();
     assert_eq!((requests.len(), limited), (24, 0), "the mock refused some");
-    let answered = answered(&requests);
-    assert!(answered.len() == 24 && answered.values().all(|&n| n == 1));
+    assert_each_answered_once(&mock, 24);
 }
 
 #[test]
@@ -186,11 +189,7 @@ fn killing_the_store_mid_run_loses_no_request() {
         }
     }
     assert!(warned > 0, "no run noticed the store was gone");
-    let answered = answered(&mock.requests(24));
-    assert!(
-        answered.len() == 24 && answered.values().all(|&n| n == 1),
-        "{answered:?}"
-    );
+    assert_each_answered_once(&mock, 24);
 }
 
 #[test]
@@ -228,11 +227,7 @@ fn a_batch_whose_store_dies_mid_run_warns_once_and_finishes_alone() {
         lines.iter().all(|l| l["bnx"]["exit_code"] == 0),
         "{lines:?}"
     );
-    let answered = answered(&mock.requests(12));
-    assert!(
-        answered.len() == 12 && answered.values().all(|&n| n == 1),
-        "{answered:?}"
-    );
+    assert_each_answered_once(&mock, 12);
 }
 
 #[test]
@@ -245,23 +240,9 @@ fn a_429_paused_through_the_store_holds_the_other_machine() {
     );
     let mut first = a.bnx(&mock);
     first.args(["--retries", "1", "first"]);
-    let first = spawn(first);
-    assert_eq!(mock.requests(1)[0]["status"], 429);
-    let second = b.bnx(&mock).arg("second").output().unwrap();
-    assert_eq!(second.status.code(), Some(0), "{}", stderr_of(&second));
-    assert!(
-        stderr_of(&second).contains("for a request slot"),
-        "the other machine did not wait for the pause: {}",
-        stderr_of(&second)
-    );
-    let first = first.wait_with_output().unwrap();
-    assert_eq!(first.status.code(), Some(0), "{}", stderr_of(&first));
-    let statuses: Vec<Value> = mock
-        .requests(3)
-        .iter()
-        .map(|r| r["status"].clone())
-        .collect();
-    assert_eq!(statuses, [json!(429), json!(200), json!(200)]);
+    let mut second = b.bnx(&mock);
+    second.arg("second");
+    assert_a_429_pauses_the_other(&mock, first, second);
 }
 
 #[test]
