@@ -15,9 +15,10 @@ complete -c bnx -l batch -d 'Run every line of a JSONL file as its own request (
 complete -c bnx -s j -l jobs -d 'With --batch: requests in flight at once, 1 to 64' -r
 complete -c bnx -l max-credits -d 'With --batch: start no new item once the credits this run consumed reach N' -r
 complete -c bnx -l min-credits -d 'With --batch: start no new item once X-Credits-Remaining falls below N' -r
-complete -c bnx -s o -l output -d 'With --batch: append the item lines to FILE, and on a rerun skip the items it records as done' -r -F
 complete -c bnx -l messages -d 'JSON array of {"role","content"} messages to send ("-" for stdin)' -r -F
 complete -c bnx -l system -d 'System message put before the conversation' -r
+complete -c bnx -s f -l file -d 'Add a file to the prompt, as <file name="PATH">...</file>, after the PROMPT words and before stdin; repeatable' -r -F
+complete -c bnx -s o -l output -d 'Write to FILE instead of stdout, replacing it only when the run succeeds (the file\'s mode is kept); "-" is stdout. With --batch: append the item lines to FILE, and on a rerun skip the items it records as done' -r -F
 complete -c bnx -l completions -d 'Print the completion script for SHELL and exit' -r -f -a "bash\t''
 elvish\t''
 fish\t''
@@ -26,7 +27,10 @@ zsh\t''"
 complete -c bnx -s s -l stream -d 'Stream the answer, writing each piece as it arrives'
 complete -c bnx -l json -d 'Write JSON: the response plus a "bnx" key; with --stream, one line per event'
 complete -c bnx -s c -l continue -d 'Continue this agent\'s last conversation'
-complete -c bnx -l no-stdin -d 'Never read standard input'
+complete -c bnx -s n -l no-stdin -d 'Never read standard input (for `while read` loops, as `ssh -n`)'
+complete -c bnx -s x -l extract -d 'Write only the content of the answer\'s first fenced code block; none is exit 3'
+complete -c bnx -l expect-json -d 'The answer must be one JSON value (one surrounding ``` fence is removed); it is written compact on one line, else exit 3'
+complete -c bnx -l fail-on-length -d 'Exit 3 when the answer was cut at the token limit, instead of a notice'
 complete -c bnx -l dry-run -d 'Print the request as JSON (token redacted) and send nothing; needs no token'
 complete -c bnx -s q -l quiet -d 'No notices on stderr (errors still print)'
 complete -c bnx -s v -l verbose -d 'Request, status, timing, credits, conversation and retries on stderr'

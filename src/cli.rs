@@ -29,6 +29,11 @@ Token (first found wins): --token-file, --token-cmd, BLUENEXUS_TOKEN, BLUENEXUS_
 const EXAMPLES: &str = "\
 Examples:
   git diff | bnx \"write a commit message for this diff\"
+  bnx -f src/main.rs -f Cargo.toml \"why does this not build?\"
+  bnx -x \"a shell one-liner that counts lines of Rust\" > count.sh
+  bnx --expect-json \"three risks as a JSON array of strings\" | jq -r '.[]'
+  bnx -q -o ~/today.txt \"Summarize my calendar for today\"   # cron: keeps the old file on failure
+  while read -r f; do bnx -n -f \"$f\" \"summarize this\"; done < list.txt
   bnx --json \"What meetings do I have today?\" | jq -r '.choices[0].message.content'
   bnx -s --system \"Answer in one line\" \"What is SSE?\"
   bnx -c \"and the one after that?\"
@@ -42,12 +47,14 @@ fn after_help() -> String {
 #[command(
     name = "bnx",
     version,
+    long_version = env!("BNX_LONG_VERSION"),
     about = "Ask a BlueNexus agent from the shell: prompt in, answer out, exit codes scripts can trust",
     after_help = after_help(),
     max_term_width = 100
 )]
 pub struct Cli {
-    /// The prompt; words are joined with spaces. Piped stdin is appended after a blank line.
+    /// The prompt; words are joined with spaces. Files (-f) and then piped stdin follow, each
+    /// after a blank line.
     #[arg(value_name = "PROMPT")]
     pub prompt: Vec<String>,
 
@@ -77,11 +84,11 @@ pub struct Cli {
     pub json: bool,
 
     /// Sampling temperature, 0.0 to 2.0 [default: the agent's own]
-    #[arg(long, value_name = "F", value_parser = parse_temperature)]
+    #[arg(long, value_name = "F", value_parser = parse_temperature, allow_negative_numbers = true)]
     pub temperature: Option<f64>,
 
     /// Longest answer, in tokens [default: the agent's own]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", value_parser = parse_positive, allow_negative_numbers = true)]
     pub max_tokens: Option<u64>,
 
     /// Continue the conversation with this id
@@ -94,19 +101,19 @@ pub struct Cli {
 
     /// Seconds to wait for the answer to start (and, non-streaming, to finish); streaming, the
     /// longest silence allowed between two events
-    #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_secs)]
+    #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_secs, allow_negative_numbers = true)]
     pub timeout: Duration,
 
     /// Seconds allowed for TCP and TLS connect
-    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs, allow_negative_numbers = true)]
     pub connect_timeout: Duration,
 
     /// Retries on connect errors, timeouts, 429, 500, 502, 503 and 504
-    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(0..=100))]
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = parse_retries, allow_negative_numbers = true)]
     pub retries: u32,
 
     /// Longest single wait before a retry; a longer Retry-After fails at once
-    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_wait)]
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_wait, allow_negative_numbers = true)]
     pub max_retry_wait: Duration,
 
     /// Pace requests to N per rolling SECS seconds, shared by every bnx process of this user for
@@ -138,13 +145,8 @@ pub struct Cli {
     #[arg(long, value_name = "N", requires = "batch", value_parser = parse_credits)]
     pub min_credits: Option<f64>,
 
-    /// With --batch: append the item lines to FILE, and on a rerun skip the items it records
-    /// as done
-    #[arg(short, long, value_name = "FILE", requires = "batch")]
-    pub output: Option<PathBuf>,
-
-    /// Never read standard input
-    #[arg(long)]
+    /// Never read standard input (for `while read` loops, as `ssh -n`)
+    #[arg(short = 'n', long)]
     pub no_stdin: bool,
 
     /// JSON array of {"role","content"} messages to send ("-" for stdin)
@@ -154,6 +156,30 @@ pub struct Cli {
     /// System message put before the conversation
     #[arg(long, value_name = "TEXT")]
     pub system: Option<String>,
+
+    /// Add a file to the prompt, as <file name="PATH">...</file>, after the PROMPT words and
+    /// before stdin; repeatable
+    #[arg(short = 'f', long = "file", value_name = "PATH")]
+    pub files: Vec<PathBuf>,
+
+    /// Write to FILE instead of stdout, replacing it only when the run succeeds (the file's
+    /// mode is kept); "-" is stdout. With --batch: append the item lines to FILE, and on a
+    /// rerun skip the items it records as done
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Write only the content of the answer's first fenced code block; none is exit 3
+    #[arg(short = 'x', long, conflicts_with_all = ["json", "expect_json"])]
+    pub extract: bool,
+
+    /// The answer must be one JSON value (one surrounding ``` fence is removed); it is written
+    /// compact on one line, else exit 3
+    #[arg(long, conflicts_with = "json")]
+    pub expect_json: bool,
+
+    /// Exit 3 when the answer was cut at the token limit, instead of a notice
+    #[arg(long)]
+    pub fail_on_length: bool,
 
     /// Print the request as JSON (token redacted) and send nothing; needs no token
     #[arg(long)]
@@ -175,7 +201,21 @@ pub struct Cli {
 fn parse_temperature(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(t) if (0.0..=2.0).contains(&t) => Ok(t),
-        _ => Err("expected a number from 0.0 to 2.0".into()),
+        _ => Err("must be between 0 and 2".into()),
+    }
+}
+
+fn parse_positive(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err("must be a positive whole number".into()),
+    }
+}
+
+fn parse_retries(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(n) if n <= 100 => Ok(n),
+        _ => Err("must be a whole number from 0 to 100".into()),
     }
 }
 
@@ -224,6 +264,41 @@ mod tests {
         assert!(parse_secs("-1").is_err());
         assert!(parse_secs("inf").is_err());
         assert_eq!(parse_wait("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_positive("1"), Ok(1));
+        assert!(parse_positive("0").is_err());
+        assert!(parse_positive("1.5").is_err());
+        assert_eq!(parse_retries("100"), Ok(100));
+        assert!(parse_retries("101").is_err());
+    }
+
+    #[test]
+    fn negative_numbers_are_values_so_their_check_speaks() {
+        for (flag, message) in [
+            ("--temperature", "must be between 0 and 2"),
+            ("--max-tokens", "must be a positive whole number"),
+            ("--retries", "must be a whole number from 0 to 100"),
+            ("--timeout", "expected a number of seconds"),
+        ] {
+            let err = Cli::try_parse_from(["bnx", flag, "-1", "x"]).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains(message), "{flag}: {text}");
+            assert!(!text.contains("-- -1"), "{flag}: {text}");
+        }
+    }
+
+    #[test]
+    fn extract_expect_json_and_json_exclude_each_other() {
+        for pair in [
+            ["-x", "--json"],
+            ["-x", "--expect-json"],
+            ["--expect-json", "--json"],
+        ] {
+            let err = Cli::try_parse_from(["bnx", pair[0], pair[1], "q"]).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+        }
+        let cli = Cli::try_parse_from(["bnx", "-f", "a", "--file", "b", "-n", "-x", "q"]).unwrap();
+        assert_eq!(cli.files, [PathBuf::from("a"), PathBuf::from("b")]);
+        assert!(cli.no_stdin && cli.extract);
     }
 
     #[test]

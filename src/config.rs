@@ -11,6 +11,7 @@ use ureq::http::Uri;
 
 use crate::cli::Cli;
 use crate::error::{Error, Kind, Result};
+use crate::extract::Extract;
 use crate::pace::redis::StoreUrl;
 use crate::pace::Rate;
 use crate::retry::Policy;
@@ -45,14 +46,31 @@ pub struct PromptSources {
     /// `--messages`: a path, or `-` for stdin.
     pub messages: Option<PathBuf>,
     pub system: Option<String>,
+    /// `-f`: files added to the user message, in order.
+    pub files: Vec<PathBuf>,
 }
 
 /// What the run does once the request is built. Only sending needs a token, so only sending
 /// has one: `--dry-run` works on a machine with no token at all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    DryRun,
+    /// `no_token` says why no token was found, if none was: the dry run shows `<no token>`
+    /// rather than a header that would not be sent.
+    DryRun {
+        no_token: Option<String>,
+    },
     Send(Secret),
+}
+
+/// What is written, and where.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delivery {
+    /// `-o`: a file replaced on success, instead of stdout.
+    pub file: Option<PathBuf>,
+    /// `-x` or `--expect-json`.
+    pub extract: Option<Extract>,
+    /// `--fail-on-length`: a cut answer is exit 3.
+    pub fail_on_length: bool,
 }
 
 /// What the request asks of the agent.
@@ -106,6 +124,7 @@ pub struct Config {
     pub chat: Chat,
     pub network: Network,
     pub json: bool,
+    pub delivery: Delivery,
     pub prompt: PromptSources,
     /// `$XDG_STATE_HOME/bluenexus`, if there is anywhere to keep state.
     pub state_dir: Option<PathBuf>,
@@ -133,17 +152,30 @@ impl Config {
             && ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
                 .iter()
                 .any(|name| env(name).is_some_and(|v| !v.is_empty()));
-        let action = if cli.dry_run {
-            Action::DryRun
-        } else {
-            Action::Send(token::resolve(token::Sources {
-                file: cli.token_file.as_deref(),
-                command: cli.token_cmd.as_deref(),
-                env_token: env("BLUENEXUS_TOKEN"),
-                env_command: env("BLUENEXUS_TOKEN_CMD").filter(|c| !c.is_empty()),
-                default_file: base_dir(&env, "XDG_CONFIG_HOME", ".config")
-                    .map(|d| d.join("bluenexus").join("token")),
-            })?)
+        if cli.no_stdin && cli.messages.as_deref() == Some(std::path::Path::new("-")) {
+            return Err(Error::msg(
+                Kind::Usage,
+                "--messages - reads standard input, which --no-stdin forbids",
+            ));
+        }
+        let token = token::resolve(token::Sources {
+            file: cli.token_file.as_deref(),
+            command: cli.token_cmd.as_deref(),
+            env_token: env("BLUENEXUS_TOKEN"),
+            env_command: env("BLUENEXUS_TOKEN_CMD").filter(|c| !c.is_empty()),
+            default_file: base_dir(&env, "XDG_CONFIG_HOME", ".config")
+                .map(|d| d.join("bluenexus").join("token")),
+        });
+        let action = match (cli.dry_run, token) {
+            (true, token) => Action::DryRun {
+                no_token: token.err().map(|e| e.line()),
+            },
+            (false, token) => Action::Send(token?),
+        };
+        let extract = match (cli.extract, cli.expect_json) {
+            (true, _) => Some(Extract::CodeBlock),
+            (false, true) => Some(Extract::Json),
+            (false, false) => None,
         };
         let conversation = match (cli.conversation, cli.continue_) {
             (Some(id), _) => Conversation::Id(id),
@@ -171,12 +203,14 @@ impl Config {
             })
         })
         .transpose()?;
+        // As for curl, `-o -` is stdout.
+        let output = cli.output.filter(|path| path.as_os_str() != "-");
         let batch = cli.batch.map(|file| Batch {
             file,
             jobs: usize::from(cli.jobs),
             max_credits: cli.max_credits,
             min_credits: cli.min_credits,
-            output: cli.output,
+            output: output.clone(),
         });
         Ok(Config {
             agent,
@@ -203,11 +237,18 @@ impl Config {
                 rate_store,
             },
             json: cli.json,
+            delivery: Delivery {
+                // A batch appends to its output instead: see `batch`.
+                file: output.filter(|_| batch.is_none()),
+                extract,
+                fail_on_length: cli.fail_on_length,
+            },
             prompt: PromptSources {
                 words: cli.prompt,
                 read_stdin: !cli.no_stdin && !stdin_is_terminal,
                 messages: cli.messages,
                 system: cli.system,
+                files: cli.files,
             },
             state_dir: base_dir(&env, "XDG_STATE_HOME", ".local/state")
                 .map(|d| d.join("bluenexus")),
@@ -502,7 +543,14 @@ mod tests {
     #[test]
     fn dry_run_needs_no_token_and_stdin_follows_terminal_and_flag() {
         let c = resolve(&["--dry-run", "hi"], &[]).unwrap();
-        assert_eq!(c.action, Action::DryRun);
+        assert_eq!(
+            c.action,
+            Action::DryRun {
+                no_token: Some("no access token".into())
+            }
+        );
+        let c = resolve(&["--dry-run", "hi"], &[("BLUENEXUS_TOKEN", "t")]).unwrap();
+        assert_eq!(c.action, Action::DryRun { no_token: None });
         assert!(!c.prompt.read_stdin, "a terminal stdin is never read");
         let reads_stdin = |args: &[&str]| {
             let cli = Cli::try_parse_from(args).unwrap();
@@ -511,5 +559,35 @@ mod tests {
         };
         assert!(reads_stdin(&["bnx", "--dry-run"]));
         assert!(!reads_stdin(&["bnx", "--dry-run", "--no-stdin"]));
+        assert!(!reads_stdin(&["bnx", "--dry-run", "-n"]));
+    }
+
+    #[test]
+    fn no_stdin_with_messages_from_stdin_is_a_usage_error() {
+        let err = resolve(&["--dry-run", "-n", "--messages", "-"], &[]).unwrap_err();
+        assert_eq!(err.kind, Kind::Usage);
+        assert!(resolve(&["--dry-run", "-n", "--messages", "m.json"], &[]).is_ok());
+    }
+
+    #[test]
+    fn extract_and_output_options_reach_the_delivery() {
+        let c = resolve(&["--dry-run", "-x", "-o", "out.txt", "q"], &[]).unwrap();
+        assert_eq!(
+            c.delivery,
+            Delivery {
+                file: Some("out.txt".into()),
+                extract: Some(Extract::CodeBlock),
+                fail_on_length: false
+            }
+        );
+        let c = resolve(&["--dry-run", "-o", "-", "q"], &[]).unwrap();
+        assert_eq!(c.delivery.file, None, "-o - is stdout");
+        let c = resolve(
+            &["--dry-run", "--expect-json", "--fail-on-length", "q"],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.delivery.extract, Some(Extract::Json));
+        assert!(c.delivery.fail_on_length);
     }
 }

@@ -98,7 +98,7 @@ Exit codes:
   4   out of credits (402), or a credit budget reached
   65  bad input data: stdin not UTF-8 or over 64 MiB, --messages not valid
   69  service unavailable: connect/DNS/TLS failure, timeout, 5xx after retries
-  74  local I/O error: writing stdout failed
+  74  local I/O error: writing stdout or the --output file failed
   75  rate limited (429) after retries; try again later
   76  protocol error: the answer is not the documented API, or it was cut off
   77  authentication or permission refused (401, 403)
@@ -153,8 +153,9 @@ impl Error {
         self
     }
 
-    /// Writing our output failed: a closed pipe is a quiet success, anything else exit 74.
-    pub fn output(err: io::Error) -> Self {
+    /// Writing our output to `to` (standard output, or the file of `-o`) failed: a closed pipe
+    /// is a quiet success, anything else exit 74.
+    pub fn write(err: io::Error, to: &str) -> Self {
         let kind = if err.kind() == io::ErrorKind::BrokenPipe {
             Kind::ClosedPipe
         } else {
@@ -162,7 +163,7 @@ impl Error {
         };
         Error::new(
             kind,
-            anyhow::Error::new(err).context("cannot write to standard output"),
+            anyhow::Error::new(err).context(format!("cannot write to {to}")),
         )
     }
 
@@ -271,9 +272,12 @@ mod tests {
 
     #[test]
     fn closed_pipe_is_quiet_success() {
-        let err = Error::output(io::Error::from(io::ErrorKind::BrokenPipe));
+        let err = Error::write(
+            io::Error::from(io::ErrorKind::BrokenPipe),
+            "standard output",
+        );
         assert_eq!(err.kind.exit_code(), 0);
-        let err = Error::output(io::Error::from(io::ErrorKind::StorageFull));
+        let err = Error::write(io::Error::from(io::ErrorKind::StorageFull), "out.txt");
         assert_eq!(err.kind.exit_code(), 74);
     }
 

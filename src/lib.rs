@@ -6,11 +6,15 @@
 //! with `retry` deciding) -> `response` (whole or `sse` streamed) -> `output` (stdout) ->
 //! `error` (exit codes). `report` puts together the `bnx` object of `--json` from what the
 //! stages return; `printer` owns stderr. `wire` holds the API's types, shared with `mock`.
+//! `extract` takes apart a complete answer for `-x` and `--expect-json`; `atomic` is the file
+//! of `-o`, replaced only on success.
 
+pub mod atomic;
 pub mod batch;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod extract;
 pub mod interrupt;
 pub mod mock;
 pub mod output;

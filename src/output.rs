@@ -6,36 +6,76 @@ use std::io::Write;
 use serde_json::{json, Value};
 
 use crate::error::{Error, Kind, Result};
+use crate::extract::Extract;
 
-/// Standard output. Pieces are buffered only until `flush`, which the caller does before it
-/// waits for more data, so nothing sits in a buffer while the network is quiet.
+/// The most answer text held for `-x` or `--expect-json`, as much as a whole answer may be.
+const MAX_HELD: usize = 64 * 1024 * 1024;
+
+/// Standard output, or the file of `-o`. Pieces are buffered only until `flush`, which the
+/// caller does before it waits for more data, so nothing sits in a buffer while the network is
+/// quiet.
 pub struct Output<W: Write> {
     out: W,
     last_byte: Option<u8>,
+    /// What is written to, for error messages.
+    to: String,
+    /// With `-x` or `--expect-json`: the answer's text so far, written only once it is complete.
+    held: Option<(Extract, String)>,
 }
 
 impl<W: Write> Output<W> {
     pub fn new(out: W) -> Self {
+        Output::to(out, "standard output")
+    }
+
+    /// Output to `to`, named so in error messages.
+    pub fn to(out: W, to: impl Into<String>) -> Self {
         Output {
             out,
             last_byte: None,
+            to: to.into(),
+            held: None,
         }
     }
 
+    /// From now on the answer's text is held, and `end_text` writes what `extract` makes of it.
+    pub fn extract(&mut self, extract: Option<Extract>) {
+        self.held = extract.map(|extract| (extract, String::new()));
+    }
+
     pub fn text(&mut self, piece: &str) -> Result<()> {
+        if let Some((_, held)) = &mut self.held {
+            if held.len() + piece.len() > MAX_HELD {
+                return Err(Error::msg(
+                    Kind::Unexpected,
+                    format!(
+                        "the answer is larger than {} MiB, too large to take apart",
+                        MAX_HELD >> 20
+                    ),
+                ));
+            }
+            held.push_str(piece);
+            return Ok(());
+        }
         if let Some(&last) = piece.as_bytes().last() {
             self.out
                 .write_all(piece.as_bytes())
-                .map_err(Error::output)?;
+                .map_err(|e| Error::write(e, &self.to))?;
             self.last_byte = Some(last);
         }
         Ok(())
     }
 
-    /// Ends a complete text answer with a newline unless it already has one.
+    /// Ends a complete text answer with a newline unless it already has one. Held text is
+    /// taken apart here, now that it is complete.
     pub fn end_text(&mut self) -> Result<()> {
+        if let Some((extract, held)) = self.held.take() {
+            self.text(&extract.apply(&held)?)?;
+        }
         if self.last_byte != Some(b'\n') {
-            self.out.write_all(b"\n").map_err(Error::output)?;
+            self.out
+                .write_all(b"\n")
+                .map_err(|e| Error::write(e, &self.to))?;
             self.last_byte = Some(b'\n');
         }
         self.flush()
@@ -43,8 +83,9 @@ impl<W: Write> Output<W> {
 
     /// Writes one line of JSON (or any bytes that hold no newline) and its newline.
     pub fn line(&mut self, bytes: &[u8]) -> Result<()> {
-        self.out.write_all(bytes).map_err(Error::output)?;
-        self.out.write_all(b"\n").map_err(Error::output)?;
+        let to = &self.to;
+        self.out.write_all(bytes).map_err(|e| Error::write(e, to))?;
+        self.out.write_all(b"\n").map_err(|e| Error::write(e, to))?;
         self.last_byte = Some(b'\n');
         Ok(())
     }
@@ -55,7 +96,7 @@ impl<W: Write> Output<W> {
     }
 
     pub fn flush(&mut self) -> Result<()> {
-        self.out.flush().map_err(Error::output)
+        self.out.flush().map_err(|e| Error::write(e, &self.to))
     }
 
     /// `--dry-run`: the request, pretty-printed for a person to read.
@@ -132,5 +173,23 @@ mod tests {
         out.text("a\n").unwrap();
         out.end_text().unwrap();
         assert_eq!(out.out, b"a\n");
+    }
+
+    #[test]
+    fn held_text_is_written_taken_apart_when_complete() {
+        let mut out = Output::new(Vec::new());
+        out.extract(Some(Extract::CodeBlock));
+        for piece in ["see\n``", "`sh\nls", " -l\n```\nbye"] {
+            out.text(piece).unwrap();
+            assert!(out.out.is_empty(), "nothing before the answer is complete");
+        }
+        out.end_text().unwrap();
+        assert_eq!(out.out, b"ls -l\n");
+
+        let mut out = Output::new(Vec::new());
+        out.extract(Some(Extract::Json));
+        out.text("no json").unwrap();
+        assert_eq!(out.end_text().unwrap_err().kind, Kind::Unexpected);
+        assert!(out.out.is_empty());
     }
 }

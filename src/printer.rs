@@ -2,7 +2,11 @@
 //! progress bar. The data path (`response`, `output`) never sees it; answer text never comes
 //! here.
 
+use std::fs::File;
 use std::io::{self, IsTerminal, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -41,6 +45,9 @@ pub struct Printer {
     /// bury everything else.
     batch: bool,
     bar: Mutex<Option<Bar>>,
+    /// Standard output's last line is unfinished (an answer cut short): a line written on the
+    /// same terminal must start on a new line.
+    mid_line: AtomicBool,
 }
 
 /// The spinner or progress bar on the terminal's last line, and the clean-up that erases it if
@@ -56,6 +63,7 @@ impl Printer {
             verbosity,
             batch: false,
             bar: Mutex::new(None),
+            mid_line: AtomicBool::new(false),
         }
     }
 
@@ -64,6 +72,12 @@ impl Printer {
             batch: true,
             ..Printer::new(verbosity)
         }
+    }
+
+    /// Standard output as the printer must see it: the spinner is erased before the first
+    /// byte of the answer reaches the terminal, and an unfinished last line is noted.
+    pub fn stdout<W: Write>(&self, out: W) -> Stdout<'_, W> {
+        Stdout { out, printer: self }
     }
 
     /// A notice the user should see: retries, a cut answer, a warning. Silenced by `-q`.
@@ -90,6 +104,25 @@ impl Printer {
         }
     }
 
+    /// A body, as `-v` shows it: on one line, control characters made visible, cut at 2 KiB.
+    pub fn verbose_body(&self, what: &str, body: &[u8]) {
+        if self.verbosity != Verbosity::Verbose {
+            return;
+        }
+        let size = body.len();
+        let shown: String = String::from_utf8_lossy(&body[..size.min(VERBOSE_BODY)])
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        if size > VERBOSE_BODY {
+            self.line(&format!(
+                "bnx: {what} ({size} bytes, cut at 2 KiB): {shown}..."
+            ));
+        } else {
+            self.line(&format!("bnx: {what} ({size} bytes): {shown}"));
+        }
+    }
+
     pub fn error(&self, err: &Error) {
         self.erase();
         self.line(&format!("bnx: error: {}", err.line()));
@@ -108,7 +141,11 @@ impl Printer {
 
     fn line(&self, line: &str) {
         self.suspend(|| {
-            let _ = writeln!(io::stderr().lock(), "{line}");
+            let mut stderr = io::stderr().lock();
+            if self.mid_line.swap(false, Ordering::Relaxed) && same_terminal() {
+                let _ = stderr.write_all(b"\n");
+            }
+            let _ = writeln!(stderr, "{line}");
         });
     }
 
@@ -169,5 +206,43 @@ impl Printer {
         self.bar
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// How much of a body `-v` shows.
+const VERBOSE_BODY: usize = 2048;
+
+/// Whether standard output and standard error are one terminal, where answer text and a
+/// notice share lines.
+fn same_terminal() -> bool {
+    let device = |fd: std::os::fd::BorrowedFd| {
+        let file = File::from(fd.try_clone_to_owned().ok()?);
+        file.metadata().ok().map(|meta| meta.rdev())
+    };
+    io::stdout().is_terminal()
+        && io::stderr().is_terminal()
+        && device(io::stdout().as_fd()) == device(io::stderr().as_fd())
+}
+
+/// Standard output, erasing the spinner before it writes. See [`Printer::stdout`].
+pub struct Stdout<'a, W> {
+    out: W,
+    printer: &'a Printer,
+}
+
+impl<W: Write> Write for Stdout<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.printer.stop_spinner();
+        let written = self.out.write(buf)?;
+        if let Some(&last) = buf[..written].last() {
+            self.printer
+                .mid_line
+                .store(last != b'\n', Ordering::Relaxed);
+        }
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
     }
 }

@@ -1,5 +1,6 @@
-//! Assembling the messages to send from the prompt words, standard input, `--system` and
-//! `--messages`. What is read is what is sent: nothing is trimmed, cut or replaced.
+//! Assembling the messages to send from the prompt words, `-f` files, standard input,
+//! `--system` and `--messages`. What is read is what is sent: nothing is trimmed, cut or
+//! replaced.
 
 use std::fs::File;
 use std::io::Read;
@@ -12,11 +13,13 @@ use crate::config::PromptSources;
 use crate::error::{Error, Kind, Result};
 use crate::wire::Message;
 
-/// Standard input or a messages file larger than this is refused rather than truncated.
+/// Input larger than this, standard input, `-f` files and a messages file together, is refused
+/// rather than truncated.
 pub const MAX_INPUT: u64 = 64 * 1024 * 1024;
 
 /// Builds the messages. `stdin` is read only when the sources ask for it.
 pub fn messages(sources: &PromptSources, stdin: &mut dyn Read) -> Result<Vec<Message>> {
+    let mut budget = MAX_INPUT;
     let mut messages = Vec::new();
     if let Some(system) = &sources.system {
         messages.push(Message::new("system", system.as_str()));
@@ -25,7 +28,7 @@ pub fn messages(sources: &PromptSources, stdin: &mut dyn Read) -> Result<Vec<Mes
     if let Some(path) = &sources.messages {
         let (text, name) = if messages_from_stdin {
             (
-                read_text(&mut *stdin, "standard input")?,
+                read_text(&mut *stdin, "standard input", &mut budget)?,
                 "standard input".to_string(),
             )
         } else {
@@ -33,27 +36,23 @@ pub fn messages(sources: &PromptSources, stdin: &mut dyn Read) -> Result<Vec<Mes
             let file = File::open(path)
                 .with_context(|| format!("cannot read messages file {name}"))
                 .map_err(|e| Error::new(Kind::Input, e))?;
-            (read_text(file, &name)?, name)
+            (read_text(file, &name, &mut budget)?, name)
         };
         messages.extend(parse_messages(&text, &name)?);
     }
-    let words = sources.words.join(" ");
-    let prompt = Some(words).filter(|w| !w.trim().is_empty());
-    let piped = if sources.read_stdin && !messages_from_stdin {
-        Some(read_text(&mut *stdin, "standard input")?).filter(|s| !s.trim().is_empty())
-    } else {
-        None
-    };
-    let user = match (prompt, piped) {
-        (Some(prompt), Some(piped)) => Some(format!("{prompt}\n\n{piped}")),
-        (prompt, piped) => prompt.or(piped),
-    };
-    match user {
+    let mut parts = vec![sources.words.join(" ")];
+    for path in &sources.files {
+        parts.push(file_part(path, &mut budget)?);
+    }
+    if sources.read_stdin && !messages_from_stdin {
+        parts.push(read_text(&mut *stdin, "standard input", &mut budget)?);
+    }
+    match join_parts(parts) {
         Some(user) => messages.push(Message::new("user", user)),
         None if sources.messages.is_none() => {
             return Err(Error::msg(
                 Kind::Usage,
-                "no prompt: give PROMPT words or pipe text to stdin",
+                "no prompt: give PROMPT words, a file (-f) or pipe text to stdin",
             )
             .with_hint("bnx \"your question\", or: cat file | bnx \"what does this do?\""))
         }
@@ -69,28 +68,10 @@ pub fn messages(sources: &PromptSources, stdin: &mut dyn Read) -> Result<Vec<Mes
 }
 
 /// The user message made of `parts` in order, joined by a blank line; a blank part counts as
-/// absent, and no part at all is no message.
+/// absent (cron and CI often hand a program an empty stdin), and no part at all is no message.
 pub fn join_parts(parts: impl IntoIterator<Item = String>) -> Option<String> {
     let parts: Vec<String> = parts.into_iter().filter(|p| !p.trim().is_empty()).collect();
     (!parts.is_empty()).then(|| parts.join("\n\n"))
-}
-
-/// A file as a part of the prompt: `<file name="PATH">`, its content (less one trailing
-/// newline, so the block never ends in a blank line) and `</file>`.
-pub fn file_part(path: &Path) -> Result<String> {
-    let name = path.display().to_string();
-    let unreadable = |e: std::io::Error| {
-        Error::new(
-            Kind::Input,
-            anyhow::Error::new(e).context(format!("cannot read {name}")),
-        )
-    };
-    if path.is_dir() {
-        return Err(Error::msg(Kind::Input, format!("{name} is a directory")));
-    }
-    let content = read_text(File::open(path).map_err(unreadable)?, &name)?;
-    let content = content.strip_suffix('\n').unwrap_or(&content);
-    Ok(format!("<file name=\"{name}\">\n{content}\n</file>"))
 }
 
 /// The messages of a `--messages` file (not `-`: stdin is read by [`messages`]).
@@ -99,26 +80,59 @@ pub fn history(path: &Path) -> Result<Vec<Message>> {
     let file = File::open(path)
         .with_context(|| format!("cannot read messages file {name}"))
         .map_err(|e| Error::new(Kind::Input, e))?;
-    parse_messages(&read_text(file, &name)?, &name)
+    parse_messages(&read_text(file, &name, &mut { MAX_INPUT })?, &name)
 }
 
-/// Reads all of `input` as UTF-8, refusing more than `MAX_INPUT` bytes.
-pub fn read_text(input: impl Read, name: &str) -> Result<String> {
+/// A `-f` file as its part of the user message: `<file name="PATH">`, the content less one
+/// trailing newline (so the block never ends in a blank line), `</file>`. PATH is shown as
+/// given, so the agent sees the name the user typed.
+pub fn file_part(path: &Path, budget: &mut u64) -> Result<String> {
+    let name = path.display().to_string();
+    let unreadable = |e: std::io::Error| {
+        Error::new(
+            Kind::Input,
+            anyhow::Error::new(e).context(format!("cannot read file {name}")),
+        )
+    };
+    // Checked first: on Linux a directory opens, and only reading it fails.
+    if path.metadata().map_err(unreadable)?.is_dir() {
+        return Err(Error::msg(
+            Kind::Input,
+            format!("cannot read file {name}: it is a directory"),
+        ));
+    }
+    let file = File::open(path).map_err(unreadable)?;
+    let content = read_text(file, &format!("file {name}"), budget)?;
+    let content = content
+        .strip_suffix("\r\n")
+        .or_else(|| content.strip_suffix('\n'))
+        .unwrap_or(&content);
+    Ok(format!("<file name=\"{name}\">\n{content}\n</file>"))
+}
+
+/// Reads all of `input` as UTF-8, refusing to go past what is left of the input `budget`.
+pub fn read_text(input: impl Read, name: &str, budget: &mut u64) -> Result<String> {
     let mut bytes = Vec::new();
     input
-        .take(MAX_INPUT + 1)
+        .take(*budget + 1)
         .read_to_end(&mut bytes)
         .with_context(|| format!("cannot read {name}"))
         .map_err(|e| Error::new(Kind::LocalIo, e))?;
-    if bytes.len() as u64 > MAX_INPUT {
+    if bytes.len() as u64 > *budget {
+        let mib = MAX_INPUT >> 20;
         return Err(Error::msg(
             Kind::Input,
-            format!(
-                "{name} is larger than {} MiB; refusing to send it cut",
-                MAX_INPUT >> 20
-            ),
+            if *budget == MAX_INPUT {
+                format!("{name} is larger than {mib} MiB; refusing to send it cut")
+            } else {
+                format!(
+                    "{name} takes the input (files, stdin and --messages together) past {mib} \
+                     MiB; refusing to send it cut"
+                )
+            },
         ));
     }
+    *budget -= bytes.len() as u64;
     String::from_utf8(bytes).map_err(|e| {
         Error::msg(
             Kind::Input,
@@ -208,6 +222,75 @@ mod tests {
         let mut big = std::io::repeat(b'a').take(MAX_INPUT + 1);
         let err = messages(&sources(&[], true), &mut big).unwrap_err();
         assert_eq!(err.kind, Kind::Input);
+    }
+
+    #[test]
+    fn files_come_between_the_words_and_stdin_each_in_its_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.rs");
+        let b = dir.path().join("b.txt");
+        std::fs::write(&a, "fn main() {}\n").unwrap();
+        std::fs::write(&b, "two\n\n").unwrap();
+        let mut s = sources(&["review", "these"], true);
+        s.files = vec![a.clone(), b.clone()];
+        let (a, b) = (a.display(), b.display());
+        assert_eq!(
+            user_text(&s, "piped\n").unwrap(),
+            format!(
+                "review these\n\n<file name=\"{a}\">\nfn main() {{}}\n</file>\n\n\
+                 <file name=\"{b}\">\ntwo\n\n</file>\n\npiped\n"
+            )
+        );
+        s.words.clear();
+        s.read_stdin = false;
+        s.files.truncate(1);
+        assert_eq!(
+            user_text(&s, "").unwrap(),
+            format!("<file name=\"{a}\">\nfn main() {{}}\n</file>")
+        );
+    }
+
+    #[test]
+    fn a_missing_directory_or_binary_file_is_exit_65_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let binary = dir.path().join("bin");
+        std::fs::write(&binary, b"ab\xff").unwrap();
+        for (path, why) in [
+            (dir.path().join("missing"), "No such file"),
+            (dir.path().to_path_buf(), "is a directory"),
+            (binary, "not valid UTF-8 (invalid byte at offset 2)"),
+        ] {
+            let mut s = sources(&["q"], false);
+            s.files = vec![path.clone()];
+            let err = user_text(&s, "").unwrap_err();
+            assert_eq!(err.kind, Kind::Input, "{}", err.line());
+            assert!(
+                err.line().contains(&path.display().to_string()),
+                "{}",
+                err.line()
+            );
+            assert!(err.line().contains(why), "{}", err.line());
+        }
+    }
+
+    #[test]
+    fn files_and_stdin_share_one_input_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let half = dir.path().join("half");
+        std::fs::File::create(&half)
+            .unwrap()
+            .set_len(MAX_INPUT / 2 + 1)
+            .unwrap();
+        let mut s = sources(&[], true);
+        s.files = vec![half];
+        let mut stdin = std::io::repeat(b'a').take(MAX_INPUT / 2);
+        let err = messages(&s, &mut stdin).unwrap_err();
+        assert_eq!(err.kind, Kind::Input);
+        assert!(
+            err.line().contains("standard input takes the input"),
+            "{}",
+            err.line()
+        );
     }
 
     #[test]

@@ -81,10 +81,13 @@ pub fn exchange<W: Write>(
     report: &mut Report,
 ) -> Result<Option<Vec<u8>>> {
     let (attempts, response) = transport.send(request, token, printer);
-    printer.stop_spinner();
     report.attempts = attempts;
     let gave_up = report.attempts.gave_up.as_deref();
     let (reply, kept) = response::read(response?, gave_up, json, network, out);
+    if let Some(body) = &reply.error_body {
+        let body = String::from_utf8_lossy(body).replace(token.expose(), "***");
+        printer.verbose_body("error body", body.as_bytes());
+    }
     if let (Some(used), Some(left)) = (&reply.credits_consumed, &reply.credits_remaining) {
         printer.verbose(&format!("credits consumed {used}, remaining {left}"));
     }

@@ -38,13 +38,14 @@ impl Request {
         }
     }
 
-    /// The request as `--dry-run` shows it: everything that would be sent, the token redacted.
-    pub fn describe(&self) -> Value {
+    /// The request as `--dry-run` shows it: everything that would be sent, the token redacted,
+    /// or `<no token>` when there is none to send.
+    pub fn describe(&self, has_token: bool) -> Value {
         json!({
             "method": "POST",
             "url": self.url,
             "headers": {
-                "Authorization": "Bearer ***",
+                "Authorization": if has_token { "Bearer ***" } else { "<no token>" },
                 "Content-Type": "application/json",
                 "Accept": self.accept,
                 "User-Agent": USER_AGENT,
@@ -71,7 +72,7 @@ mod tests {
             vec![Message::new("user", "hi")],
             Some("c-1".into()),
         );
-        let shown = req.describe();
+        let shown = req.describe(true);
         assert_eq!(shown["headers"]["Accept"], "text/event-stream");
         assert_eq!(shown["headers"]["Authorization"], "Bearer ***");
         assert_eq!(
@@ -81,6 +82,10 @@ mod tests {
         );
         let plain = Request::new("https://h/x", &Chat::default(), vec![], None);
         assert_eq!(plain.accept, "application/json");
-        assert_eq!(plain.describe()["body"], json!({"messages": []}));
+        assert_eq!(plain.describe(true)["body"], json!({"messages": []}));
+        assert_eq!(
+            plain.describe(false)["headers"]["Authorization"],
+            "<no token>"
+        );
     }
 }

@@ -41,6 +41,20 @@ pub struct Reply {
     /// The answer was streamed: how far it got.
     pub stream: Option<StreamFacts>,
     pub finish_reason: Option<String>,
+    /// An error status's body as the server sent it (up to 64 KiB), for `-v`.
+    pub error_body: Option<Vec<u8>>,
+}
+
+impl Reply {
+    /// Says so when the answer was cut at its token limit (`finish_reason: "length"`).
+    pub fn cut(&self, max_tokens: Option<u64>) -> Option<String> {
+        let limit = match max_tokens {
+            Some(_) => "--max-tokens",
+            None => "the agent's token limit",
+        };
+        (self.finish_reason.as_deref() == Some("length"))
+            .then(|| format!("the answer was cut at {limit}"))
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -76,7 +90,9 @@ pub fn read<W: Write>(
         return (reply, Err(err));
     }
     if !status.is_success() {
-        return (reply, Err(http_error(response, gave_up)));
+        let (body, err) = http_error(response, gave_up);
+        reply.error_body = Some(body);
+        return (reply, Err(err));
     }
     let content_type = header(response.headers(), "content-type").unwrap_or("");
     let is_stream = if content_type.is_empty() {
@@ -135,8 +151,9 @@ fn headers(headers: &HeaderMap) -> Reply {
     }
 }
 
-/// An error status as an `Error`, carrying the server's own error object and message.
-fn http_error(response: Response<Body>, gave_up: Option<&str>) -> Error {
+/// An error status as an `Error`, carrying the server's own error object and message, and the
+/// body it came in.
+fn http_error(response: Response<Body>, gave_up: Option<&str>) -> (Vec<u8>, Error) {
     let status = response.status();
     let code = status.as_u16();
     let mut body = Vec::new();
@@ -155,18 +172,22 @@ fn http_error(response: Response<Body>, gave_up: Option<&str>) -> Error {
     if let Some(why) = gave_up {
         message = format!("{message} ({why})");
     }
+    let names_scopes = message.contains("agents-all") || message.contains("agents-use");
     let kind = Kind::for_status(code);
     let mut err = Error::msg(kind, message).with_json_type("http");
     if let Some(server_error) = server_error {
         err = err.with_server_error(server_error);
     }
-    match code {
+    let err = match code {
         401 => err.with_hint("the token was refused: check it, or get a new one"),
         402 => err.with_hint("the account is out of credits: add credits, then run again"),
+        // The hint adds what to do, never the server's own words again.
+        403 if names_scopes => err.with_hint("give bnx a token that has one of those scopes"),
         403 => err.with_hint("the token needs the agents-all or agents-use scope"),
         429 => err.with_hint("rate limited: try again later"),
         _ => err,
-    }
+    };
+    (body, err)
 }
 
 /// The message of a server's `error` value: its `message`, or the value itself when it is a

@@ -26,20 +26,17 @@ impl Secret {
     }
 
     /// Trims surrounding whitespace and refuses what cannot be sent as a header value intact.
+    /// `source` names what held the token, as the subject of the error message: "token file
+    /// PATH", "BLUENEXUS_TOKEN", "the output of the token command (--token-cmd)".
     pub(crate) fn parse(raw: &str, source: &str) -> Result<Secret> {
         let token = raw.trim();
         if token.is_empty() {
-            return Err(Error::msg(
-                Kind::Config,
-                format!("the token from {source} is empty"),
-            ));
+            return Err(Error::msg(Kind::Config, format!("{source} is empty")));
         }
         if !token.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(Error::msg(
                 Kind::Config,
-                format!(
-                    "the token from {source} contains whitespace, control or non-ASCII characters"
-                ),
+                format!("{source} contains whitespace, control or non-ASCII characters"),
             ));
         }
         Ok(Secret(token.to_string()))
@@ -72,7 +69,7 @@ pub fn resolve(sources: Sources) -> Result<Secret> {
         return read_file(path);
     }
     if let Some(command) = sources.command {
-        return run_command(command, "--token-cmd");
+        return run_command(command, "the token command (--token-cmd)");
     }
     if let Some(token) = sources.env_token {
         let token = token
@@ -84,7 +81,7 @@ pub fn resolve(sources: Sources) -> Result<Secret> {
         let command = command
             .into_string()
             .map_err(|_| Error::msg(Kind::Config, "BLUENEXUS_TOKEN_CMD is not valid UTF-8"))?;
-        return run_command(&command, "BLUENEXUS_TOKEN_CMD");
+        return run_command(&command, "the token command (BLUENEXUS_TOKEN_CMD)");
     }
     match sources.default_file {
         Some(path) if path.exists() => read_file(&path),
@@ -133,7 +130,8 @@ fn read_file(path: &Path) -> Result<Secret> {
 
 /// Runs `sh -c command`. Its stdin is closed so it cannot eat the prompt piped to us; its
 /// stderr is passed through (a password manager's own message); its output is never shown.
-fn run_command(command: &str, source: &str) -> Result<Secret> {
+/// `name` names the command in messages: "the token command (--token-cmd)".
+fn run_command(command: &str, name: &str) -> Result<Secret> {
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(command)
@@ -141,7 +139,7 @@ fn run_command(command: &str, source: &str) -> Result<Secret> {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .with_context(|| format!("cannot run the token command from {source}"))
+        .with_context(|| format!("cannot run {name}"))
         .map_err(|e| Error::new(Kind::Config, e))?;
     let mut raw = Vec::new();
     let read = child
@@ -150,7 +148,7 @@ fn run_command(command: &str, source: &str) -> Result<Secret> {
         .map(|out| out.take(MAX_TOKEN_BYTES).read_to_end(&mut raw));
     let status = child
         .wait()
-        .with_context(|| format!("cannot run the token command from {source}"))
+        .with_context(|| format!("cannot run {name}"))
         .map_err(|e| Error::new(Kind::Config, e))?;
     if !status.success() {
         let how = match status.code() {
@@ -159,22 +157,22 @@ fn run_command(command: &str, source: &str) -> Result<Secret> {
         };
         return Err(Error::msg(
             Kind::Config,
-            format!("the token command from {source} failed with {how}"),
+            format!("{name} failed with {how}"),
         ));
     }
     if !matches!(read, Some(Ok(_))) {
         return Err(Error::msg(
             Kind::Config,
-            format!("cannot read the output of the token command from {source}"),
+            format!("cannot read the output of {name}"),
         ));
     }
     let raw = String::from_utf8(raw).map_err(|_| {
         Error::msg(
             Kind::Config,
-            format!("the token command from {source} printed something that is not UTF-8"),
+            format!("{name} printed something that is not UTF-8"),
         )
     })?;
-    Secret::parse(&raw, &format!("the token command from {source}"))
+    Secret::parse(&raw, &format!("the output of {name}"))
 }
 
 #[cfg(test)]
@@ -256,6 +254,23 @@ mod tests {
         assert_eq!(err.kind, Kind::Config);
         assert!(err.hint.as_deref().unwrap().starts_with("chmod 600"));
         assert!(!err.line().contains("secret-value"));
+    }
+
+    #[test]
+    fn messages_name_the_source_once_and_read_as_sentences() {
+        let err = run_command("true", "the token command (--token-cmd)").unwrap_err();
+        assert_eq!(
+            err.line(),
+            "the output of the token command (--token-cmd) is empty"
+        );
+        let err = run_command("exit 4", "the token command (BLUENEXUS_TOKEN_CMD)").unwrap_err();
+        assert_eq!(
+            err.line(),
+            "the token command (BLUENEXUS_TOKEN_CMD) failed with exit status 4"
+        );
+        let mut env = sources();
+        env.env_token = Some(" ".into());
+        assert_eq!(resolve(env).unwrap_err().line(), "BLUENEXUS_TOKEN is empty");
     }
 
     #[test]

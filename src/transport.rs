@@ -104,6 +104,9 @@ impl Transport {
                 request.url, attempts.count
             ));
             printer.verbose("authorization: Bearer ***");
+            if attempt == 0 {
+                printer.verbose_body("request body", &body);
+            }
             let sent_at = Instant::now();
             let result = self
                 .agent

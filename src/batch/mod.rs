@@ -22,6 +22,7 @@ use serde_json::Value;
 
 use crate::config::{self, Action, Batch, Chat, Config, Conversation};
 use crate::error::{Error, Kind, Result};
+use crate::extract::Extract;
 use crate::output::Output;
 use crate::printer::Printer;
 use crate::report::{self, Report};
@@ -43,7 +44,7 @@ pub fn run(
 ) -> Result<()> {
     let (text, name) = if batch.file == Path::new("-") {
         (
-            prompt::read_text(stdin, "standard input")?,
+            prompt::read_text(stdin, "standard input", &mut { prompt::MAX_INPUT })?,
             "standard input".to_string(),
         )
     } else {
@@ -54,7 +55,10 @@ pub fn run(
                 anyhow::Error::new(e).context(format!("cannot read the batch file {name}")),
             )
         })?;
-        (prompt::read_text(file, &name)?, name)
+        (
+            prompt::read_text(file, &name, &mut { prompt::MAX_INPUT })?,
+            name,
+        )
     };
     let has_prompt =
         !config.prompt.words.join(" ").trim().is_empty() || config.prompt.messages.is_some();
@@ -77,8 +81,11 @@ pub fn run(
         history,
         printer,
     };
-    let Action::Send(token) = &config.action else {
-        return dry_run(&requests, &items, stdout);
+    let token = match &config.action {
+        Action::Send(token) => token,
+        Action::DryRun { no_token } => {
+            return dry_run(&requests, &items, no_token.is_none(), stdout)
+        }
     };
     let mut journal = batch.output.as_deref().map(Journal::open).transpose()?;
     let done_before = journal.as_ref().map(|j| j.done.clone()).unwrap_or_default();
@@ -171,8 +178,10 @@ impl Requests<'_> {
         );
         let mut parts = vec![config.prompt.words.join(" ")];
         parts.extend(item.prompt.clone());
-        for path in item.files.iter().flatten() {
-            parts.push(prompt::file_part(path)?);
+        // An item's files, or else the command line's, within the input limit of one prompt.
+        let mut budget = prompt::MAX_INPUT;
+        for path in item.files.as_ref().unwrap_or(&config.prompt.files) {
+            parts.push(prompt::file_part(path, &mut budget)?);
         }
         messages.extend(prompt::join_parts(parts).map(|user| Message::new("user", user)));
         if messages.iter().all(|m| m.role == "system") {
@@ -188,13 +197,19 @@ impl Requests<'_> {
 }
 
 /// `--dry-run --batch`: each item's request, one line each, nothing sent.
-fn dry_run(requests: &Requests, items: &[Item], stdout: &mut dyn Write) -> Result<()> {
+fn dry_run(
+    requests: &Requests,
+    items: &[Item],
+    has_token: bool,
+    stdout: &mut dyn Write,
+) -> Result<()> {
+    let failed = |e| Error::write(e, "standard output");
     for item in items {
         let request = requests.request(item)?;
-        let line = serde_json::json!({"id": item.id, "request": request.describe()});
-        writeln!(stdout, "{line}").map_err(Error::output)?;
+        let line = serde_json::json!({"id": item.id, "request": request.describe(has_token)});
+        writeln!(stdout, "{line}").map_err(failed)?;
     }
-    stdout.flush().map_err(Error::output)
+    stdout.flush().map_err(failed)
 }
 
 /// What an item came to.
@@ -328,7 +343,9 @@ impl Workers<'_> {
             drop(finished);
             for result in results {
                 if let Err(err) = sink(&result.line) {
-                    tally.unwritten.get_or_insert(Error::output(err));
+                    tally
+                        .unwritten
+                        .get_or_insert(Error::write(err, "the batch output"));
                     self.budget
                         .state()
                         .stop
@@ -359,7 +376,12 @@ impl Workers<'_> {
                 &mut report,
             )
         });
-        let answer = kept.and_then(|kept| answer(kept, &out.into_inner()));
+        let answer = kept
+            .and_then(|kept| answer(kept, &out.into_inner()))
+            .and_then(|(text, response)| {
+                let content = deliver(&text, &report, config)?;
+                Ok((content, response))
+            });
         let failure = answer.as_ref().err();
         let consumed = self.budget.settle(failure, &report);
         let code = failure.map_or(0, |e| e.kind.exit_code());
@@ -369,7 +391,7 @@ impl Workers<'_> {
         let line = match &answer {
             Ok((content, response)) => Line {
                 id: &item.id,
-                content: Some(content),
+                content: Some(content.as_ref()),
                 response: config.json.then_some(response.as_ref()),
                 error: None,
                 bnx: meta,
@@ -394,12 +416,35 @@ impl Workers<'_> {
     }
 }
 
+/// What an item's `content` is: its text, unless `--fail-on-length` refuses a cut answer, or
+/// `-x`/`--expect-json` ask for a code block (a string) or a JSON value.
+fn deliver(text: &str, report: &Report, config: &Config) -> Result<Box<RawValue>> {
+    if let (Some(cut), true) = (
+        report.reply.cut(config.chat.max_tokens),
+        config.delivery.fail_on_length,
+    ) {
+        return Err(Error::msg(
+            Kind::Unexpected,
+            format!("{cut} (--fail-on-length)"),
+        ));
+    }
+    let raw = |value: &str| serde_json::value::to_raw_value(value).expect("a string serializes");
+    match config.delivery.extract {
+        None => Ok(raw(text)),
+        Some(Extract::CodeBlock) => Ok(raw(&Extract::CodeBlock.apply(text)?)),
+        Some(Extract::Json) => {
+            let json = Extract::Json.apply(text)?;
+            Ok(RawValue::from_string(json).expect("compact_json writes JSON"))
+        }
+    }
+}
+
 /// One output line.
 #[derive(Serialize)]
 struct Line<'a> {
     id: &'a Value,
     #[serde(skip_serializing_if = "Option::is_none")]
-    content: Option<&'a str>,
+    content: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
     response: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -454,3 +454,74 @@ fn memory_stays_flat_whatever_the_number_of_items() {
         run.max_rss_kib
     );
 }
+
+#[test]
+fn a_batch_over_the_limit_waits_for_slots_and_meets_no_429() {
+    let mock = Mock::start(&["--rate-limit", "6/2"]);
+    let items = write_items(mock.dir.path(), &numbered(12));
+    let output = mock
+        .bnx()
+        .arg("--batch")
+        .arg(&items)
+        .args(["-j", "8", "--rate-limit", "6/2", "--retries", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert_eq!(lines(&stdout_of(&output)).len(), 12);
+    let statuses: Vec<Value> = mock
+        .requests(12)
+        .iter()
+        .map(|r| r["status"].clone())
+        .collect();
+    assert_eq!(statuses, vec![json!(200); 12]);
+    // Without a terminal, a batch's pacing waits are not notices: only the summary is said.
+    assert_eq!(
+        stderr_of(&output).lines().count(),
+        1,
+        "{}",
+        stderr_of(&output)
+    );
+}
+
+#[test]
+fn extract_and_expect_json_shape_each_items_content() {
+    let mock = Mock::start(&[]);
+    let items = write_items(
+        mock.dir.path(),
+        &[
+            json!({"id": "code", "prompt": "see:\n```sh\nls -l\n```"}),
+            json!({"id": "prose", "prompt": "no code here"}),
+        ],
+    );
+    let run = |args: &[&str]| {
+        let output = mock
+            .bnx()
+            .arg("--batch")
+            .arg(&items)
+            .args(["-j", "1"])
+            .args(args)
+            .output()
+            .unwrap();
+        (output.status.code(), lines(&stdout_of(&output)))
+    };
+    let (code, lines) = run(&["-x"]);
+    assert_eq!(code, Some(3), "prose has no code block");
+    assert_eq!(lines[0]["content"], "ls -l\n");
+    assert_eq!(lines[1]["bnx"]["exit_code"], 3);
+    assert_eq!(lines[1]["error"]["type"], "answer");
+
+    let json_items = write_items(
+        mock.dir.path(),
+        &[json!({"id": "j", "prompt": "x", "system": "ignored"})],
+    );
+    // The mock echoes "[turn 1] x": not JSON, so --expect-json refuses it.
+    let output = mock
+        .bnx()
+        .arg("--batch")
+        .arg(&json_items)
+        .arg("--expect-json")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    assert!(stdout_of(&output).contains("not one JSON value"));
+}

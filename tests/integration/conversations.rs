@@ -52,19 +52,3 @@ fn explicit_conversation_and_unknown_conversation() {
         .code(1)
         .stderr(predicate::str::contains("HTTP 404").and(predicate::str::contains("not found")));
 }
-
-#[test]
-fn unwritable_state_directory_is_only_a_warning() {
-    let mock = Mock::start(&[]);
-    let blocker = mock.dir.path().join("not-a-dir");
-    fs::write(&blocker, "").unwrap();
-    mock.bnx()
-        .env("XDG_STATE_HOME", &blocker)
-        .arg("hi")
-        .assert()
-        .success()
-        .stdout("[turn 1] hi\n")
-        .stderr(predicate::str::contains(
-            "warning: cannot save the conversation",
-        ));
-}

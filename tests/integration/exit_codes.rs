@@ -4,8 +4,6 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
-use std::process::Stdio;
-use std::time::Duration;
 
 use crate::util::*;
 
@@ -241,23 +239,8 @@ fn token_sources_in_order() {
 
 #[test]
 fn sigint_ends_the_run_as_the_shell_expects() {
-    let (origin, received) = silent_server();
     let dir = tempfile::tempdir().unwrap();
-    let child = isolated(BNX, dir.path())
-        .env("BLUENEXUS_BASE_URL", &origin)
-        .env("BLUENEXUS_TOKEN", TOKEN)
-        .args(["-s", "x"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    received
-        .recv_timeout(Duration::from_secs(10))
-        .expect("bnx sent its request");
-    // SAFETY: kill(2) with a pid this test started and still holds.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
-    let output = child.wait_with_output().unwrap();
+    let output = interrupted(dir.path(), &["-s".as_ref(), "x".as_ref()], || {});
     let code = output
         .status
         .code()

@@ -11,15 +11,18 @@ mod conversations;
 mod exit_codes;
 mod fleets;
 mod hostile;
+mod manpages;
 mod mock;
 mod mock_hostile;
 mod mock_interop;
 mod output;
 mod pacing;
+mod pipeline;
 mod prompt;
 mod retries;
 mod secrecy;
 mod soak;
+mod terminal;
 mod util;
 
 #[path = "../support/mod.rs"]

@@ -109,11 +109,21 @@ fn dry_run_sends_nothing_needs_no_token_and_redacts() {
         shown["url"],
         format!("{}/api/v1/agents/default/chat/completions", mock.url)
     );
-    assert_eq!(shown["headers"]["Authorization"], "Bearer ***");
+    assert_eq!(shown["headers"]["Authorization"], "<no token>");
+    assert_eq!(
+        stderr_of(&output),
+        "bnx: the request would not be sent: no access token\n"
+    );
     assert_eq!(
         shown["body"],
         json!({"messages": [{"role": "user", "content": "hi"}], "stream": true, "conversationId": "conv-9"})
     );
+    let output = mock.bnx().args(["--dry-run", "hi"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let shown: Value = serde_json::from_str(&stdout_of(&output)).unwrap();
+    assert_eq!(shown["headers"]["Authorization"], "Bearer ***");
+    assert!(!stdout_of(&output).contains(TOKEN));
+    assert_eq!(stderr_of(&output), "");
     mock.assert_no_requests();
 }
 
@@ -209,7 +219,12 @@ fn help_lists_options_environment_and_exit_codes() {
         "--connect-timeout",
         "--retries",
         "--max-retry-wait",
-        "--no-stdin",
+        "-n, --no-stdin",
+        "-f, --file <PATH>",
+        "-o, --output <FILE>",
+        "-x, --extract",
+        "--expect-json",
+        "--fail-on-length",
         "--messages",
         "--system",
         "--dry-run",

@@ -4,6 +4,9 @@
 
 use std::fs;
 use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::thread;
 
 use crate::util::*;
 
@@ -25,6 +28,56 @@ fn together(mock: &Mock, runs: usize, args: &[&str]) -> Vec<std::process::Output
         .into_iter()
         .map(|c| c.wait_with_output().unwrap())
         .collect()
+}
+
+/// `runs` `bnx` processes against `mock`, at most `parallel` at a time, as `xargs -P` starts
+/// them; their outputs.
+fn xargs(mock: &Mock, runs: usize, parallel: usize, args: &[&str]) -> Vec<std::process::Output> {
+    let next = AtomicUsize::new(0);
+    let outputs = Mutex::new(Vec::new());
+    thread::scope(|scope| {
+        for _ in 0..parallel {
+            scope.spawn(|| {
+                while next.fetch_add(1, Ordering::SeqCst) < runs {
+                    let output = mock.command().args(args).arg("x").output().unwrap();
+                    outputs.lock().unwrap().push(output);
+                }
+            });
+        }
+    });
+    outputs.into_inner().unwrap()
+}
+
+fn statuses(mock: &Mock, n: usize) -> Vec<u64> {
+    mock.requests(n)
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn two_dozen_processes_eight_at_a_time_stay_under_the_servers_limit() {
+    let mock = Mock::start(&["--rate-limit", "6/3"]);
+    let outputs = xargs(&mock, 24, 8, &["--rate-limit", "6/3"]);
+    for output in &outputs {
+        assert_eq!(output.status.code(), Some(0), "{}", stderr_of(output));
+    }
+    let seen = statuses(&mock, 24);
+    assert_eq!(seen.len(), 24, "one request each: no retries were needed");
+    assert!(seen.iter().all(|&s| s == 200), "{seen:?}");
+
+    // The same without pacing meets the limit: this is what the pacing saved.
+    let unpaced = Mock::start(&["--rate-limit", "6/3"]);
+    let outputs = xargs(&unpaced, 24, 8, &["--rate-limit", "0", "--retries", "0"]);
+    let refused = outputs
+        .iter()
+        .filter(|o| o.status.code() == Some(75))
+        .count();
+    assert!(refused >= 12, "only {refused} of 24 met the limit");
+    assert_eq!(
+        statuses(&unpaced, 24).iter().filter(|&&s| s == 429).count(),
+        refused
+    );
 }
 
 #[test]
@@ -116,8 +169,9 @@ fn the_state_is_one_digest_named_file_that_holds_no_token() {
     assert_eq!(slots["taken"].as_array().unwrap().len(), 1);
 }
 
+/// Pacing and conversations share the state directory: losing it costs warnings, not the run.
 #[test]
-fn an_unusable_state_directory_turns_pacing_off_with_a_warning() {
+fn an_unusable_state_directory_costs_only_warnings() {
     let mock = Mock::start(&[]);
     let blocker = mock.dir.path().join("not-a-dir");
     fs::write(&blocker, "").unwrap();
@@ -127,7 +181,13 @@ fn an_unusable_state_directory_turns_pacing_off_with_a_warning() {
         .assert()
         .success()
         .stdout("[turn 1] hi\n")
-        .stderr(predicate::str::contains("bnx: warning: pacing is off (").count(1));
+        .stderr(
+            predicate::str::contains("bnx: warning: pacing is off (")
+                .count(1)
+                .and(predicate::str::contains(
+                    "bnx: warning: cannot save the conversation",
+                )),
+        );
     mock.bnx()
         .env("XDG_STATE_HOME", &blocker)
         .args(["--rate-limit", "0", "hi"])

@@ -1,11 +1,11 @@
 //! What the test modules share: `bnx` commands with an isolated environment, and checks on what
 //! a run wrote.
 
-use std::io::Read;
-use std::net::TcpListener;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread;
 use std::time::Duration;
 
@@ -102,10 +102,33 @@ pub fn silent_server() -> (String, Receiver<Vec<u8>>) {
             }
         }
         let _ = report.send(head);
-        // Held open, silent, until the client goes away.
-        let _ = conn.read(&mut buf);
+        // Held open, silent, until the client goes away (the body may still come after the
+        // head: reading it must not end the hold).
+        while matches!(conn.read(&mut buf), Ok(1..)) {}
     });
     (origin, received)
+}
+
+/// Runs `bnx ARGS` against a `silent_server` and, once its request has arrived and `meanwhile`
+/// has looked at what the run left so far, interrupts it with SIGINT; returns how it ended.
+pub fn interrupted(dir: &Path, args: &[&std::ffi::OsStr], meanwhile: impl FnOnce()) -> Output {
+    let (origin, received) = silent_server();
+    let child = isolated(BNX, dir)
+        .env("BLUENEXUS_BASE_URL", &origin)
+        .env("BLUENEXUS_TOKEN", TOKEN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    received
+        .recv_timeout(Duration::from_secs(10))
+        .expect("bnx sent its request");
+    meanwhile();
+    // SAFETY: kill(2) with a pid this test started and still holds.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    child.wait_with_output().unwrap()
 }
 
 /// What one measured run of a process cost, and what it wrote.
@@ -132,5 +155,127 @@ pub fn run_measured(cmd: &mut Command) -> Measured {
         max_rss_kib: cost.max_rss_kib,
         stdout: std::fs::read_to_string(out_path).unwrap(),
         stderr: std::fs::read_to_string(err_path).unwrap(),
+    }
+}
+
+/// Reads one HTTP request, head and body (by its Content-Length), as text.
+fn read_request(conn: &mut TcpStream) -> Option<String> {
+    let mut request = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if request.len() >= end + 4 + length {
+                return String::from_utf8(request).ok();
+            }
+        }
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => request.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// One SSE event holding a chunk with `delta` and `finish_reason`.
+fn chunk_event(delta: Value, finish_reason: Option<&str>) -> String {
+    let chunk = json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                       "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]});
+    format!("data: {chunk}\n\n")
+}
+
+/// A chat server whose every answer is `content`: a whole `chat.completion`, or, when the
+/// request asks to stream, one event a word. For answers the mock cannot give (its echo starts
+/// with `[turn N]`), such as a bare JSON value.
+pub fn answer_server(content: &str) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let content = content.to_string();
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let Some(request) = read_request(&mut conn) else {
+                continue;
+            };
+            let reply = if request.contains("\"stream\":true") {
+                let mut events = chunk_event(json!({"role": "assistant"}), None);
+                for word in content.split_inclusive(' ') {
+                    events.push_str(&chunk_event(json!({"content": word}), None));
+                }
+                events.push_str(&chunk_event(json!({}), Some("stop")));
+                events.push_str("data: [DONE]\n\n");
+                format!("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n{events}")
+            } else {
+                let body =
+                    json!({"id": "c", "object": "chat.completion", "created": 1, "model": "m",
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                                 "finish_reason": "stop"}]})
+                    .to_string();
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+            };
+            let _ = conn.write_all(reply.as_bytes());
+        }
+    });
+    origin
+}
+
+/// A server for one request that holds its answer back: it sends the headers (and, streaming,
+/// a first event without text) at once, says so on `headers_sent`, and sends `content` only
+/// once `release` is signalled. For what a terminal shows while an answer is awaited.
+pub struct HeldAnswer {
+    pub origin: String,
+    pub headers_sent: Receiver<()>,
+    pub release: Sender<()>,
+}
+
+impl HeldAnswer {
+    pub fn start(content: &str) -> HeldAnswer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let origin = format!("http://{}", listener.local_addr().unwrap());
+        let (sent, headers_sent) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let content = content.to_string();
+        thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let Some(request) = read_request(&mut conn) else {
+                return;
+            };
+            let (head, rest) = if request.contains("\"stream\":true") {
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n".to_string()
+                    + &chunk_event(json!({"role": "assistant"}), None);
+                let rest =
+                    chunk_event(json!({"content": content}), Some("stop")) + "data: [DONE]\n\n";
+                (head, rest)
+            } else {
+                let body =
+                    json!({"choices": [{"message": {"role": "assistant", "content": content},
+                                               "finish_reason": "stop"}]})
+                    .to_string();
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                (head, body)
+            };
+            if conn.write_all(head.as_bytes()).is_err() {
+                return;
+            }
+            let _ = sent.send(());
+            if released.recv().is_ok() {
+                let _ = conn.write_all(rest.as_bytes());
+            }
+        });
+        HeldAnswer {
+            origin,
+            headers_sent,
+            release,
+        }
     }
 }
