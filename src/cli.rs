@@ -17,6 +17,7 @@ Environment:
   BLUENEXUS_AGENT       agent id, as --agent
   BLUENEXUS_BASE_URL    API origin, as --base-url
   BLUENEXUS_RATE_LIMIT  request pacing, as --rate-limit
+  BLUENEXUS_RATE_STORE  Redis that a fleet of machines shares its pacing through, as --rate-store
   HTTPS_PROXY, ALL_PROXY, NO_PROXY   proxy settings
   SSL_CERT_FILE         extra CA bundle (the platform store is always used)
   XDG_CONFIG_HOME, XDG_STATE_HOME    where the token file, conversations and pacing live
@@ -119,6 +120,12 @@ pub struct Cli {
     /// the same API and token; 0 turns pacing off [env: BLUENEXUS_RATE_LIMIT] [default: 30/60]
     #[arg(long, value_name = "N[/SECS]")]
     pub rate_limit: Option<Rate>,
+
+    /// Share the pacing with every machine that names the same Redis server,
+    /// redis://HOST:PORT[/DB]; unreachable or failing, it costs a warning and this machine
+    /// paces alone. Empty: this machine alone [env: BLUENEXUS_RATE_STORE]
+    #[arg(long, value_name = "URL")]
+    pub rate_store: Option<String>,
 
     /// Run every line of a JSONL file as its own request ("-" for stdin); see --help's
     /// "Batches"

@@ -12,6 +12,7 @@ use ureq::http::Uri;
 use crate::cli::Cli;
 use crate::error::{Error, Kind, Result};
 use crate::extract::Extract;
+use crate::pace::redis::StoreUrl;
 use crate::pace::Rate;
 use crate::proxy;
 use crate::retry::Policy;
@@ -95,6 +96,8 @@ pub struct Network {
     pub stream: bool,
     /// Requests per rolling window for this origin and token; `None` when pacing is off.
     pub pace: Option<Rate>,
+    /// The Redis a fleet shares its pacing through; `None`: this machine's file.
+    pub rate_store: Option<StoreUrl>,
 }
 
 /// `--batch` and the options that only make sense with it.
@@ -187,6 +190,18 @@ impl Config {
                 None => Rate::DEFAULT,
             },
         };
+        let rate_store = match cli.rate_store {
+            Some(url) => Some(url),
+            None => env_string(&env, "BLUENEXUS_RATE_STORE")?,
+        }
+        .filter(|url| !url.is_empty())
+        .map(|url| {
+            url.parse::<StoreUrl>().map_err(|why| {
+                Error::msg(Kind::Config, format!("bad rate store URL: {why}"))
+                    .with_hint("use redis://HOST:PORT[/DB], such as redis://10.0.0.5:6379/0")
+            })
+        })
+        .transpose()?;
         // As for curl, `-o -` is stdout.
         let output = cli.output.filter(|path| path.as_os_str() != "-");
         let batch = cli.batch.map(|file| Batch {
@@ -218,6 +233,7 @@ impl Config {
                 proxy,
                 stream: cli.stream,
                 pace: Some(pace).filter(|rate| rate.requests > 0),
+                rate_store,
             },
             json: cli.json,
             delivery: Delivery {
@@ -524,6 +540,36 @@ mod tests {
             ("ALL_PROXY", "socks5://proxy:99999"),
         ];
         assert_eq!(resolve(&[], &bad).unwrap_err().kind, Kind::Config);
+    }
+
+    #[test]
+    fn the_rate_store_comes_from_the_flag_then_the_env_and_empty_is_none() {
+        let env = [("BLUENEXUS_RATE_STORE", "redis://env-host:7000/1")];
+        let store = |args: &[&str], env: &[(&str, &str)]| {
+            let args = [&["--dry-run"], args].concat();
+            resolve(&args, env).map(|c| c.network.rate_store.map(|u| u.to_string()))
+        };
+        assert_eq!(
+            store(&[], &env).unwrap().unwrap(),
+            "redis://env-host:7000/1"
+        );
+        assert_eq!(
+            store(&["--rate-store", "redis://flag-host"], &env)
+                .unwrap()
+                .unwrap(),
+            "redis://flag-host:6379/0"
+        );
+        assert_eq!(store(&["--rate-store", ""], &env).unwrap(), None);
+        assert_eq!(store(&[], &[("BLUENEXUS_RATE_STORE", "")]).unwrap(), None);
+        assert_eq!(store(&[], &[]).unwrap(), None);
+        let err = store(&[], &[("BLUENEXUS_RATE_STORE", "redis://:hunter2@h:x")]).unwrap_err();
+        assert_eq!(err.kind, Kind::Config);
+        assert!(
+            err.line().starts_with("bad rate store URL: "),
+            "{}",
+            err.line()
+        );
+        assert!(!err.line().contains("hunter2"));
     }
 
     #[test]

@@ -102,7 +102,7 @@ Exit codes:
   75  rate limited (429) after retries; try again later
   76  protocol error: the answer is not the documented API, or it was cut off
   77  authentication or permission refused (401, 403)
-  78  configuration error: no token, token file readable by others, bad base URL
+  78  configuration error: no token, token file readable by others, bad base or rate store URL
   130 interrupted (SIGINT)";
 
 /// A failure: its kind decides the exit code, its message is the one line on stderr. Boxed,

@@ -6,7 +6,9 @@
 //! limit, and sleeps until then. Reserving (rather than polling for a free slot) gives each
 //! waiting process its own time, so they do not wake together and fight for one slot. The rule
 //! is [`next_slot`], a pure function; where the slots are kept is a [`Store`]: a small locked
-//! file here, Redis for a fleet.
+//! file here, Redis for a fleet ([`redis`]), with the file taking over when Redis fails.
+
+pub mod redis;
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -14,6 +16,7 @@ use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -25,6 +28,7 @@ use crate::error::{Error, Kind, Result};
 use crate::printer::Printer;
 use crate::retry::secs;
 use crate::token::Secret;
+use redis::RedisStore;
 
 /// `--rate-limit N[/SECS]`: N requests per rolling SECS seconds.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -133,16 +137,21 @@ pub fn reserve(
 }
 
 /// Where the slots of every (origin, token) are kept, shared by whoever uses the same store.
+///
+/// Times cross this boundary as waits, not instants: each store reads its own clock (Redis
+/// reads the server's, which every machine of a fleet shares), and the caller sleeps the wait
+/// on its own, whatever its clock says.
 pub trait Store: Send + Sync {
-    /// Runs [`reserve`] on the slots of `key` atomically.
+    /// Runs [`reserve`] on the slots of `key` atomically, at the store's clock: the wait until
+    /// the slot taken, or the wait refused.
     fn reserve(
         &self,
         key: &str,
         rate: Rate,
         limit: Duration,
-    ) -> io::Result<std::result::Result<Millis, Millis>>;
-    /// Makes every process wait until `until` before its next attempt (a 429's Retry-After).
-    fn pause(&self, key: &str, until: Millis) -> io::Result<()>;
+    ) -> io::Result<std::result::Result<Duration, Duration>>;
+    /// Makes every process wait `wait` from now before its next attempt (a 429's Retry-After).
+    fn pause(&self, key: &str, wait: Duration) -> io::Result<()>;
 }
 
 /// One small JSON file per key in a directory, read and replaced under an exclusive lock.
@@ -196,12 +205,19 @@ impl Store for FileStore {
         key: &str,
         rate: Rate,
         limit: Duration,
-    ) -> io::Result<std::result::Result<Millis, Millis>> {
-        self.update(key, |slots| reserve(slots, now_ms(), rate, limit))
+    ) -> io::Result<std::result::Result<Duration, Duration>> {
+        self.update(key, |slots| {
+            let now = now_ms();
+            let wait = |at: Millis| Duration::from_millis(at - now);
+            reserve(slots, now, rate, limit)
+                .map(wait)
+                .map_err(Duration::from_millis)
+        })
     }
 
-    fn pause(&self, key: &str, until: Millis) -> io::Result<()> {
+    fn pause(&self, key: &str, wait: Duration) -> io::Result<()> {
         self.update(key, |slots| {
+            let until = now_ms().saturating_add(ms(wait));
             slots.paused_until = slots.paused_until.max(until);
         })
     }
@@ -223,6 +239,11 @@ const NOTICEABLE: Duration = Duration::from_millis(100);
 /// Paces the attempts of one (origin, token) through a store.
 pub struct Pacer {
     store: Box<dyn Store>,
+    /// With a fleet's shared store: this machine's file, or why it cannot be used, which takes
+    /// over for the rest of the run once the shared store fails.
+    fallback: Option<std::result::Result<FileStore, String>>,
+    /// Whether the shared store has failed: from then on only the fallback is asked.
+    failed: AtomicBool,
     key: String,
     rate: Rate,
     /// The longest wait accepted (`--max-retry-wait`).
@@ -242,69 +263,118 @@ impl Pacer {
     pub fn new(store: Box<dyn Store>, key: String, rate: Rate, limit: Duration) -> Self {
         Pacer {
             store,
+            fallback: None,
+            failed: AtomicBool::new(false),
             key,
             rate,
             limit,
         }
     }
 
-    /// Reserves a slot and sleeps until it, telling `waiting` how long first. A store that
-    /// fails mid-run lets the attempt go: pacing is a courtesy to the server, never a reason
-    /// for a run to fail.
-    pub fn wait_turn(&self, waiting: impl FnOnce(Duration)) -> Turn {
-        match self.store.reserve(&self.key, self.rate, self.limit) {
-            Ok(Ok(at)) => {
-                // Measured after the reservation: the store's clock read can be a moment
-                // later than ours, and that moment is not a wait.
-                let wait = Duration::from_millis(at.saturating_sub(now_ms()));
+    /// Paces through `shared`, a fleet's store, until it fails, then through `fallback`.
+    pub fn shared(
+        shared: Box<dyn Store>,
+        fallback: std::result::Result<FileStore, String>,
+        key: String,
+        rate: Rate,
+        limit: Duration,
+    ) -> Self {
+        Pacer {
+            fallback: Some(fallback),
+            ..Pacer::new(shared, key, rate, limit)
+        }
+    }
+
+    /// Reserves a slot and sleeps until it, with a notice first when the wait is worth one.
+    pub fn wait_turn(&self, printer: &Printer) -> Turn {
+        match self.ask(printer, |store| {
+            store.reserve(&self.key, self.rate, self.limit)
+        }) {
+            Some(Ok(wait)) => {
                 if wait >= NOTICEABLE {
-                    waiting(wait);
+                    printer.waiting(wait, self.rate);
                 }
                 sleep(wait);
                 Turn::Go(wait)
             }
-            Ok(Err(wait)) => Turn::Refused(Duration::from_millis(wait)),
-            Err(_) => Turn::Go(Duration::ZERO),
+            Some(Err(wait)) => Turn::Refused(wait),
+            None => Turn::Go(Duration::ZERO),
         }
     }
 
     /// A 429 asked every client to wait `wait`.
-    pub fn pause(&self, wait: Duration) {
-        let until = now_ms().saturating_add(ms(wait));
-        let _ = self.store.pause(&self.key, until);
+    pub fn pause(&self, wait: Duration, printer: &Printer) {
+        self.ask(printer, |store| store.pause(&self.key, wait));
     }
 
     pub fn rate(&self) -> Rate {
         self.rate
     }
+
+    /// Runs `op` on the store in use. A shared store that fails hands over to this machine's
+    /// file for the rest of the run, with one warning, and `op` runs again there. `None` when
+    /// no store answered: the attempt goes unpaced, for pacing is a courtesy to the server,
+    /// never a reason for a run to fail.
+    fn ask<T>(&self, printer: &Printer, op: impl Fn(&dyn Store) -> io::Result<T>) -> Option<T> {
+        let Some(fallback) = &self.fallback else {
+            return op(&*self.store).ok();
+        };
+        if !self.failed.load(Ordering::Acquire) {
+            match op(&*self.store) {
+                Ok(answer) => return Some(answer),
+                // Workers of a batch may fail together; one of them says so.
+                Err(why) if !self.failed.swap(true, Ordering::AcqRel) => printer.notice(&format!(
+                    "warning: the rate store failed ({why}); {}",
+                    alone(fallback)
+                )),
+                Err(_) => {}
+            }
+        }
+        op(fallback.as_ref().ok()?).ok()
+    }
 }
 
-/// The pacing of a run, unless it is off; an unusable state directory is one warning.
+/// What pacing comes to without the fleet's store, for a warning.
+fn alone(local: &std::result::Result<FileStore, String>) -> String {
+    match local {
+        Ok(_) => "pacing on this machine alone".into(),
+        Err(why) => format!("pacing is off ({why})"),
+    }
+}
+
+/// The pacing of a run, unless it is off. Whatever falls short costs one warning, never the
+/// run: an unusable state directory turns pacing off, and a fleet's store that cannot be
+/// reached leaves this machine's file to pace alone.
 pub fn for_run(config: &Config, token: &Secret, printer: &Printer) -> Option<Pacer> {
     let rate = config.network.pace?;
-    let dir = config.state_dir.as_ref().map(|d| d.join("pace"));
+    let key = key(&config.origin, token);
     let limit = config.network.retry.max_wait;
-    local(rate, dir.as_deref(), &config.origin, token, limit)
-        .map_err(|why| printer.notice(&format!("warning: pacing is off ({why})")))
-        .ok()
+    let dir = config.state_dir.as_ref().map(|d| d.join("pace"));
+    let local = local(dir.as_deref(), &key);
+    if let Some(url) = &config.network.rate_store {
+        match RedisStore::connect(url) {
+            Ok(shared) => return Some(Pacer::shared(Box::new(shared), local, key, rate, limit)),
+            Err(why) => printer.notice(&format!(
+                "warning: the rate store {url} cannot be reached ({why}); {}",
+                alone(&local)
+            )),
+        }
+    } else if let Err(why) = &local {
+        printer.notice(&format!("warning: pacing is off ({why})"));
+    }
+    let store = local.ok()?;
+    Some(Pacer::new(Box::new(store), key, rate, limit))
 }
 
-/// The pacer of this machine: a state file under `pace_dir`. `Err` says why pacing is off, for
-/// a warning: an unusable state directory is never a reason for a run to fail.
-pub fn local(
-    rate: Rate,
-    pace_dir: Option<&Path>,
-    origin: &str,
-    token: &Secret,
-    limit: Duration,
-) -> std::result::Result<Pacer, String> {
+/// This machine's store for `key`: a state file under `pace_dir`. `Err` says why it cannot be
+/// used, for a warning.
+pub fn local(pace_dir: Option<&Path>, key: &str) -> std::result::Result<FileStore, String> {
     let dir = pace_dir.ok_or("neither XDG_STATE_HOME nor HOME is set")?;
-    let key = key(origin, token);
-    let store = FileStore::open(dir)
-        // A no-op update proves the state file can be created and locked before it matters.
-        .and_then(|store| store.pause(&key, 0).map(|()| store))
-        .map_err(|e| format!("{}: {e}", dir.display()))?;
-    Ok(Pacer::new(Box::new(store), key, rate, limit))
+    FileStore::open(dir)
+        // A pause that ends now proves the state file can be created and locked before it
+        // matters, and changes nothing.
+        .and_then(|store| store.pause(key, Duration::ZERO).map(|()| store))
+        .map_err(|e| format!("{}: {e}", dir.display()))
 }
 
 /// The error of a refused turn: exit 75 without sending anything.

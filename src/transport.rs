@@ -102,8 +102,7 @@ impl Transport {
         let mut attempts = Attempts::default();
         loop {
             if let Some(pacer) = &self.pacer {
-                let waiting = |wait| printer.waiting(wait, pacer.rate());
-                if let Turn::Refused(wait) = pacer.wait_turn(waiting) {
+                if let Turn::Refused(wait) = pacer.wait_turn(printer) {
                     attempts.retry_after = Some(wait.as_secs_f64());
                     return (attempts, Err(pace::refused(wait, pacer.rate())));
                 }
@@ -147,7 +146,7 @@ impl Transport {
                     if status.as_u16() == 429 {
                         attempts.retry_after = asked;
                         if let (Some(pacer), Some(asked)) = (&self.pacer, asked) {
-                            pacer.pause(shared_pause(asked));
+                            pacer.pause(shared_pause(asked), printer);
                         }
                     }
                     Outcome::Answered {

@@ -9,6 +9,7 @@ mod bench;
 mod completions;
 mod conversations;
 mod exit_codes;
+mod fleets;
 mod hostile;
 mod manpages;
 mod mock;

@@ -137,31 +137,11 @@ fn a_wait_longer_than_max_retry_wait_fails_at_once_without_sending() {
 #[test]
 fn a_429_pauses_every_process_of_the_user() {
     let mock = Mock::start(&["--fault", "429:2"]);
-    let first = mock
-        .command()
-        .args(["--retries", "1", "first"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let limited = mock.requests(1);
-    assert_eq!(limited[0]["status"], 429);
-    let second = mock.bnx().arg("second").output().unwrap();
-    assert_eq!(second.status.code(), Some(0));
-    assert!(
-        stderr_of(&second).contains("for a request slot"),
-        "the second run did not wait for the pause: {}",
-        stderr_of(&second)
-    );
-    let first = first.wait_with_output().unwrap();
-    assert_eq!(first.status.code(), Some(0), "{}", stderr_of(&first));
-    let statuses: Vec<Value> = mock
-        .requests(3)
-        .iter()
-        .map(|r| r["status"].clone())
-        .collect();
-    assert_eq!(statuses, [json!(429), json!(200), json!(200)]);
+    let mut first = mock.command();
+    first.args(["--retries", "1", "first"]);
+    let mut second = mock.command();
+    second.arg("second");
+    assert_a_429_pauses_the_other(&mock, first, second);
 }
 
 #[test]

@@ -26,6 +26,35 @@ impl Mock {
     }
 }
 
+/// Runs `first` (which must retry once) into a mock started with `--fault 429:SECS`, then
+/// `second` while `first` waits out the 429: `second` must wait for the same pause, and both
+/// succeed. Whatever `first` and `second` share for pacing, this proves it carries a pause.
+pub fn assert_a_429_pauses_the_other(mock: &Mock, mut first: Command, mut second: Command) {
+    let first = first
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let limited = mock.requests(1);
+    assert_eq!(limited[0]["status"], 429);
+    let second = second.stdin(Stdio::null()).output().unwrap();
+    assert_eq!(second.status.code(), Some(0), "{}", stderr_of(&second));
+    assert!(
+        stderr_of(&second).contains("for a request slot"),
+        "the second run did not wait for the pause: {}",
+        stderr_of(&second)
+    );
+    let first = first.wait_with_output().unwrap();
+    assert_eq!(first.status.code(), Some(0), "{}", stderr_of(&first));
+    let statuses: Vec<Value> = mock
+        .requests(3)
+        .iter()
+        .map(|r| r["status"].clone())
+        .collect();
+    assert_eq!(statuses, [json!(429), json!(200), json!(200)]);
+}
+
 /// `bnx` with no server and no token: for what happens before anything is sent.
 pub fn bnx_in(dir: &Path) -> assert_cmd::Command {
     checked(isolated(BNX, dir))

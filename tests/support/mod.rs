@@ -4,3 +4,4 @@
 pub mod man;
 pub mod measure;
 pub mod mock;
+pub mod redis;
