@@ -23,6 +23,13 @@ fn write_items(dir: &Path, items: &[Value]) -> std::path::PathBuf {
     path
 }
 
+/// `bnx --batch ITEMS` aimed at `mock`.
+fn batch(mock: &Mock, items: &Path) -> assert_cmd::Command {
+    let mut cmd = mock.bnx();
+    cmd.arg("--batch").arg(items);
+    cmd
+}
+
 /// `n` items with ids `item-0`... and prompts `prompt 0`...
 fn numbered(n: usize) -> Vec<Value> {
     (0..n)
@@ -59,10 +66,7 @@ fn each_item_gets_one_line_with_its_content_and_report() {
             json!({"id": "d", "messages": [{"role": "user", "content": "earlier"}, {"role": "assistant", "content": "ok"}], "prompt": "delta"}),
         ],
     );
-    let output = mock
-        .bnx()
-        .arg("--batch")
-        .arg(&items)
+    let output = batch(&mock, &items)
         .args(["-j", "2", "Q:"])
         .output()
         .unwrap();
@@ -115,13 +119,7 @@ fn files_are_read_per_item_and_json_lines_hold_the_response() {
         mock.dir.path(),
         &[json!({"id": "n", "prompt": "summarize", "files": [notes]})],
     );
-    let output = mock
-        .bnx()
-        .arg("--batch")
-        .arg(&items)
-        .arg("--json")
-        .output()
-        .unwrap();
+    let output = batch(&mock, &items).arg("--json").output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
     let line = &lines(&stdout_of(&output))[0];
     let expected = format!(
@@ -160,9 +158,7 @@ fn a_bad_line_is_exit_65_naming_it_and_nothing_is_sent() {
     for (text, expected) in cases {
         let path = mock.dir.path().join("bad.jsonl");
         fs::write(&path, text).unwrap();
-        mock.bnx()
-            .arg("--batch")
-            .arg(&path)
+        batch(&mock, &path)
             .assert()
             .code(65)
             .stdout("")
@@ -182,10 +178,7 @@ fn the_exit_code_is_the_first_failed_item_in_input_order() {
     // One job and no retries: the first request (item-0) meets the 503, the rest succeed.
     let mock = Mock::start(&["--fault", "503"]);
     let items = write_items(mock.dir.path(), &numbered(3));
-    let output = mock
-        .bnx()
-        .arg("--batch")
-        .arg(&items)
+    let output = batch(&mock, &items)
         .args(["-j", "1", "--retries", "0"])
         .output()
         .unwrap();
@@ -236,13 +229,7 @@ fn a_refused_token_starts_no_new_item() {
 fn out_of_credits_and_credit_budgets_stop_the_batch_with_exit_4() {
     let broke = Mock::start(&["--credits", "2"]);
     let items = write_items(broke.dir.path(), &numbered(5));
-    let output = broke
-        .bnx()
-        .arg("--batch")
-        .arg(&items)
-        .args(["-j", "1"])
-        .output()
-        .unwrap();
+    let output = batch(&broke, &items).args(["-j", "1"]).output().unwrap();
     assert_eq!(output.status.code(), Some(4));
     let codes: Vec<Value> = lines(&stdout_of(&output))
         .iter()
@@ -254,10 +241,7 @@ fn out_of_credits_and_credit_budgets_stop_the_batch_with_exit_4() {
     let mock = Mock::start(&["--credits", "10"]);
     let items = write_items(mock.dir.path(), &numbered(5));
     let budget = |args: &[&str]| {
-        let output = mock
-            .bnx()
-            .arg("--batch")
-            .arg(&items)
+        let output = batch(&mock, &items)
             .args(["-j", "1"])
             .args(args)
             .output()
@@ -281,9 +265,7 @@ fn a_rerun_with_output_skips_what_is_done_and_repairs_a_torn_line() {
     let items = write_items(mock.dir.path(), &numbered(3));
     let out = mock.dir.path().join("out.jsonl");
     let run = || {
-        mock.bnx()
-            .arg("--batch")
-            .arg(&items)
+        batch(&mock, &items)
             .arg("-o")
             .arg(&out)
             .args(["-j", "1", "--retries", "0"])
@@ -372,9 +354,7 @@ fn a_batch_killed_halfway_resumes_and_never_repeats_a_finished_item() {
         "the kill came too late to test anything"
     );
     // The rerun goes to the other mock, so what it sends is counted apart.
-    mock.bnx()
-        .arg("--batch")
-        .arg(&items)
+    batch(&mock, &items)
         .arg("-o")
         .arg(&out)
         .args(["-j", "3", "--rate-limit", "0"])
@@ -459,10 +439,7 @@ fn memory_stays_flat_whatever_the_number_of_items() {
 fn a_batch_over_the_limit_waits_for_slots_and_meets_no_429() {
     let mock = Mock::start(&["--rate-limit", "6/2"]);
     let items = write_items(mock.dir.path(), &numbered(12));
-    let output = mock
-        .bnx()
-        .arg("--batch")
-        .arg(&items)
+    let output = batch(&mock, &items)
         .args(["-j", "8", "--rate-limit", "6/2", "--retries", "0"])
         .output()
         .unwrap();
@@ -494,10 +471,7 @@ fn extract_and_expect_json_shape_each_items_content() {
         ],
     );
     let run = |args: &[&str]| {
-        let output = mock
-            .bnx()
-            .arg("--batch")
-            .arg(&items)
+        let output = batch(&mock, &items)
             .args(["-j", "1"])
             .args(args)
             .output()
@@ -515,10 +489,7 @@ fn extract_and_expect_json_shape_each_items_content() {
         &[json!({"id": "j", "prompt": "x", "system": "ignored"})],
     );
     // The mock echoes "[turn 1] x": not JSON, so --expect-json refuses it.
-    let output = mock
-        .bnx()
-        .arg("--batch")
-        .arg(&json_items)
+    let output = batch(&mock, &json_items)
         .arg("--expect-json")
         .output()
         .unwrap();
