@@ -5,8 +5,10 @@
 //! into a validated `Config`) -> `prompt` (the messages) -> `request` -> `transport` (HTTP,
 //! with `retry` deciding) -> `response` (whole or `sse` streamed) -> `output` (stdout) ->
 //! `error` (exit codes). `report` puts together the `bnx` object of `--json` from what the
-//! stages return; `printer` owns stderr. `wire` holds the API's types, shared with `mock`.
+//! stages return; `printer` owns stderr. `wire` holds the API's types, shared with `mock`;
+//! `chunk` reads the common shape of a stream chunk without them.
 
+pub mod chunk;
 pub mod cli;
 pub mod config;
 pub mod error;

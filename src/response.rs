@@ -12,6 +12,7 @@ use serde_json::Value;
 use ureq::http::{HeaderMap, Response};
 use ureq::Body;
 
+use crate::chunk::{self, Piece};
 use crate::config::Network;
 use crate::error::{Error, Kind, Result};
 use crate::output::Output;
@@ -307,18 +308,19 @@ fn on_event<W: Write>(
     // Checked once here, so that serde_json need not check each string again, and so that a
     // field it would skip unchecked cannot carry invalid UTF-8 into the output.
     let text = utf8(data, "a stream event")?;
-    let parsed = serde_json::from_str::<ChatChunk>(text);
+    let parsed = match chunk::read(text) {
+        Some(piece) => Ok(piece),
+        None => serde_json::from_str::<ChatChunk>(text).map(Piece::from),
+    };
     if json {
         write_line(text, parsed.is_ok(), out)?;
     }
-    let chunk = parsed.map_err(|e| not_an_answer(data, e, "a stream event"))?;
-    if let Some(choice) = chunk.choices.first() {
-        if let (false, Some(content)) = (json, &choice.delta.content) {
-            out.text(content.as_str())?;
-        }
-        if let Some(reason) = &choice.finish_reason {
-            progress.finish_reason = Some(reason.as_str().to_string());
-        }
+    let piece = parsed.map_err(|e| not_an_answer(data, e, "a stream event"))?;
+    if let (false, Some(content)) = (json, &piece.content) {
+        out.text(content.as_str())?;
+    }
+    if let Some(reason) = &piece.finish_reason {
+        progress.finish_reason = Some(reason.as_str().to_string());
     }
     Ok(())
 }
