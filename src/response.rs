@@ -258,27 +258,27 @@ pub fn pump<R: Read, W: Write>(
 ) -> (StreamFacts, Result<()>) {
     let mut decoder = sse::Decoder::default();
     let mut buf = vec![0u8; READ_BUFFER];
-    let mut progress = StreamFacts::default();
+    let mut events = Events::default();
     let mut last_event = Instant::now();
     // The silence timer is read once per read, not once per event: at 200,000 events a clock
     // read each was 3.5% of a stream's time.
     let heard = Cell::new(false);
-    let on_data = |data: &[u8], progress: &mut StreamFacts, out: &mut Output<W>| {
+    let on_data = |data: &[u8], events: &mut Events, out: &mut Output<W>| {
         heard.set(true);
-        on_event(data, json, progress, out)
+        events.on_event(data, json, out)
     };
     let result = loop {
         let n = match reader.read(&mut buf) {
-            Ok(0) => break decoder.finish(&mut |data| on_data(data, &mut progress, out)),
+            Ok(0) => break decoder.finish(&mut |data| on_data(data, &mut events, out)),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => break Err(read_error(e, true)),
         };
-        let fed = decoder.feed(&buf[..n], &mut |data| on_data(data, &mut progress, out));
+        let fed = decoder.feed(&buf[..n], &mut |data| on_data(data, &mut events, out));
         if let Err(e) = fed.and_then(|_| out.flush()) {
             break Err(e);
         }
-        if progress.done {
+        if events.progress.done {
             break Ok(());
         }
         let now = Instant::now();
@@ -289,40 +289,45 @@ pub fn pump<R: Read, W: Write>(
         }
     };
     let flushed = out.flush();
-    (progress, result.and(flushed))
+    (events.progress, result.and(flushed))
 }
 
-fn on_event<W: Write>(
-    data: &[u8],
-    json: bool,
-    progress: &mut StreamFacts,
-    out: &mut Output<W>,
-) -> Result<()> {
-    if progress.done {
-        return Ok(());
+/// What a stream's events leave for the ones after them.
+#[derive(Default)]
+struct Events {
+    progress: StreamFacts,
+    chunks: chunk::Reader,
+}
+
+impl Events {
+    fn on_event<W: Write>(&mut self, data: &[u8], json: bool, out: &mut Output<W>) -> Result<()> {
+        let progress = &mut self.progress;
+        if progress.done {
+            return Ok(());
+        }
+        if data == wire::DONE {
+            progress.done = true;
+            return Ok(());
+        }
+        // Checked once here, so that no parser need check each string again, and so that a
+        // field a parser would skip unchecked cannot carry invalid UTF-8 into the output.
+        let text = utf8(data, "a stream event")?;
+        let parsed = match self.chunks.read(text) {
+            Some(piece) => Ok(piece),
+            None => serde_json::from_str::<ChatChunk>(text).map(Piece::from),
+        };
+        if json {
+            write_line(text, parsed.is_ok(), out)?;
+        }
+        let piece = parsed.map_err(|e| not_an_answer(data, e, "a stream event"))?;
+        if let (false, Some(content)) = (json, &piece.content) {
+            out.text(content.as_str())?;
+        }
+        if let Some(reason) = &piece.finish_reason {
+            progress.finish_reason = Some(reason.as_str().to_string());
+        }
+        Ok(())
     }
-    if data == wire::DONE {
-        progress.done = true;
-        return Ok(());
-    }
-    // Checked once here, so that serde_json need not check each string again, and so that a
-    // field it would skip unchecked cannot carry invalid UTF-8 into the output.
-    let text = utf8(data, "a stream event")?;
-    let parsed = match chunk::read(text) {
-        Some(piece) => Ok(piece),
-        None => serde_json::from_str::<ChatChunk>(text).map(Piece::from),
-    };
-    if json {
-        write_line(text, parsed.is_ok(), out)?;
-    }
-    let piece = parsed.map_err(|e| not_an_answer(data, e, "a stream event"))?;
-    if let (false, Some(content)) = (json, &piece.content) {
-        out.text(content.as_str())?;
-    }
-    if let Some(reason) = &piece.finish_reason {
-        progress.finish_reason = Some(reason.as_str().to_string());
-    }
-    Ok(())
 }
 
 fn utf8<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str> {
@@ -397,39 +402,39 @@ mod tests {
     #[test]
     fn events_write_text_or_lines() {
         let mut text = Output::new(Vec::new());
-        let mut progress = StreamFacts::default();
-        on_event(
-            br#"{"choices":[{"delta":{"role":"assistant"}}]}"#,
-            false,
-            &mut progress,
-            &mut text,
-        )
-        .unwrap();
-        on_event(
-            br#"{"choices":[{"delta":{"content":"H\u00e9"}}]}"#,
-            false,
-            &mut progress,
-            &mut text,
-        )
-        .unwrap();
-        on_event(
-            br#"{"choices":[{"delta":{},"finish_reason":"length"}]}"#,
-            false,
-            &mut progress,
-            &mut text,
-        )
-        .unwrap();
-        on_event(b"[DONE]", false, &mut progress, &mut text).unwrap();
-        on_event(
-            br#"{"choices":[{"delta":{"content":"late"}}]}"#,
-            false,
-            &mut progress,
-            &mut text,
-        )
-        .unwrap();
+        let mut events = Events::default();
+        events
+            .on_event(
+                br#"{"choices":[{"delta":{"role":"assistant"}}]}"#,
+                false,
+                &mut text,
+            )
+            .unwrap();
+        events
+            .on_event(
+                br#"{"choices":[{"delta":{"content":"H\u00e9"}}]}"#,
+                false,
+                &mut text,
+            )
+            .unwrap();
+        events
+            .on_event(
+                br#"{"choices":[{"delta":{},"finish_reason":"length"}]}"#,
+                false,
+                &mut text,
+            )
+            .unwrap();
+        events.on_event(b"[DONE]", false, &mut text).unwrap();
+        events
+            .on_event(
+                br#"{"choices":[{"delta":{"content":"late"}}]}"#,
+                false,
+                &mut text,
+            )
+            .unwrap();
         assert_eq!(text.into_inner(), "Hé".as_bytes());
         assert_eq!(
-            progress,
+            events.progress,
             StreamFacts {
                 done: true,
                 finish_reason: Some("length".into())
@@ -437,9 +442,13 @@ mod tests {
         );
 
         let mut lines = Output::new(Vec::new());
-        let mut progress = StreamFacts::default();
-        on_event(b"{\"choices\":\n[]}", true, &mut progress, &mut lines).unwrap();
-        on_event(br#"{"choices": [ ]}"#, true, &mut progress, &mut lines).unwrap();
+        let mut events = Events::default();
+        events
+            .on_event(b"{\"choices\":\n[]}", true, &mut lines)
+            .unwrap();
+        events
+            .on_event(br#"{"choices": [ ]}"#, true, &mut lines)
+            .unwrap();
         assert_eq!(
             lines.into_inner(),
             b"{\"choices\":[]}\n{\"choices\": [ ]}\n"
@@ -451,7 +460,9 @@ mod tests {
         let data = b"{\"x\":\"\xff\",\n\"choices\":[{\"delta\":{\"content\":\"a\"}}]}";
         for json in [false, true] {
             let mut out = Output::new(Vec::new());
-            let err = on_event(data, json, &mut StreamFacts::default(), &mut out).unwrap_err();
+            let err = Events::default()
+                .on_event(data, json, &mut out)
+                .unwrap_err();
             assert_eq!(err.kind, Kind::Protocol);
             assert!(err.line().contains("not valid UTF-8"), "{}", err.line());
             assert!(out.into_inner().is_empty());
@@ -465,26 +476,27 @@ mod tests {
     #[test]
     fn error_events_and_garbage_are_told_apart() {
         let mut out = Output::new(Vec::new());
-        let mut progress = StreamFacts::default();
-        let err = on_event(
-            br#"{"error":{"message":"boom","type":"server_error"}}"#,
-            false,
-            &mut progress,
-            &mut out,
-        )
-        .unwrap_err();
+        let mut events = Events::default();
+        // A chunk first, so that the events after it are also compared with its shape.
+        let chunk = br#"{"choices":[{"delta":{"content":"a"}}]}"#;
+        events.on_event(chunk, false, &mut out).unwrap();
+        let err = events
+            .on_event(
+                br#"{"error":{"message":"boom","type":"server_error"}}"#,
+                false,
+                &mut out,
+            )
+            .unwrap_err();
         assert_eq!(err.kind, Kind::Refused);
         assert!(err.line().contains("boom"));
         assert_eq!(err.json()["type"], "server_error");
-        let err = on_event(
-            br#"{"choices":[{"delta":{"content":"He"#,
-            false,
-            &mut progress,
-            &mut out,
-        )
-        .unwrap_err();
+        let err = events
+            .on_event(br#"{"choices":[{"delta":{"content":"He"#, false, &mut out)
+            .unwrap_err();
         assert_eq!(err.kind, Kind::Protocol);
-        let err = on_event(br#"{"object":"x"}"#, false, &mut progress, &mut out).unwrap_err();
+        let err = events
+            .on_event(br#"{"object":"x"}"#, false, &mut out)
+            .unwrap_err();
         assert_eq!(err.kind, Kind::Protocol);
     }
 
