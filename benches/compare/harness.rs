@@ -1,7 +1,8 @@
 //! The benchmark harness behind `cargo bench --bench compare`: `bnx` measured side by side with
 //! `curl`, `curl | jq` and the official `openai` Python SDK, against `bnx-mock` on 127.0.0.1, in
-//! one run. Medians of several runs; CPU time and peak RSS from `wait4`. It prints a table with
-//! PASS/MISS per target and never fails on a number: timing is not a test.
+//! one run; streams also against the mock's answer replayed from memory (`floor.rs`). Medians of
+//! several runs; CPU time and peak RSS from `wait4`. It prints a table with PASS/MISS per target
+//! and never fails on a number: timing is not a test.
 //!
 //! `Scale::Smoke` runs every measurement once or twice on tiny inputs and skips the Python SDK,
 //! so a test can prove the harness still works without taking a benchmark's time.
@@ -57,7 +58,7 @@ impl Scale {
             Scale::Full => Params {
                 startup_runs: 200,
                 request_runs: 40,
-                stream_runs: 10,
+                stream_runs: 20,
                 sdk_stream_runs: 3,
                 stream_bytes: 64 << 20,
                 stream_events: 200_000,
