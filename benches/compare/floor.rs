@@ -1,60 +1,44 @@
 //! The stream floor: a server that answers every request with one pre-built SSE response, kept
-//! in memory and sent in large writes. Serving it costs almost nothing and the same for every
-//! client, so a client's time against it is the client's own; against the mock, the mock's event
-//! generation sets the pace of fast clients and slow ones alike.
+//! in memory (the page cache of a temporary file) and sent by the kernel in large pieces
+//! (`io::copy` from a file to a socket is `sendfile`). Serving it costs almost nothing and the
+//! same for every client, so a client's time against it is the client's own; against the mock,
+//! the mock's event generation sets the pace of fast clients and slow ones alike.
 //!
 //! The events are those `bnx-mock` sends, recorded once. Their framing is not: the mock sends
 //! each event as its own HTTP chunk, this server 64 KiB chunks, as a server does that writes
 //! from a buffer. curl's chunk decoding costs more per chunk than ureq's, so with the mock's
 //! framing the floor measured curl's chunk parser more than the network.
+//!
+//! The response never passes through this process's memory: the peak RSS that `wait4` reports
+//! for a child cannot read below its parent's own peak, and ours must stay small.
 
-use std::io::{BufReader, Write};
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use bnx::mock::http::{read_request, Incoming};
 
-const CHUNK: usize = 64 * 1024;
+const CHUNK: u64 = 64 * 1024;
 
 pub struct Floor {
     origin: String,
     /// The whole response as it crosses the wire: head, chunked framing and events.
-    response: Arc<[u8]>,
+    response: PathBuf,
     stop: Arc<AtomicBool>,
     server: Option<JoinHandle<()>>,
 }
 
 impl Floor {
     /// Records the events that the server at `url` streams for a POST of `body`, and serves
-    /// them from memory on a new port.
+    /// them on a new port.
     pub fn record(url: &str, token: &str, body: &str) -> Floor {
-        let agent: ureq::Agent = ureq::Agent::config_builder().proxy(None).build().into();
-        let events = agent
-            .post(url)
-            .header("Authorization", format!("Bearer {token}"))
-            .header("Content-Type", "application/json")
-            .send(body)
-            .expect("the recording succeeds")
-            .into_body()
-            .into_with_config()
-            .limit(u64::MAX)
-            .read_to_vec()
-            .expect("the recording succeeds");
-        let mut response = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
-            Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-            .to_vec();
-        for chunk in events.chunks(CHUNK) {
-            write!(response, "{:x}\r\n", chunk.len()).unwrap();
-            response.extend_from_slice(chunk);
-            response.extend_from_slice(b"\r\n");
-        }
-        response.extend_from_slice(b"0\r\n\r\n");
-        Floor::serve(response.into())
-    }
-
-    fn serve(response: Arc<[u8]>) -> Floor {
+        let response =
+            std::env::temp_dir().join(format!("bnx-bench-floor-{}.http", std::process::id()));
+        write_response(url, token, body, &response).expect("the recording succeeds");
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let origin = format!("http://{}", listener.local_addr().unwrap());
         let stop = Arc::new(AtomicBool::new(false));
@@ -84,18 +68,51 @@ impl Floor {
     }
 
     /// Bytes on the wire for one answer, HTTP head and framing included.
-    pub fn wire_bytes(&self) -> usize {
-        self.response.len()
+    pub fn wire_bytes(&self) -> u64 {
+        std::fs::metadata(&self.response).map_or(0, |m| m.len())
     }
 }
 
+/// Asks the server at `url` for its stream, writing it to `path` as one chunked response,
+/// 64 KiB at a time.
+fn write_response(url: &str, token: &str, body: &str, path: &Path) -> io::Result<()> {
+    let agent: ureq::Agent = ureq::Agent::config_builder().proxy(None).build().into();
+    let mut events = agent
+        .post(url)
+        .header("Authorization", format!("Bearer {token}"))
+        .header("Content-Type", "application/json")
+        .send(body)
+        .map_err(io::Error::other)?
+        .into_body()
+        .into_reader();
+    let mut out = BufWriter::new(File::create(path)?);
+    out.write_all(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
+        Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+    )?;
+    let mut chunk = Vec::new();
+    loop {
+        chunk.clear();
+        if events.by_ref().take(CHUNK).read_to_end(&mut chunk)? == 0 {
+            break;
+        }
+        write!(out, "{:x}\r\n", chunk.len())?;
+        out.write_all(&chunk)?;
+        out.write_all(b"\r\n")?;
+    }
+    out.write_all(b"0\r\n\r\n")?;
+    out.flush()
+}
+
 /// Reads the request, so that closing does not reset the connection under unread bytes, then
-/// hands the whole response to the kernel in one `write_all`.
-fn answer(socket: TcpStream, response: &[u8]) {
+/// has the kernel send the whole response.
+fn answer(socket: TcpStream, response: &Path) {
     let mut input = BufReader::new(&socket);
-    if let Ok(Incoming::Request(_)) = read_request(&mut input, &mut std::io::sink()) {
-        // A client may close as soon as it has what it wants ([DONE]): a failed write is fine.
-        let _ = (&socket).write_all(response);
+    if let Ok(Incoming::Request(_)) = read_request(&mut input, &mut io::sink()) {
+        // A client may close as soon as it has what it wants ([DONE]): a failed send is fine.
+        if let Ok(mut file) = File::open(response) {
+            let _ = io::copy(&mut file, &mut &socket);
+        }
     }
     let _ = socket.shutdown(Shutdown::Write);
 }
@@ -108,5 +125,6 @@ impl Drop for Floor {
         if let Some(server) = self.server.take() {
             let _ = server.join();
         }
+        let _ = std::fs::remove_file(&self.response);
     }
 }

@@ -357,12 +357,15 @@ pub fn run(scale: Scale) -> Report {
     };
 
     // 1. Start-up.
-    let startup = median_of(p.startup_runs, || {
-        let mut cmd = Command::new(BNX);
-        cmd.arg("--version").stdout(Stdio::null());
-        cmd
-    });
-    let spawn_floor = median_of(p.startup_runs, || Command::new("true"));
+    let (startup, spawn_floor) = interleaved(
+        p.startup_runs,
+        || {
+            let mut cmd = Command::new(BNX);
+            cmd.arg("--version").stdout(Stdio::null());
+            cmd
+        },
+        || Command::new("true"),
+    );
     report.row(
         "start-up: `bnx --version` (baseline: `true`)",
         ms(startup.wall),
@@ -374,26 +377,29 @@ pub fn run(scale: Scale) -> Report {
 
     // 2. Small round trip.
     let small = Mock::start(&[]);
-    let bnx_small = median_of(p.request_runs, || small.bnx(&["hi"]));
     if let (Some(curl), Some(jq)) = (&curl, &jq) {
-        let pipeline = median_of(p.request_runs, || {
-            let args: Vec<String> = curl_args(&small.origin, false)
-                .iter()
-                .map(|a| shell_quote(a))
-                .collect();
-            let mut cmd = Command::new("sh");
-            cmd.args([
-                "-c",
-                &format!(
-                    "{} {} | {} -r '.choices[0].message.content'",
-                    curl.display(),
-                    args.join(" "),
-                    jq.display()
-                ),
-            ])
-            .stdout(Stdio::null());
-            cmd
-        });
+        let (bnx_small, pipeline) = interleaved(
+            p.request_runs,
+            || small.bnx(&["hi"]),
+            || {
+                let args: Vec<String> = curl_args(&small.origin, false)
+                    .iter()
+                    .map(|a| shell_quote(a))
+                    .collect();
+                let mut cmd = Command::new("sh");
+                cmd.args([
+                    "-c",
+                    &format!(
+                        "{} {} | {} -r '.choices[0].message.content'",
+                        curl.display(),
+                        args.join(" "),
+                        jq.display()
+                    ),
+                ])
+                .stdout(Stdio::null());
+                cmd
+            },
+        );
         let r = ratio(bnx_small.wall, pipeline.wall);
         report.row(
             "round trip: `bnx hi` vs `curl | jq`",
@@ -403,7 +409,11 @@ pub fn run(scale: Scale) -> Report {
             "<= 0.5",
             Some(r <= 0.5),
         );
-        let bare = median_of(p.request_runs, || small.curl(curl, false));
+        let (bnx_small, bare) = interleaved(
+            p.request_runs,
+            || small.bnx(&["hi"]),
+            || small.curl(curl, false),
+        );
         let r = ratio(bnx_small.wall, bare.wall);
         report.row(
             "round trip: `bnx hi` vs `curl > /dev/null`",
@@ -415,6 +425,7 @@ pub fn run(scale: Scale) -> Report {
         );
     }
     if python.is_some() {
+        let bnx_small = median_of(p.request_runs, || small.bnx(&["hi"]));
         let sdk_small = median_of(p.request_runs.min(10), || sdk(&small.origin, "whole"));
         let r = ratio(sdk_small.wall, bnx_small.wall);
         report.row(
@@ -568,20 +579,20 @@ pub fn run(scale: Scale) -> Report {
     }
     let _ = std::fs::remove_file(&sdk_script);
     report.notes.push(format!(
-        "Peak RSS comes from wait4, which cannot read below the harness's resident size when it \
-         starts a command ({:.1} MiB now).",
-        own_rss_kib() as f64 / 1024.0
+        "Peak RSS comes from wait4, which cannot read below the harness's own peak resident size \
+         ({:.1} MiB).",
+        own_peak_rss_kib() as f64 / 1024.0
     ));
     report
 }
 
-fn own_rss_kib() -> u64 {
+fn own_peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
             let line = status
                 .lines()
-                .find(|l| l.starts_with("VmRSS:"))?
+                .find(|l| l.starts_with("VmHWM:"))?
                 .to_string();
             line.split_whitespace().nth(1)?.parse().ok()
         })
