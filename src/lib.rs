@@ -5,7 +5,8 @@
 //! into a validated `Config`) -> `prompt` (the messages) -> `request` -> `transport` (HTTP,
 //! with `retry` deciding) -> `response` (whole or `sse` streamed) -> `output` (stdout) ->
 //! `error` (exit codes). `report` puts together the `bnx` object of `--json` from what the
-//! stages return; `printer` owns stderr. `wire` holds the API's types, shared with `mock`.
+//! stages return; `printer` owns stderr. `wire` holds the API's types, shared with `mock`;
+//! `chunk` reads the common shape of a stream chunk without them.
 //! `extract` takes apart a complete answer for `-x` and `--expect-json`; `atomic` is the file
 //! of `-o`, replaced only on success. Beside the flow: `url` and `proxy` (where a request may
 //! go), `upload` (an early answer to a large request), `redact` (the token masked in whatever a
@@ -13,6 +14,7 @@
 
 pub mod atomic;
 pub mod batch;
+pub mod chunk;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -69,16 +69,19 @@ impl Decoder {
                 input = &input[1..];
             }
         }
+        // The data of the open event while it is one line that lies whole in `input`, as most
+        // events do: handed over from there, not copied into `data` first.
+        let mut single = None;
         while let Some(end) = memchr::memchr2(b'\n', b'\r', input) {
             if self.line.is_empty() {
                 if end > self.max_event {
                     return Err(EventTooLarge(self.max_event).into());
                 }
-                self.line_done(&input[..end], on_event)?;
+                self.line_done(&input[..end], Some(&mut single), on_event)?;
             } else {
                 self.append_partial(&input[..end])?;
                 let line = std::mem::take(&mut self.line);
-                let result = self.line_done(&line, on_event);
+                let result = self.line_done(&line, None, on_event);
                 self.line = line;
                 self.line.clear();
                 result?;
@@ -94,6 +97,9 @@ impl Decoder {
                 &input[end + 1..]
             };
         }
+        if let Some(data) = single {
+            self.keep(data);
+        }
         self.append_partial(input).map_err(E::from)
     }
 
@@ -105,9 +111,9 @@ impl Decoder {
     ) -> Result<(), E> {
         if !self.line.is_empty() {
             let line = std::mem::take(&mut self.line);
-            self.line_done(&line, on_event)?;
+            self.line_done(&line, None, on_event)?;
         }
-        self.dispatch(on_event)
+        self.dispatch(None, on_event)
     }
 
     fn append_partial(&mut self, bytes: &[u8]) -> Result<(), EventTooLarge> {
@@ -118,9 +124,12 @@ impl Decoder {
         Ok(())
     }
 
-    fn line_done<E: From<EventTooLarge>>(
+    /// Handles one line. A line of the input comes with `feed`'s `single`, where the open
+    /// event's data may stay uncopied; a line kept across reads comes without, and is copied.
+    fn line_done<'a, E: From<EventTooLarge>>(
         &mut self,
-        mut line: &[u8],
+        mut line: &'a [u8],
+        single: Option<&mut Option<&'a [u8]>>,
         on_event: &mut impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
         if self.first_line {
@@ -128,7 +137,7 @@ impl Decoder {
             line = line.strip_prefix("\u{FEFF}".as_bytes()).unwrap_or(line);
         }
         if line.is_empty() {
-            return self.dispatch(on_event);
+            return self.dispatch(single.and_then(Option::take), on_event);
         }
         if line[0] == b':' {
             return Ok(());
@@ -141,16 +150,50 @@ impl Decoder {
             None => (line, &[][..]),
         };
         if field == b"data" {
-            if self.data.len() + value.len() + 1 > self.max_event {
-                return Err(EventTooLarge(self.max_event).into());
-            }
-            self.data.extend_from_slice(value);
-            self.data.push(b'\n');
+            self.data_line(value, single)?;
         }
         Ok(())
     }
 
-    fn dispatch<E>(&mut self, on_event: &mut impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
+    fn data_line<'a>(
+        &mut self,
+        value: &'a [u8],
+        single: Option<&mut Option<&'a [u8]>>,
+    ) -> Result<(), EventTooLarge> {
+        match single {
+            Some(single) if single.is_none() && self.data.is_empty() => {
+                if value.len() + 1 > self.max_event {
+                    return Err(EventTooLarge(self.max_event));
+                }
+                *single = Some(value);
+            }
+            single => {
+                if let Some(data) = single.and_then(Option::take) {
+                    self.keep(data);
+                }
+                if self.data.len() + value.len() + 1 > self.max_event {
+                    return Err(EventTooLarge(self.max_event));
+                }
+                self.keep(value);
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies a data line into the open event.
+    fn keep(&mut self, data: &[u8]) {
+        self.data.extend_from_slice(data);
+        self.data.push(b'\n');
+    }
+
+    fn dispatch<E>(
+        &mut self,
+        single: Option<&[u8]>,
+        on_event: &mut impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if let Some(data) = single {
+            return on_event(data);
+        }
         if self.data.is_empty() {
             return Ok(());
         }

@@ -1,6 +1,7 @@
 //! `cargo bench --bench compare`: bnx against curl, curl | jq and the Python SDK. See
 //! `harness.rs`; the results of a real run are in BENCHMARKS.md.
 
+mod floor;
 mod harness;
 #[path = "../../tests/support/mod.rs"]
 mod support;

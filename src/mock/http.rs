@@ -265,6 +265,17 @@ impl Drop for Reservation<'_> {
     }
 }
 
+/// Reads one whole request with no limit but the mock's own head and body sizes: for servers
+/// that serve one trusted client, such as the benchmark's.
+pub fn read_request(input: &mut impl BufRead) -> Option<Request> {
+    let Ok(Head::Request(request, length)) = read_head(input) else {
+        return None;
+    };
+    let budget = Budget::new(length);
+    let (request, _) = read_body(input, &mut io::sink(), request, length, &budget).ok()?;
+    Some(request)
+}
+
 /// Reads the `length` bytes of `request`'s body, within `budget`; `out` answers
 /// `Expect: 100-continue` first. The body's memory grows as its bytes arrive, so a client that
 /// announces a large body and sends little costs little. Every failure is a refusal, logged

@@ -1,6 +1,8 @@
 //! Keeps the benchmark harness compiling and working: its smoke run measures everything once,
 //! on tiny inputs, against the debug binaries. No number is asserted.
 
+#[path = "../../benches/compare/floor.rs"]
+mod floor;
 #[path = "../../benches/compare/harness.rs"]
 mod harness;
 

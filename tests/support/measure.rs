@@ -1,8 +1,9 @@
 //! Running a process and reading what it cost from `wait4`: exit code, wall time, CPU time and
 //! peak RSS. Shared by the benchmark harness and the tests that bound memory.
 //!
-//! The peak RSS cannot read below the caller's resident size when it spawns the process: the
-//! kernel carries it through vfork and exec. Callers hold no large buffers when they measure.
+//! The peak RSS cannot read below the caller's own peak resident size: the child starts in the
+//! caller's memory (vfork), and exec keeps that memory's high-water mark. Callers never hold
+//! large buffers, not even before they measure.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
