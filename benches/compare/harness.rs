@@ -38,6 +38,9 @@ struct Params {
     stream_events: usize,
     latency_events: usize,
     whole_bytes: usize,
+    /// Batch items for the pacing row, and the rate (requests per window) they are paced to.
+    pacing_items: usize,
+    pacing_rate: (usize, f64),
 }
 
 impl Scale {
@@ -52,6 +55,8 @@ impl Scale {
                 stream_events: 1_000,
                 latency_events: 10,
                 whole_bytes: 100_000,
+                pacing_items: 12,
+                pacing_rate: (6, 1.0),
             },
             Scale::Full => Params {
                 startup_runs: 200,
@@ -62,6 +67,8 @@ impl Scale {
                 stream_events: 200_000,
                 latency_events: 300,
                 whole_bytes: 10 << 20,
+                pacing_items: 100,
+                pacing_rate: (10, 1.0),
             },
         }
     }
@@ -538,9 +545,45 @@ pub fn run(scale: Scale) -> Report {
         Some(bytes < 8 << 20),
     );
 
-    // 7. Pacing efficiency, to come with `--batch`/`--jobs` (the "Many requests" issue): 100
-    // batch items at 8 jobs against the mock at a short rate-limit window, actual over ideal
-    // time, and the 429s the mock saw (target: ratio <= 1.1, no 429).
+    // 7. Pacing efficiency: a batch at 8 jobs against a mock whose limit bnx paces to. Ideal:
+    // the first N items at once, then N more each window, and not a 429.
+    let (n, window) = p.pacing_rate;
+    let rate = format!("{n}/{window}");
+    let paced = Mock::start(&["--rate-limit", &rate]);
+    let items = paced.dir.path().join("items.jsonl");
+    let lines: String = (0..p.pacing_items)
+        .map(|i| format!("{{\"prompt\": \"item {i}\"}}\n"))
+        .collect();
+    std::fs::write(&items, lines).unwrap();
+    let batch = cost(&mut paced.bnx_to_null(&[
+        "--batch",
+        &items.display().to_string(),
+        "-j",
+        "8",
+        "--rate-limit",
+        &rate,
+        "--retries",
+        "0",
+        "-q",
+    ]));
+    let ideal = Duration::from_secs_f64((p.pacing_items.div_ceil(n) - 1) as f64 * window);
+    let refused = paced
+        .requests(p.pacing_items)
+        .iter()
+        .filter(|r| r["status"] == 429)
+        .count();
+    let r = ratio(batch.wall, ideal);
+    report.row(
+        &format!(
+            "pacing: {} batch items at 8 jobs, mock and bnx at {n} per {window}s: wall / ideal, 429s",
+            p.pacing_items
+        ),
+        format!("{}, {refused} × 429", ms(batch.wall)),
+        ms(ideal),
+        Some(r),
+        "<= 1.1, no 429",
+        Some(r <= 1.1 && refused == 0),
+    );
 
     if python.is_some() {
         let mut check = sdk(&small.url, "whole");
