@@ -2,8 +2,10 @@
 //! of the program uses. Flags beat the environment; the environment beats files.
 
 use std::ffi::OsString;
+use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -143,12 +145,8 @@ impl Config {
         env: impl Fn(&str) -> Option<OsString>,
         stdin_is_terminal: bool,
     ) -> Result<Config> {
-        let base_url = match cli.base_url {
-            Some(url) => url,
-            None => {
-                env_string(&env, "BLUENEXUS_BASE_URL")?.unwrap_or_else(|| DEFAULT_BASE_URL.into())
-            }
-        };
+        let base_url = flag_or_env(cli.base_url, &env, "BLUENEXUS_BASE_URL")?
+            .unwrap_or_else(|| DEFAULT_BASE_URL.into());
         let endpoint = endpoint(&base_url, &agent)?;
         let proxy = proxy::choose(&env, &endpoint.host, endpoint.loopback)?;
         if cli.no_stdin && cli.messages.as_deref() == Some(std::path::Path::new("-")) {
@@ -181,27 +179,17 @@ impl Config {
             (None, true) => Conversation::Continue,
             (None, false) => Conversation::New,
         };
-        let pace = match cli.rate_limit {
-            Some(rate) => rate,
-            None => match env_string(&env, "BLUENEXUS_RATE_LIMIT")? {
-                Some(value) => value.parse().map_err(|why| {
-                    Error::msg(Kind::Config, format!("BLUENEXUS_RATE_LIMIT: {why}"))
-                })?,
-                None => Rate::DEFAULT,
-            },
-        };
-        let rate_store = match cli.rate_store {
-            Some(url) => Some(url),
-            None => env_string(&env, "BLUENEXUS_RATE_STORE")?,
-        }
-        .filter(|url| !url.is_empty())
-        .map(|url| {
-            url.parse::<StoreUrl>().map_err(|why| {
-                Error::msg(Kind::Config, format!("bad rate store URL: {why}"))
-                    .with_hint("use redis://HOST:PORT[/DB], such as redis://10.0.0.5:6379/0")
+        let pace =
+            flag_or_env(cli.rate_limit, &env, "BLUENEXUS_RATE_LIMIT")?.unwrap_or(Rate::DEFAULT);
+        let rate_store = flag_or_env(cli.rate_store, &env, "BLUENEXUS_RATE_STORE")?
+            .filter(|url| !url.is_empty())
+            .map(|url| {
+                url.parse::<StoreUrl>().map_err(|why| {
+                    Error::msg(Kind::Config, format!("bad rate store URL: {why}"))
+                        .with_hint("use redis://HOST:PORT[/DB], such as redis://10.0.0.5:6379/0")
+                })
             })
-        })
-        .transpose()?;
+            .transpose()?;
         // As for curl, `-o -` is stdout.
         let output = cli.output.filter(|path| path.as_os_str() != "-");
         let batch = cli.batch.map(|file| Batch {
@@ -262,6 +250,25 @@ pub fn agent(flag: Option<&str>, env: &impl Fn(&str) -> Option<OsString>) -> Res
         Some(agent) => Ok(agent.to_string()),
         None => Ok(env_string(env, "BLUENEXUS_AGENT")?.unwrap_or_else(|| DEFAULT_AGENT.into())),
     }
+}
+
+/// The flag's value, else the environment variable `name`'s, parsed: a variable that does not
+/// parse is a configuration error that names it (a flag was already checked by clap).
+fn flag_or_env<T: FromStr<Err: fmt::Display>>(
+    flag: Option<T>,
+    env: &impl Fn(&str) -> Option<OsString>,
+    name: &str,
+) -> Result<Option<T>> {
+    if flag.is_some() {
+        return Ok(flag);
+    }
+    env_string(env, name)?
+        .map(|value| {
+            value
+                .parse()
+                .map_err(|why| Error::msg(Kind::Config, format!("{name}: {why}")))
+        })
+        .transpose()
 }
 
 fn env_string(env: &impl Fn(&str) -> Option<OsString>, name: &str) -> Result<Option<String>> {

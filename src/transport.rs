@@ -109,51 +109,9 @@ impl Transport {
             }
             let attempt = attempts.count;
             attempts.count += 1;
-            printer.verbose(&format!(
-                "POST {} (attempt {})",
-                request.url, attempts.count
-            ));
-            printer.verbose("authorization: Bearer ***");
-            if attempt == 0 {
-                printer.verbose_body("request body", &body);
-            }
-            let sent_at = Instant::now();
-            self.upload.start();
-            let result = self
-                .agent
-                .post(&request.url)
-                .header("Authorization", format!("Bearer {}", token.expose()))
-                .header("Content-Type", "application/json")
-                .header("Accept", request.accept)
-                .send(&body[..])
-                .map_err(|e| {
-                    if self.upload.was_cut() {
-                        (false, cut_while_sending(body.len()))
-                    } else {
-                        (is_retryable(&e), self.error(&e, &host))
-                    }
-                });
+            let result = self.post(request, &body, token, &host, attempts.count, printer);
             let outcome = match &result {
-                Ok(response) => {
-                    let status = response.status();
-                    printer.verbose(&format!(
-                        "HTTP {} {} after {} ms",
-                        status.as_u16(),
-                        status.canonical_reason().unwrap_or(""),
-                        sent_at.elapsed().as_millis()
-                    ));
-                    let asked = asked_wait(response);
-                    if status.as_u16() == 429 {
-                        attempts.retry_after = asked;
-                        if let (Some(pacer), Some(asked)) = (&self.pacer, asked) {
-                            pacer.pause(shared_pause(asked), printer);
-                        }
-                    }
-                    Outcome::Answered {
-                        status: status.as_u16(),
-                        asked,
-                    }
-                }
+                Ok(response) => self.answered(response, &mut attempts, printer),
                 Err((retryable, _)) => Outcome::Failed {
                     retryable: *retryable,
                 },
@@ -178,6 +136,66 @@ impl Transport {
             ));
             sleep(wait);
         }
+    }
+
+    /// One attempt: the POST, said with `-v`; a failure comes with whether it may be retried.
+    fn post(
+        &self,
+        request: &Request,
+        body: &[u8],
+        token: &Secret,
+        host: &str,
+        attempt: u32,
+        printer: &Printer,
+    ) -> std::result::Result<Response<Body>, (bool, Error)> {
+        printer.verbose(&format!("POST {} (attempt {attempt})", request.url));
+        printer.verbose("authorization: Bearer ***");
+        if attempt == 1 {
+            printer.verbose_body("request body", body);
+        }
+        let sent_at = Instant::now();
+        self.upload.start();
+        let response = self
+            .agent
+            .post(&request.url)
+            .header("Authorization", format!("Bearer {}", token.expose()))
+            .header("Content-Type", "application/json")
+            .header("Accept", request.accept)
+            .send(body)
+            .map_err(|e| {
+                if self.upload.was_cut() {
+                    (false, cut_while_sending(body.len()))
+                } else {
+                    (is_retryable(&e), self.error(&e, host))
+                }
+            })?;
+        let status = response.status();
+        printer.verbose(&format!(
+            "HTTP {} {} after {} ms",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or(""),
+            sent_at.elapsed().as_millis()
+        ));
+        Ok(response)
+    }
+
+    /// What a response means for retrying. A 429's wait is reported, and shared with every
+    /// process that paces through the same store.
+    fn answered(
+        &self,
+        response: &Response<Body>,
+        attempts: &mut Attempts,
+        printer: &Printer,
+    ) -> Outcome {
+        let status = response.status().as_u16();
+        let asked = asked_wait(response);
+        if status == 429 {
+            attempts.retry_after = asked;
+            if let (Some(pacer), Some(asked)) = (&self.pacer, asked) {
+                pacer.pause(shared_pause(asked), printer);
+            }
+        }
+        Outcome::Answered { status, asked }
     }
 
     /// A failure before any response, in words. `host` is the API's.
