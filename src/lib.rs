@@ -10,7 +10,8 @@
 //! `extract` takes apart a complete answer for `-x` and `--expect-json`; `atomic` is the file
 //! of `-o`, replaced only on success. Beside the flow: `url` and `proxy` (where a request may
 //! go), `upload` (an early answer to a large request), `redact` (the token masked in whatever a
-//! server echoes), `state` (saved conversations), `usage` (clap's errors in `bnx`'s form).
+//! server echoes), `state` (saved conversations), `usage` (clap's errors in `bnx`'s form),
+//! `exit` (how a run ends: the error, the failure document, the exit code).
 
 pub mod atomic;
 pub mod batch;
@@ -18,6 +19,7 @@ pub mod chunk;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod exit;
 pub mod extract;
 pub mod interrupt;
 pub mod mock;
