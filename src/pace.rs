@@ -91,6 +91,33 @@ fn ms(d: Duration) -> Millis {
 pub struct Slots {
     pub taken: Vec<Millis>,
     pub paused_until: Millis,
+    /// When the slots were last written: a time after now means the clock was set back.
+    #[serde(default)]
+    pub written: Millis,
+}
+
+/// A state file holds at most `--rate-limit`'s N times; past this it is not ours to read.
+const MAX_STATE: u64 = 1 << 20;
+
+/// No slot or pause is further away than this: a state that says otherwise was written by a
+/// clock that has since been set back, or by hand.
+pub const FURTHEST: Duration = Duration::from_secs(24 * 60 * 60);
+
+impl Slots {
+    /// The slots as they can stand at `now`: forgotten when they were written after now (the
+    /// clock was set back, and every time in them is that far off) or reach past [`FURTHEST`],
+    /// rather than holding every request back for as long.
+    pub fn as_of(self, now: Millis) -> Slots {
+        let furthest = now.saturating_add(ms(FURTHEST));
+        let impossible = self.written > now.saturating_add(1000)
+            || self.paused_until > furthest
+            || self.taken.last().is_some_and(|&last| last > furthest);
+        if impossible {
+            Slots::default()
+        } else {
+            self
+        }
+    }
 }
 
 /// A request's arrival at the server drifts from its slot by the connection's latency; this
@@ -125,7 +152,9 @@ pub fn reserve(
     limit: Duration,
 ) -> std::result::Result<Millis, Millis> {
     let at = next_slot(slots, now, rate);
-    if at - now > ms(limit) {
+    // The margin is ours, not a wait the account asks for: with the default 30/60 and a
+    // --max-retry-wait of 60 s, counting it would refuse what a patient caller accepts.
+    if at - now > ms(limit).saturating_add(margin(rate.window)) {
         return Err(at - now);
     }
     slots.taken.push(at);
@@ -171,6 +200,8 @@ impl FileStore {
         })
     }
 
+    /// The state file of `key`, locked. Whatever else stands at its path (a link, a FIFO, a
+    /// device) is refused rather than followed, waited on or read without end.
     fn locked(&self, key: &str) -> io::Result<File> {
         let file = OpenOptions::new()
             .read(true)
@@ -178,7 +209,11 @@ impl FileStore {
             .create(true)
             .truncate(false)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(self.dir.join(key))?;
+        if !file.metadata()?.is_file() {
+            return Err(io::Error::other("the pacing state is not a regular file"));
+        }
         file.lock()?;
         Ok(file)
     }
@@ -187,11 +222,15 @@ impl FileStore {
     fn update<T>(&self, key: &str, change: impl FnOnce(&mut Slots) -> T) -> io::Result<T> {
         let mut file = self.locked(key)?;
         let mut text = String::new();
-        file.read_to_string(&mut text)?;
+        (&mut file).take(MAX_STATE).read_to_string(&mut text)?;
         // A file torn by a crash mid-write, or written by a future version, starts afresh:
         // the worst case is one window that is not paced.
-        let mut slots: Slots = serde_json::from_str(&text).unwrap_or_default();
+        let now = now_ms();
+        let mut slots = serde_json::from_str::<Slots>(&text)
+            .unwrap_or_default()
+            .as_of(now);
         let result = change(&mut slots);
+        slots.written = now;
         file.set_len(0)?;
         file.rewind()?;
         file.write_all(&serde_json::to_vec(&slots).expect("slots serialize"))?;
@@ -472,10 +511,45 @@ mod tests {
     }
 
     #[test]
+    fn the_margin_is_not_counted_against_the_longest_wait() {
+        // The default rate and --max-retry-wait: the 31st request in a fast burst waits a
+        // window plus the margin, and a caller who accepts a window's wait takes it.
+        let mut slots = Slots::default();
+        let limit = Duration::from_secs(60);
+        for _ in 0..30 {
+            reserve(&mut slots, 0, Rate::DEFAULT, limit).unwrap();
+        }
+        assert_eq!(
+            reserve(&mut slots, 0, Rate::DEFAULT, limit),
+            Ok(60_000 + margin(Rate::DEFAULT.window))
+        );
+    }
+
+    #[test]
+    fn slots_from_a_clock_set_back_or_too_far_ahead_are_forgotten() {
+        let day = ms(FURTHEST);
+        let now = 10 * day;
+        let slots = |taken: Vec<Millis>, paused_until, written| Slots {
+            taken,
+            paused_until,
+            written,
+        };
+        let sane = slots(vec![now - 5, now + 60_000], now + 2000, now - 5);
+        assert_eq!(sane.clone().as_of(now), sane);
+        for bad in [
+            slots(vec![now + 7_200_000], 0, now + 7_200_000),
+            slots(vec![], Millis::MAX, 0),
+            slots(vec![now + day + 1], 0, now),
+        ] {
+            assert_eq!(bad.as_of(now), Slots::default());
+        }
+    }
+
+    #[test]
     fn a_pause_holds_every_slot_until_it_ends() {
         let mut slots = Slots {
-            taken: vec![],
             paused_until: 9000,
+            ..Slots::default()
         };
         assert_eq!(
             reserve(&mut slots, 1000, SIX_PER_3S, Duration::MAX),

@@ -304,8 +304,7 @@ fn is_retryable(err: &ureq::Error) -> bool {
 /// What a 429's wait holds every process to: at most a day, so that a wait too long for any
 /// clock (`Retry-After: 1e300`) stops this run but does not refuse every later one forever.
 fn shared_pause(asked_secs: f64) -> Duration {
-    const LONGEST: Duration = Duration::from_secs(24 * 60 * 60);
-    Duration::from_secs_f64(asked_secs.min(LONGEST.as_secs_f64()))
+    Duration::from_secs_f64(asked_secs.min(pace::FURTHEST.as_secs_f64()))
 }
 
 /// The wait a response asked for, in seconds, if it asked.

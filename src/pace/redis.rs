@@ -58,7 +58,7 @@ end
 if n > 0 and taken >= n then
   at = math.max(at, tonumber(redis.call('LINDEX', KEYS[1], -n)) + window + margin)
 end
-if at - now > limit then
+if at - now > limit + margin then
   return {0, at - now}
 end
 if n > 0 then

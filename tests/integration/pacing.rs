@@ -7,6 +7,7 @@ use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::thread;
+use std::time::Duration;
 
 use crate::util::*;
 
@@ -211,4 +212,88 @@ fn a_bad_rate_limit_is_a_usage_or_configuration_error() {
         .code(78)
         .stderr(predicate::str::contains("BLUENEXUS_RATE_LIMIT"));
     mock.assert_no_requests();
+}
+
+#[test]
+fn a_caller_who_accepts_a_windows_wait_is_never_refused_for_the_margin() {
+    // 6 per second and --max-retry-wait 1: the 7th request waits the window plus the margin
+    // that keeps arrivals apart, and takes it rather than failing with 75.
+    let mock = Mock::start(&["--rate-limit", "6/1"]);
+    let outputs = together(&mock, 7, &["--rate-limit", "6/1", "--max-retry-wait", "1"]);
+    for output in &outputs {
+        assert_eq!(output.status.code(), Some(0), "{}", stderr_of(output));
+    }
+    assert_eq!(statuses(&mock, 7), vec![200; 7]);
+}
+
+/// The state file the pacing of `mock`'s origin and default token uses.
+fn state_file(mock: &Mock) -> std::path::PathBuf {
+    mock.bnx()
+        .args(["--rate-limit", "5/60", "first"])
+        .assert()
+        .success();
+    let dir = mock.state_dir().join("bluenexus/pace");
+    let mut names = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path());
+    names.next().unwrap()
+}
+
+#[test]
+fn a_state_from_a_clock_set_back_is_forgotten_not_waited_for() {
+    let mock = Mock::start(&[]);
+    let path = state_file(&mock);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    // Written two hours "from now" by a clock since set back: its slots and pause are off by
+    // as much, and would hold every run back for two hours.
+    let two_hours = 7_200_000;
+    let future = now + two_hours;
+    fs::write(
+        &path,
+        format!("{{\"taken\":[{future},{future}],\"paused_until\":{future},\"written\":{future}}}"),
+    )
+    .unwrap();
+    mock.bnx()
+        .args(["--rate-limit", "2/60", "--max-retry-wait", "1", "x"])
+        .assert()
+        .success()
+        .stderr("");
+    fs::write(
+        &path,
+        "{\"taken\":[],\"paused_until\":18446744073709551615}",
+    )
+    .unwrap();
+    mock.bnx()
+        .args(["--max-retry-wait", "1", "x"])
+        .assert()
+        .success()
+        .stderr("");
+}
+
+#[test]
+fn a_state_path_that_is_not_a_file_turns_pacing_off_and_never_hangs() {
+    let mock = Mock::start(&[]);
+    let path = state_file(&mock);
+    fs::remove_file(&path).unwrap();
+    let fifo = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid, NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    mock.bnx()
+        .arg("x")
+        .timeout(Duration::from_secs(20))
+        .assert()
+        .success()
+        .stderr(
+            predicate::str::contains("pacing is off")
+                .and(predicate::str::contains("not a regular file")),
+        );
+    fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+    mock.bnx()
+        .arg("x")
+        .timeout(Duration::from_secs(20))
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("pacing is off"));
 }
