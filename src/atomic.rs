@@ -1,8 +1,11 @@
 //! `-o FILE`: the output goes to a temporary file in FILE's directory, which replaces FILE only
 //! when the run succeeds. On any failure, Ctrl-C included, FILE keeps what it had and the
 //! temporary file is removed, so a cron job's last good answer survives a failed run.
+//!
+//! A FILE that is not a regular file (`/dev/null`, a FIFO, a terminal) cannot be replaced
+//! without destroying it: it is written directly, as the shell's `>` would.
 
-use std::fs::{self, Permissions};
+use std::fs::{self, File, Permissions};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -13,12 +16,20 @@ use crate::error::{Error, Kind, Result};
 use crate::interrupt;
 
 pub struct AtomicFile {
-    file: BufWriter<NamedTempFile>,
-    /// The file to replace: FILE, or what it links to.
-    target: PathBuf,
+    file: Destination,
     /// FILE as given, for messages.
     name: String,
-    _on_interrupt: interrupt::Guard,
+}
+
+enum Destination {
+    Replacing {
+        file: BufWriter<NamedTempFile>,
+        /// The file to replace: FILE, or what it links to.
+        target: PathBuf,
+        _on_interrupt: interrupt::Guard,
+    },
+    /// A device or a FIFO, written in place.
+    Direct(BufWriter<File>),
 }
 
 impl AtomicFile {
@@ -35,6 +46,13 @@ impl AtomicFile {
         let mode = match fs::metadata(&target) {
             Ok(meta) if meta.is_dir() => {
                 return Err(Error::msg(Kind::LocalIo, format!("{name} is a directory")))
+            }
+            Ok(meta) if !meta.is_file() => {
+                let file = File::options().write(true).open(&target).map_err(failed)?;
+                return Ok(AtomicFile {
+                    file: Destination::Direct(BufWriter::with_capacity(64 * 1024, file)),
+                    name,
+                });
             }
             Ok(meta) => Some(meta.permissions().mode() & 0o777),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
@@ -62,11 +80,13 @@ impl AtomicFile {
         }
         let temporary = file.path().to_path_buf();
         Ok(AtomicFile {
-            file: BufWriter::with_capacity(64 * 1024, file),
-            target,
-            _on_interrupt: interrupt::on_interrupt(move || {
-                let _ = fs::remove_file(&temporary);
-            }),
+            file: Destination::Replacing {
+                file: BufWriter::with_capacity(64 * 1024, file),
+                target,
+                _on_interrupt: interrupt::on_interrupt(move || {
+                    let _ = fs::remove_file(&temporary);
+                }),
+            },
             name,
         })
     }
@@ -75,9 +95,14 @@ impl AtomicFile {
     /// that FILE is at every moment either the old content or all of the new.
     pub fn commit(self) -> Result<()> {
         let failed = |e: io::Error| Error::write(e, &self.name);
-        let file = self.file.into_inner().map_err(|e| failed(e.into_error()))?;
-        file.as_file().sync_all().map_err(failed)?;
-        file.persist(&self.target).map_err(|e| failed(e.error))?;
+        match self.file {
+            Destination::Replacing { file, target, .. } => {
+                let file = file.into_inner().map_err(|e| failed(e.into_error()))?;
+                file.as_file().sync_all().map_err(failed)?;
+                file.persist(&target).map_err(|e| failed(e.error))?;
+            }
+            Destination::Direct(mut file) => file.flush().map_err(failed)?,
+        }
         Ok(())
     }
 }
@@ -93,11 +118,17 @@ fn without_temporary_name(err: io::Error) -> io::Error {
 
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file.write(buf)
+        match &mut self.file {
+            Destination::Replacing { file, .. } => file.write(buf),
+            Destination::Direct(file) => file.write(buf),
+        }
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
+        match &mut self.file {
+            Destination::Replacing { file, .. } => file.flush(),
+            Destination::Direct(file) => file.flush(),
+        }
     }
 }
 
