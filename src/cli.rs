@@ -118,7 +118,7 @@ pub struct Cli {
 
     /// Pace requests to N per rolling SECS seconds, shared by every bnx process of this user for
     /// the same API and token; 0 turns pacing off [env: BLUENEXUS_RATE_LIMIT] [default: 30/60]
-    #[arg(long, value_name = "N[/SECS]")]
+    #[arg(long, value_name = "N[/SECS]", allow_negative_numbers = true)]
     pub rate_limit: Option<Rate>,
 
     /// Share the pacing with every machine that names the same Redis server,
@@ -134,15 +134,17 @@ pub struct Cli {
 
     /// With --batch: requests in flight at once, 1 to 64
     #[arg(short, long, value_name = "N", default_value_t = 4, requires = "batch",
-          value_parser = clap::value_parser!(u16).range(1..=64))]
+          value_parser = parse_jobs, allow_negative_numbers = true)]
     pub jobs: u16,
 
     /// With --batch: start no new item once the credits this run consumed reach N
-    #[arg(long, value_name = "N", requires = "batch", value_parser = parse_credits)]
+    #[arg(long, value_name = "N", requires = "batch", value_parser = parse_credits,
+          allow_negative_numbers = true)]
     pub max_credits: Option<f64>,
 
     /// With --batch: start no new item once X-Credits-Remaining falls below N
-    #[arg(long, value_name = "N", requires = "batch", value_parser = parse_credits)]
+    #[arg(long, value_name = "N", requires = "batch", value_parser = parse_credits,
+          allow_negative_numbers = true)]
     pub min_credits: Option<f64>,
 
     /// Never read standard input (for `while read` loops, as `ssh -n`)
@@ -223,7 +225,14 @@ fn parse_retries(s: &str) -> Result<u32, String> {
 fn parse_credits(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(n) if n.is_finite() && n >= 0.0 => Ok(n),
-        _ => Err("expected a number of credits, such as 100".into()),
+        _ => Err("must be a number of credits, 0 or more, such as 100".into()),
+    }
+}
+
+fn parse_jobs(s: &str) -> Result<u16, String> {
+    match s.parse::<u16>() {
+        Ok(n) if (1..=64).contains(&n) => Ok(n),
+        _ => Err("must be a whole number from 1 to 64".into()),
     }
 }
 

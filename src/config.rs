@@ -149,11 +149,21 @@ impl Config {
             .unwrap_or_else(|| DEFAULT_BASE_URL.into());
         let endpoint = endpoint(&base_url, &agent)?;
         let proxy = proxy::choose(&env, &endpoint.host, endpoint.loopback)?;
-        if cli.no_stdin && cli.messages.as_deref() == Some(std::path::Path::new("-")) {
+        let stdin = Some(std::path::Path::new("-"));
+        for (option, path) in [("--messages", &cli.messages), ("--batch", &cli.batch)] {
+            if cli.no_stdin && path.as_deref() == stdin {
+                return Err(Error::msg(
+                    Kind::Usage,
+                    format!("{option} - reads standard input, which --no-stdin forbids"),
+                ));
+            }
+        }
+        if cli.dry_run && cli.batch.is_some() && cli.output.is_some() {
             return Err(Error::msg(
                 Kind::Usage,
-                "--messages - reads standard input, which --no-stdin forbids",
-            ));
+                "--dry-run writes a batch's requests to stdout; -o is for its answers",
+            )
+            .with_hint("leave out -o, or --dry-run"));
         }
         let token = token::resolve(token::Sources {
             file: cli.token_file.as_deref(),

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::error::{Error, Kind, Result};
@@ -14,7 +15,7 @@ use crate::wire::Message;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Line {
-    id: Option<Value>,
+    id: Option<Box<RawValue>>,
     prompt: Option<String>,
     messages: Option<Vec<Message>>,
     files: Option<Vec<PathBuf>>,
@@ -26,12 +27,13 @@ struct Line {
 }
 
 /// An item, checked. Fields it leaves out are taken from the command line.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Item {
     /// The line it came from, counting from 1.
     pub line: usize,
-    /// The id as given (a string or a number), or the line number as a string.
-    pub id: Value,
+    /// The id as given (a string or a number, its text kept exactly), or the line number as a
+    /// string.
+    pub id: Box<RawValue>,
     /// The id as text: `1` and `"1"` are the same item.
     pub key: String,
     pub prompt: Option<String>,
@@ -83,12 +85,27 @@ pub fn parse(text: &str, name: &str, has_prompt: bool) -> Result<Vec<Item>> {
     Ok(items)
 }
 
+/// An id's text for comparing: a string's content, or a number's text as written (so that
+/// `12345678901234567890123` is not rounded into another item's id).
+pub fn key(id: &RawValue) -> Option<String> {
+    let text = id.get();
+    match serde_json::from_str::<Value>(text).ok()? {
+        Value::String(s) if !s.is_empty() => Some(s),
+        Value::Number(_) => Some(text.to_string()),
+        _ => None,
+    }
+}
+
 fn check(line: Line, number: usize, has_prompt: bool) -> Result<Item, String> {
     let (id, key) = match line.id {
-        None => (Value::String(number.to_string()), number.to_string()),
-        Some(Value::String(s)) if !s.is_empty() => (Value::String(s.clone()), s),
-        Some(Value::Number(n)) => (Value::Number(n.clone()), n.to_string()),
-        Some(other) => return Err(format!("id must be a string or a number, not {other}")),
+        None => {
+            let id = serde_json::value::to_raw_value(&number.to_string()).expect("serializes");
+            (id, number.to_string())
+        }
+        Some(id) => match key(&id) {
+            Some(key) => (id, key),
+            None => return Err(format!("id must be a string or a number, not {}", id.get())),
+        },
     };
     if let Some(t) = line.temperature.filter(|t| !(0.0..=2.0).contains(t)) {
         return Err(format!("temperature {t} must be between 0 and 2"));
@@ -137,7 +154,7 @@ mod tests {
         .unwrap();
         let keys: Vec<&str> = items.iter().map(|i| i.key.as_str()).collect();
         assert_eq!(keys, ["1", "7", "x"]);
-        assert_eq!(items[1].id, serde_json::json!(7));
+        assert_eq!(items[1].id.get(), "7");
         assert_eq!(items[1].line, 3);
         assert!(
             err("{\"id\": 1, \"prompt\": \"a\"}\n{\"id\": \"1\", \"prompt\": \"b\"}")
@@ -147,6 +164,22 @@ mod tests {
             err("{\"prompt\": \"a\"}\n{\"id\": \"1\", \"prompt\": \"b\"}")
                 .contains("already used on line 1")
         );
+    }
+
+    #[test]
+    fn numeric_ids_keep_the_text_they_were_written_with() {
+        let items = parse(
+            "{\"id\": 12345678901234567890123, \"prompt\": \"a\"}\n{\"id\": 12345678901234567890124, \"prompt\": \"b\"}\n{\"id\": 1e2, \"prompt\": \"c\"}",
+            "f",
+            false,
+        )
+        .unwrap();
+        let keys: Vec<&str> = items.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["12345678901234567890123", "12345678901234567890124", "1e2"]
+        );
+        assert_eq!(items[2].id.get(), "1e2");
     }
 
     #[test]

@@ -11,6 +11,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::Path;
 
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::error::{Error, Kind, Result};
@@ -83,14 +85,15 @@ fn read(file: &mut File) -> io::Result<(HashMap<String, i64>, u64)> {
 
 /// The id (as text) and exit code of one output line.
 fn record(line: &[u8]) -> Option<(String, i64)> {
-    let value: Value = serde_json::from_slice(line).ok()?;
-    let id = match value.get("id")? {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        _ => return None,
-    };
-    let code = value.get("bnx")?.get("exit_code")?.as_i64()?;
-    Some((id, code))
+    #[derive(Deserialize)]
+    struct Record<'a> {
+        #[serde(borrow)]
+        id: &'a RawValue,
+        bnx: Value,
+    }
+    let record: Record = serde_json::from_slice(line).ok()?;
+    let code = record.bnx.get("exit_code")?.as_i64()?;
+    Some((super::items::key(record.id)?, code))
 }
 
 #[cfg(test)]

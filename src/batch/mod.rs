@@ -42,29 +42,53 @@ pub fn run(
     stdin: &mut dyn Read,
     stdout: &mut dyn Write,
 ) -> Result<()> {
-    let (text, name) = if batch.file == Path::new("-") {
+    let from_stdin = batch.file == Path::new("-");
+    if let Some(output) = &batch.output {
+        if !from_stdin && same_file(&batch.file, output) {
+            return Err(Error::msg(
+                Kind::Usage,
+                format!("-o {} is the batch file itself", output.display()),
+            )
+            .with_hint("write the answers to another file"));
+        }
+    }
+    let (text, name) = if from_stdin {
         (
-            prompt::read_text(stdin, "standard input", &mut { prompt::MAX_INPUT })?,
+            prompt::read_text(&mut *stdin, "standard input", &mut { prompt::MAX_INPUT })?,
             "standard input".to_string(),
         )
     } else {
         let name = batch.file.display().to_string();
-        let file = std::fs::File::open(&batch.file).map_err(|e| {
+        let unreadable = |e: io::Error| {
             Error::new(
                 Kind::Input,
                 anyhow::Error::new(e).context(format!("cannot read the batch file {name}")),
             )
-        })?;
+        };
+        if std::fs::metadata(&batch.file).map_err(unreadable)?.is_dir() {
+            return Err(unreadable(io::Error::other("it is a directory")));
+        }
+        let file = std::fs::File::open(&batch.file).map_err(unreadable)?;
         (
             prompt::read_text(file, &name, &mut { prompt::MAX_INPUT })?,
             name,
         )
     };
-    let has_prompt =
-        !config.prompt.words.join(" ").trim().is_empty() || config.prompt.messages.is_some();
+    // Piped data, when the items are not what is piped, is every item's: the last part of its
+    // prompt, as stdin is of a single request's.
+    let piped = if config.prompt.read_stdin && !from_stdin {
+        Some(prompt::read_text(stdin, "standard input", &mut {
+            prompt::MAX_INPUT
+        })?)
+    } else {
+        None
+    };
+    let has_prompt = prompt::join_parts([config.prompt.words.join(" ")]).is_some()
+        || piped.as_deref().is_some_and(|p| !p.trim().is_empty())
+        || config.prompt.messages.is_some();
     let items = items::parse(&text, &name, has_prompt)?;
     drop(text);
-    let endpoints = endpoints(config, &items, &name)?;
+    let endpoints = preflight(config, &items, &name)?;
     let history = match &config.prompt.messages {
         Some(path) if path == Path::new("-") => {
             return Err(Error::msg(
@@ -79,6 +103,7 @@ pub fn run(
         config,
         endpoints,
         history,
+        piped,
         printer,
     };
     let token = match &config.action {
@@ -118,21 +143,39 @@ pub fn run(
 }
 
 /// The endpoint of every agent the items name, checked before anything is sent.
-fn endpoints(config: &Config, items: &[Item], name: &str) -> Result<HashMap<String, String>> {
+/// What can be checked of the items before anything is sent, so that a mistake on line 900
+/// costs nothing: the agents they name (their endpoints are returned), and that their files
+/// are there to read.
+fn preflight(config: &Config, items: &[Item], name: &str) -> Result<HashMap<String, String>> {
     let mut endpoints = HashMap::from([(config.agent.clone(), config.url.clone())]);
     for item in items {
+        let bad =
+            |why: String| Error::msg(Kind::Input, format!("{name}, line {}: {why}", item.line));
+        for path in item.files.iter().flatten() {
+            match std::fs::metadata(path) {
+                Ok(meta) if meta.is_dir() => {
+                    return Err(bad(format!("{} is a directory", path.display())))
+                }
+                Ok(_) => {}
+                Err(e) => return Err(bad(format!("cannot read file {}: {e}", path.display()))),
+            }
+        }
         let Some(agent) = &item.agent else { continue };
         if !endpoints.contains_key(agent) {
-            let endpoint = config::endpoint(&config.base_url, agent).map_err(|e| {
-                Error::msg(
-                    Kind::Input,
-                    format!("{name}, line {}: {}", item.line, e.line()),
-                )
-            })?;
+            let endpoint = config::endpoint(&config.base_url, agent).map_err(|e| bad(e.line()))?;
             endpoints.insert(agent.clone(), endpoint.url);
         }
     }
     Ok(endpoints)
+}
+
+/// Whether two paths name one file, as the file system sees it (links and `./` included).
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
 }
 
 /// Builds each item's request from its own fields and, where it has none, the command line's.
@@ -141,6 +184,8 @@ struct Requests<'a> {
     endpoints: HashMap<String, String>,
     /// `--messages`, for the items without messages of their own.
     history: Option<Vec<Message>>,
+    /// Standard input, when it is not the items.
+    piped: Option<String>,
     printer: &'a Printer,
 }
 
@@ -188,6 +233,7 @@ impl Requests<'_> {
         for path in item.files.as_ref().unwrap_or(&config.prompt.files) {
             parts.push(prompt::file_part(path, &mut budget)?);
         }
+        parts.extend(self.piped.clone());
         messages.extend(prompt::join_parts(parts).map(|user| Message::new("user", user)));
         if messages.iter().all(|m| m.role == "system") {
             return Err(Error::msg(Kind::Input, "nothing to send: no prompt"));
@@ -452,7 +498,7 @@ fn deliver(text: &str, report: &Report, config: &Config) -> Result<Box<RawValue>
 /// One output line.
 #[derive(Serialize)]
 struct Line<'a> {
-    id: &'a Value,
+    id: &'a RawValue,
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -496,3 +496,84 @@ fn extract_and_expect_json_shape_each_items_content() {
     assert_eq!(output.status.code(), Some(3));
     assert!(stdout_of(&output).contains("not one JSON value"));
 }
+
+#[test]
+fn mistakes_found_before_anything_is_sent() {
+    let mock = Mock::start(&[]);
+    let items = write_items(
+        mock.dir.path(),
+        &[
+            json!({"id": "a", "prompt": "fine"}),
+            json!({"id": "b", "prompt": "x", "files": ["no-such-file.md"]}),
+        ],
+    );
+    batch(&mock, &items)
+        .assert()
+        .code(65)
+        .stderr(predicate::str::contains(
+            "line 2: cannot read file no-such-file.md",
+        ));
+    batch(&mock, mock.dir.path())
+        .assert()
+        .code(65)
+        .stderr(predicate::str::contains("it is a directory"));
+    let before = fs::read_to_string(&items).unwrap();
+    batch(&mock, &items)
+        .arg("-o")
+        .arg(&items)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is the batch file itself"));
+    assert_eq!(fs::read_to_string(&items).unwrap(), before);
+    for (args, expected) in [
+        (vec!["--jobs", "-1"], "must be a whole number from 1 to 64"),
+        (vec!["--max-credits", "-1"], "must be a number of credits"),
+        (vec!["--rate-limit", "-1"], "expected N or N/SECS"),
+        (
+            vec!["--dry-run", "-o", "out.jsonl"],
+            "--dry-run writes a batch's requests",
+        ),
+    ] {
+        batch(&mock, &items)
+            .args(&args)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(expected));
+    }
+    mock.bnx()
+        .args(["-n", "--batch", "-"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--batch - reads standard input"));
+    mock.assert_no_requests();
+}
+
+#[test]
+fn piped_data_is_every_items_last_part_and_ids_keep_their_text() {
+    let mock = Mock::start(&[]);
+    let items = mock.dir.path().join("items.jsonl");
+    fs::write(
+        &items,
+        "{\"id\": 12345678901234567890123, \"prompt\": \"one\"}\n{\"id\": 12345678901234567890124, \"prompt\": \"two\"}\n",
+    )
+    .unwrap();
+    let output = batch(&mock, &items)
+        .args(["-j", "1", "review:"])
+        .write_stdin("DATA\n")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let stdout = stdout_of(&output);
+    assert!(
+        stdout.starts_with("{\"id\":12345678901234567890123,"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\n{\"id\":12345678901234567890124,"),
+        "{stdout}"
+    );
+    assert_eq!(
+        prompts_sent(&mock, 2).into_keys().collect::<Vec<_>>(),
+        ["review:\n\none\n\nDATA\n", "review:\n\ntwo\n\nDATA\n"]
+    );
+}
