@@ -114,16 +114,23 @@ impl Printer {
     }
 
     /// A body, as `-v` shows it: on one line, control characters made visible, cut at 2 KiB.
+    /// The token is masked in the whole body before the cut, so that no cut leaves a part of it.
     pub fn verbose_body(&self, what: &str, body: &[u8]) {
         if self.verbosity != Verbosity::Verbose {
             return;
         }
         let size = body.len();
-        let shown: String = String::from_utf8_lossy(&body[..size.min(VERBOSE_BODY)])
+        let text = String::from_utf8_lossy(body);
+        let text = redact::text(self.secret.get(), &text);
+        let cut = (0..=VERBOSE_BODY.min(text.len()))
+            .rev()
+            .find(|&at| text.is_char_boundary(at))
+            .unwrap_or(0);
+        let shown: String = text[..cut]
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })
             .collect();
-        if size > VERBOSE_BODY {
+        if cut < text.len() {
             self.line(&format!(
                 "bnx: {what} ({size} bytes, cut at 2 KiB): {shown}..."
             ));
