@@ -239,6 +239,47 @@ fn a_server_echoing_the_token_gets_it_masked_in_every_output() {
     }
 }
 
+/// The token as a JSON encoder may write it into a string: `/` as `\/`, or every character as
+/// a `\u` escape.
+fn json_escaped(token: &str) -> (String, String) {
+    let slashes = token.replace('/', "\\/");
+    let escapes = token.bytes().map(|b| format!("\\u{b:04x}")).collect();
+    (slashes, escapes)
+}
+
+#[test]
+fn an_error_body_escaping_the_token_shows_it_masked_in_verbose() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Hostile::answering(|head| {
+        let (slashes, escapes) = json_escaped(&bearer(head));
+        let body =
+            format!(r#"{{"error":{{"message":"bad token {slashes}"}},"detail":"{escapes}"}}"#);
+        http(
+            "401 Unauthorized",
+            "Content-Type: application/json\r\n",
+            &body,
+        )
+    });
+    for args in [&["-v", "x"][..], &["-v", "--json", "x"]] {
+        let output = server.bnx(dir.path()).args(args).output().unwrap();
+        assert_eq!(output.status.code(), Some(77), "{}", all_of(&output));
+        assert_no_token(&output, &format!("{args:?}"));
+        let stderr = stderr_of(&output);
+        let body = stderr
+            .lines()
+            .find_map(|line| line.strip_prefix("bnx: error body ("))
+            .unwrap_or_else(|| panic!("no error body in {stderr}"));
+        assert!(
+            body.ends_with(r#"bytes): {"error":{"message":"bad token ***"},"detail":"***"}"#),
+            "{body}"
+        );
+        assert!(
+            !stderr.contains("ECHO") && !stderr.contains(r"\u0074"),
+            "{stderr}"
+        );
+    }
+}
+
 #[test]
 fn a_conversation_id_echoing_the_token_is_neither_shown_nor_saved() {
     let dir = tempfile::tempdir().unwrap();
