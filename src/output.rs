@@ -112,14 +112,26 @@ impl<W: Write> Output<W> {
         self.line(&bytes)
     }
 
-    /// One line of JSON from the server that is not answer content (an SSE error event):
-    /// `text` as received, unless it spans lines or echoes the token.
-    pub fn server_json(&mut self, text: &str, mut value: Value) -> Result<()> {
-        let redacted = redact::value(self.secret.as_ref(), &mut value);
-        if redacted || text.contains(['\n', '\r']) {
-            self.json(&value)
-        } else {
-            self.line(text.as_bytes())
+    /// One stream event as one line of `--json --stream`, `is_chunk` when it is known to be
+    /// one: as received, unless it spans lines or echoes the token; then compact, with the
+    /// token masked in every string, a chunk's content included. An event that is not JSON is
+    /// not written: the caller reports it.
+    pub fn event(&mut self, text: &str, is_chunk: bool) -> Result<()> {
+        let echoes = self
+            .secret
+            .as_ref()
+            .is_some_and(|secret| redact::contains(secret, text));
+        let one_line = !text.contains(['\n', '\r']);
+        if is_chunk && one_line && !echoes {
+            return self.line(text.as_bytes());
+        }
+        let Ok(value) = serde_json::from_str::<Value>(text) else {
+            return Ok(());
+        };
+        match (echoes, one_line) {
+            (true, _) => self.line(redact::json(self.secret.as_ref(), text).as_bytes()),
+            (false, true) => self.line(text.as_bytes()),
+            (false, false) => self.json(&value),
         }
     }
 
