@@ -23,7 +23,7 @@ pub struct Output<W: Write> {
     to: String,
     /// With `-x` or `--expect-json`: the answer's text so far, written only once it is complete.
     held: Option<(Extract, String)>,
-    /// Once known, the token is masked in everything but the answer itself.
+    /// Once known, the token is masked in everything but an answer written as received.
     secret: Option<Secret>,
 }
 
@@ -43,8 +43,9 @@ impl<W: Write> Output<W> {
         }
     }
 
-    /// Masks `secret` from now on in what the server said that is not the answer: error
-    /// objects, the `bnx` object's values, stream events that are not chunks.
+    /// Masks `secret` from now on in what the server said, but for an answer written as
+    /// received (its text, or a whole `--json` body): error objects, the `bnx` object's values,
+    /// every `--json --stream` line.
     pub fn redact(&mut self, secret: &Secret) {
         self.secret = Some(secret.clone());
     }
