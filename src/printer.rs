@@ -113,24 +113,19 @@ impl Printer {
         }
     }
 
-    /// A body, as `-v` shows it: on one line, control characters made visible, cut at 2 KiB.
-    /// The token is masked in the whole body before the cut, so that no cut leaves a part of it.
+    /// A body, as `-v` shows it: on one line, control characters made visible, cut at 2 KiB
+    /// where no part of the token is left (see `redact::head`).
     pub fn verbose_body(&self, what: &str, body: &[u8]) {
         if self.verbosity != Verbosity::Verbose {
             return;
         }
         let size = body.len();
-        let text = String::from_utf8_lossy(body);
-        let text = redact::text(self.secret.get(), &text);
-        let cut = (0..=VERBOSE_BODY.min(text.len()))
-            .rev()
-            .find(|&at| text.is_char_boundary(at))
-            .unwrap_or(0);
-        let shown: String = text[..cut]
+        let (shown, whole) = redact::head(self.secret.get(), body, VERBOSE_BODY);
+        let shown: String = shown
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })
             .collect();
-        if cut < text.len() {
+        if !whole {
             self.line(&format!(
                 "bnx: {what} ({size} bytes, cut at 2 KiB): {shown}..."
             ));

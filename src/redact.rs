@@ -175,8 +175,13 @@ fn search(token: &[u8], units: impl Iterator<Item = Unit>, found: &mut Vec<Range
 
 /// `text` with every occurrence of `token`, in any of the forms above, replaced by `***`.
 pub fn mask<'a>(token: &str, text: &'a str) -> Cow<'a, str> {
-    let found = occurrences(token.as_bytes(), text);
-    if found.is_empty() {
+    masked(text, occurrences(token.as_bytes(), text))
+}
+
+/// `text` with the ranges `found` (sorted by start) replaced by `***`.
+fn masked(text: &str, found: impl IntoIterator<Item = Range<usize>>) -> Cow<'_, str> {
+    let mut found = found.into_iter().peekable();
+    if found.peek().is_none() {
         return Cow::Borrowed(text);
     }
     let mut masked = String::with_capacity(text.len());
@@ -193,6 +198,31 @@ pub fn mask<'a>(token: &str, text: &'a str) -> Cow<'a, str> {
     }
     masked.push_str(&text[copied..]);
     Cow::Owned(masked)
+}
+
+/// The most bytes one byte of a token takes in the forms above: `\u0025\u0033\u0041`, its
+/// percent-escape with each character of that JSON-escaped.
+const WIDEST: usize = 18;
+
+/// The start of `body` as text, at most `max` bytes of it, with the token masked, and whether
+/// that is all of it. A cut never falls inside an occurrence of the token: that occurrence is
+/// left out whole, so no part of it is shown. Only as much of `body` is read as an occurrence
+/// starting before the cut can reach, so a large body costs no more than a small one.
+pub fn head(secret: Option<&Secret>, body: &[u8], max: usize) -> (String, bool) {
+    let token = secret.map_or("", Secret::expose);
+    let read = &body[..body.len().min(max + WIDEST * token.len())];
+    let text = String::from_utf8_lossy(read);
+    let found = occurrences(token.as_bytes(), &text);
+    let mut cut = (0..=max.min(text.len()))
+        .rev()
+        .find(|&at| text.is_char_boundary(at))
+        .unwrap_or(0);
+    while let Some(split) = found.iter().find(|r| r.start < cut && cut < r.end) {
+        cut = split.start;
+    }
+    let whole = cut == text.len() && read.len() == body.len();
+    let shown = masked(&text[..cut], found.into_iter().filter(|r| r.end <= cut));
+    (shown.into_owned(), whole)
 }
 
 /// Whether `text` holds the token in any of its forms.
@@ -357,6 +387,31 @@ mod tests {
     }
 
     #[test]
+    fn a_head_never_ends_in_a_part_of_the_token() {
+        let s = secret("bnx-mock-token");
+        let body = format!("{}=bnx-mock-token tail", "x".repeat(100));
+        for max in 0..body.len() + 2 {
+            let (shown, whole) = head(Some(&s), body.as_bytes(), max);
+            assert!(!shown.contains('b'), "{max}: {shown}");
+            assert!(shown.len() <= max, "{max}: {shown}");
+            assert_eq!(whole, max >= body.len(), "{max}");
+        }
+        let (shown, whole) = head(Some(&s), body.as_bytes(), 115);
+        assert_eq!(
+            (shown.as_str(), whole),
+            (&*format!("{}=***", "x".repeat(100)), false)
+        );
+        let (shown, _) = head(None, body.as_bytes(), 105);
+        assert_eq!(
+            shown,
+            format!("{}=bnx-", "x".repeat(100)),
+            "no token, no mask"
+        );
+        let (shown, whole) = head(Some(&s), b"a\xff\xfeb", 10);
+        assert_eq!((shown.as_str(), whole), ("a\u{fffd}\u{fffd}b", true));
+    }
+
+    #[test]
     fn json_text_stays_json() {
         let s = secret("tok-S3CRET");
         let clean = r#"{"b": 1.50, "a": "x"}"#;
@@ -426,6 +481,13 @@ mod tests {
                 prop_assert!(!masked.contains(&token), "{} -> {}", text, masked);
                 prop_assert!(occurrences(token.as_bytes(), &masked).is_empty(), "{} -> {}", text, masked);
                 prop_assert!(masked.contains(MASK), "{} -> {}", text, masked);
+                // However it is cut, what is shown is the start of the text masked whole.
+                let whole_masked = mask(&token, &text);
+                for max in [0, 1, before.len(), before.len() + 1, text.len() / 2, text.len() - 1, text.len()] {
+                    let (shown, whole) = head(Some(&secret(&token)), text.as_bytes(), max);
+                    prop_assert!(whole_masked.starts_with(&shown), "{}: {} -> {}", max, text, shown);
+                    prop_assert_eq!(whole, shown == *whole_masked, "{}: {} -> {}", max, text, shown);
+                }
                 // What holds no form of the token is left as it is.
                 let around = before + &after;
                 prop_assert!(matches!(mask(&token, &around), Cow::Borrowed(_)) || around.contains(&token));
