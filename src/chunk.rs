@@ -17,6 +17,13 @@ use std::ops::Range;
 
 use crate::wire::{ChatChunk, Text};
 
+/// A chunk by the full parse, for what `Reader` leaves to it: `None` for an event with an
+/// `error` member, which is the server's error report whatever else it holds.
+pub fn parse(json: &str) -> serde_json::Result<Option<Piece<'_>>> {
+    let chunk: ChatChunk = serde_json::from_str(json)?;
+    Ok(chunk.error.is_none().then(|| Piece::from(chunk)))
+}
+
 /// What the client takes from a chunk: its first choice's content and finish reason.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Piece<'a> {
@@ -143,6 +150,8 @@ fn scan(json: &str) -> Option<Spans> {
         "object" => seen.once(2).and_then(|()| scan.string()).map(drop),
         "model" => seen.once(3).and_then(|()| scan.string()).map(drop),
         "created" => seen.once(4).and_then(|()| scan.integer(u64::MAX)),
+        // An error report, or not, is for the full parse to tell.
+        "error" => None,
         _ => scan.scalar(),
     })?;
     scan.whitespace();
@@ -355,9 +364,7 @@ mod tests {
     use super::*;
 
     fn full(json: &str) -> Option<Piece<'_>> {
-        serde_json::from_str::<ChatChunk>(json)
-            .ok()
-            .map(Piece::from)
+        parse(json).ok().flatten()
     }
 
     /// A first chunk: read token by token.
@@ -393,6 +400,8 @@ mod tests {
             r#"{"choices":[{"index":4294967296}]}"#,
             r#"{"choices":[{"delta":{"content":"a"}}]}x"#,
             r#"{"error":{"message":"boom"}}"#,
+            r#"{"choices":[],"error":"boom"}"#,
+            r#"{"choices":[{"delta":{"content":"a"}}],"error":null}"#,
             r#"{"id":"x"}"#,
             "{\"choices\":[{\"delta\":{\"content\":\"a\u{1}\"}}]}",
             r#"{"choices":[{"delta":{"content":"a"#,
@@ -549,6 +558,7 @@ b",
                     (0.5, "model", typed(plain())),
                     (0.2, "usage", value()),
                     (0.05, "id", plain()),
+                    (0.05, "error", value()),
                 ],
             )
         }

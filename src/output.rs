@@ -23,7 +23,7 @@ pub struct Output<W: Write> {
     to: String,
     /// With `-x` or `--expect-json`: the answer's text so far, written only once it is complete.
     held: Option<(Extract, String)>,
-    /// Once known, the token is masked in everything but the answer itself.
+    /// Once known, the token is masked in everything but an answer written as received.
     secret: Option<Secret>,
 }
 
@@ -43,8 +43,9 @@ impl<W: Write> Output<W> {
         }
     }
 
-    /// Masks `secret` from now on in what the server said that is not the answer: error
-    /// objects, the `bnx` object's values, stream events that are not chunks.
+    /// Masks `secret` from now on in what the server said, but for an answer written as
+    /// received (its text, or a whole `--json` body): error objects, the `bnx` object's values,
+    /// every `--json --stream` line.
     pub fn redact(&mut self, secret: &Secret) {
         self.secret = Some(secret.clone());
     }
@@ -112,14 +113,26 @@ impl<W: Write> Output<W> {
         self.line(&bytes)
     }
 
-    /// One line of JSON from the server that is not answer content (an SSE error event):
-    /// `text` as received, unless it spans lines or echoes the token.
-    pub fn server_json(&mut self, text: &str, mut value: Value) -> Result<()> {
-        let redacted = redact::value(self.secret.as_ref(), &mut value);
-        if redacted || text.contains(['\n', '\r']) {
-            self.json(&value)
-        } else {
-            self.line(text.as_bytes())
+    /// One stream event as one line of `--json --stream`, `is_chunk` when it is known to be
+    /// one: as received, unless it spans lines or echoes the token; then compact, with the
+    /// token masked in every string, a chunk's content included. An event that is not JSON is
+    /// not written: the caller reports it.
+    pub fn event(&mut self, text: &str, is_chunk: bool) -> Result<()> {
+        let echoes = self
+            .secret
+            .as_ref()
+            .is_some_and(|secret| redact::contains(secret, text));
+        let one_line = !text.contains(['\n', '\r']);
+        if is_chunk && one_line && !echoes {
+            return self.line(text.as_bytes());
+        }
+        let Ok(value) = serde_json::from_str::<Value>(text) else {
+            return Ok(());
+        };
+        match (echoes, one_line) {
+            (true, _) => self.line(redact::json(self.secret.as_ref(), text).as_bytes()),
+            (false, true) => self.line(text.as_bytes()),
+            (false, false) => self.json(&value),
         }
     }
 

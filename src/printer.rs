@@ -113,17 +113,19 @@ impl Printer {
         }
     }
 
-    /// A body, as `-v` shows it: on one line, control characters made visible, cut at 2 KiB.
+    /// A body, as `-v` shows it: on one line, control characters made visible, cut at 2 KiB
+    /// where no part of the token is left (see `redact::head`).
     pub fn verbose_body(&self, what: &str, body: &[u8]) {
         if self.verbosity != Verbosity::Verbose {
             return;
         }
         let size = body.len();
-        let shown: String = String::from_utf8_lossy(&body[..size.min(VERBOSE_BODY)])
+        let (shown, whole) = redact::head(self.secret.get(), body, VERBOSE_BODY);
+        let shown: String = shown
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })
             .collect();
-        if size > VERBOSE_BODY {
+        if !whole {
             self.line(&format!(
                 "bnx: {what} ({size} bytes, cut at 2 KiB): {shown}..."
             ));

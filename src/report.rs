@@ -86,9 +86,7 @@ pub fn exchange<W: Write>(
     let gave_up = report.attempts.gave_up.as_deref();
     let (reply, kept) = response::read(response?, gave_up, json, network, out);
     if let Some(body) = &reply.error_body {
-        // Masked before `-v` cuts it, so that no part of the token is left at the cut.
-        let body = redact::text(Some(token), &String::from_utf8_lossy(body)).into_owned();
-        printer.verbose_body("error body", body.as_bytes());
+        printer.verbose_body("error body", body);
     }
     if let (Some(used), Some(left)) = (&reply.credits_consumed, &reply.credits_remaining) {
         printer.verbose(&format!("credits consumed {used}, remaining {left}"));

@@ -12,13 +12,13 @@ use serde_json::Value;
 use ureq::http::{HeaderMap, Response};
 use ureq::Body;
 
-use crate::chunk::{self, Piece};
+use crate::chunk;
 use crate::config::Network;
 use crate::error::{Error, Kind, Result};
 use crate::output::Output;
 use crate::sse::{self, EventTooLarge};
 use crate::state;
-use crate::wire::{self, ChatChunk, ChatCompletion};
+use crate::wire::{self, ChatCompletion};
 
 /// A whole (non-streamed) answer larger than this is refused.
 pub const MAX_BODY: u64 = 64 * 1024 * 1024;
@@ -346,26 +346,29 @@ fn started_tool_calls(text: &str, so_far: usize) -> usize {
 /// refusal (exit 1, with its message); anything else is a protocol error.
 fn not_an_answer(bytes: &[u8], parse_error: serde_json::Error, what: &str) -> Error {
     match serde_json::from_slice::<Value>(bytes) {
-        Ok(value) if value.get("error").is_some() => {
-            let error = ServerError::from_body(value);
-            let message = error.as_ref().and_then(|e| e.text.as_deref());
-            let err = Error::msg(
-                Kind::Refused,
-                format!(
-                    "the server reported an error: {}",
-                    message.unwrap_or("no message")
-                ),
-            );
-            match error.and_then(|e| e.object) {
-                Some(object) => err.with_server_error(object),
-                None => err,
-            }
-        }
+        Ok(value) if value.get("error").is_some() => reported(value),
         Ok(_) => Error::msg(
             Kind::Protocol,
             format!("{what} is not a chat completion: {parse_error}"),
         ),
         Err(e) => Error::msg(Kind::Protocol, format!("{what} is not valid JSON: {e}")),
+    }
+}
+
+/// A body or event with an `error` member: the server's refusal, with its message.
+fn reported(body: Value) -> Error {
+    let error = ServerError::from_body(body);
+    let message = error.as_ref().and_then(|e| e.text.as_deref());
+    let err = Error::msg(
+        Kind::Refused,
+        format!(
+            "the server reported an error: {}",
+            message.unwrap_or("no message")
+        ),
+    );
+    match error.and_then(|e| e.object) {
+        Some(object) => err.with_server_error(object),
+        None => err,
     }
 }
 
@@ -442,13 +445,17 @@ impl Events {
         // field a parser would skip unchecked cannot carry invalid UTF-8 into the output.
         let text = utf8(data, "a stream event")?;
         let parsed = match self.chunks.read(text) {
-            Some(piece) => Ok(piece),
-            None => serde_json::from_str::<ChatChunk>(text).map(Piece::from),
+            Some(piece) => Ok(Some(piece)),
+            None => chunk::parse(text),
         };
         if json {
-            write_line(text, parsed.is_ok(), out)?;
+            out.event(text, matches!(parsed, Ok(Some(_))))?;
         }
-        let piece = parsed.map_err(|e| not_an_answer(data, e, "a stream event"))?;
+        let piece = match parsed {
+            Ok(Some(piece)) => piece,
+            Ok(None) => return Err(reported(serde_json::from_str(text).unwrap_or_default())),
+            Err(e) => return Err(not_an_answer(data, e, "a stream event")),
+        };
         match (json, &piece.content) {
             (false, Some(content)) => {
                 out.text(content.as_str())?;
@@ -476,20 +483,6 @@ fn utf8<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str> {
             ),
         )
     })
-}
-
-/// One event as one line of JSON: as received, unless it spans lines, or is not a chunk and
-/// echoes the token. An event that is not JSON is not written; the caller reports it.
-fn write_line<W: Write>(text: &str, is_chunk: bool, out: &mut Output<W>) -> Result<()> {
-    let spans_lines = text.contains(['\n', '\r']);
-    if is_chunk && !spans_lines {
-        return out.line(text.as_bytes());
-    }
-    match serde_json::from_str::<Value>(text) {
-        Ok(value) if is_chunk => out.json(&value),
-        Ok(value) => out.server_json(text, value),
-        Err(_) => Ok(()),
-    }
 }
 
 fn stream_silent() -> Error {
@@ -666,7 +659,7 @@ mod tests {
 
     mod properties {
         use super::super::*;
-        use crate::wire::{ChunkChoice, Delta, Text};
+        use crate::wire::{ChatChunk, ChunkChoice, Delta, Text};
         use proptest::collection::vec;
         use proptest::prelude::*;
         use std::time::Duration;
@@ -715,6 +708,7 @@ mod tests {
                     },
                     finish_reason: None,
                 }],
+                error: None,
             };
             serde_json::to_string(&chunk).unwrap()
         }

@@ -176,6 +176,10 @@ pub struct ChatChunk<'a> {
     pub model: Cow<'a, str>,
     #[serde(borrow)]
     pub choices: Vec<ChunkChoice<'a>>,
+    /// Never sent: an `error` member makes an event the server's error report, whatever else
+    /// it holds (a proxy may add one to a chunk), so a client must see it.
+    #[serde(default, skip_serializing)]
+    pub error: Option<de::IgnoredAny>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -428,7 +428,7 @@ impl Workers<'_> {
             )
         });
         let answer = kept
-            .and_then(|kept| answer(kept, &out.into_inner()))
+            .and_then(|kept| answer(kept, &out.into_inner(), self.token))
             .and_then(|(text, response)| {
                 let content = deliver(&text, &report, config)?;
                 Ok((content, response))
@@ -509,8 +509,13 @@ struct Line<'a> {
 }
 
 /// The answer's text and the response as received: a whole answer's body (`kept`), or a
-/// stream's events, one JSON line each in `streamed`.
-fn answer(kept: Option<Vec<u8>>, streamed: &[u8]) -> Result<(String, Box<RawValue>)> {
+/// stream's events, one JSON line each in `streamed`, with the token masked in them as in the
+/// lines of `--json --stream`.
+fn answer(
+    kept: Option<Vec<u8>>,
+    streamed: &[u8],
+    token: &Secret,
+) -> Result<(String, Box<RawValue>)> {
     let protocol = |e: serde_json::Error| Error::msg(Kind::Protocol, e.to_string());
     match kept {
         Some(body) => {
@@ -533,7 +538,11 @@ fn answer(kept: Option<Vec<u8>>, streamed: &[u8]) -> Result<(String, Box<RawValu
                     content.push_str(piece.as_str());
                 }
             }
-            let events = format!("[{}]", text.lines().collect::<Vec<_>>().join(","));
+            let events: Vec<_> = text
+                .lines()
+                .map(|line| redact::json(Some(token), line))
+                .collect();
+            let events = format!("[{}]", events.join(","));
             Ok((content, RawValue::from_string(events).map_err(protocol)?))
         }
     }

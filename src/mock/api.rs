@@ -741,6 +741,7 @@ impl Event<'_> {
                 delta,
                 finish_reason: finish_reason.map(Text::from),
             }],
+            error: None,
         };
         self.json.clear();
         serde_json::to_writer(&mut self.json, &chunk).expect("serializes");

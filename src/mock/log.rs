@@ -14,6 +14,7 @@ use serde_json::value::RawValue;
 use serde_json::Map;
 
 use super::http::{Arrival, Request};
+use crate::redact;
 
 pub struct Log {
     file: Mutex<File>,
@@ -112,18 +113,12 @@ impl Log {
     }
 
     /// The body as JSON when it is JSON (kept as text: a hostile body of a million tiny values
-    /// would cost many times its size as a parsed tree), else as a string; tokens redacted as
-    /// text, and in the escaped form a JSON string would give them.
+    /// would cost many times its size as a parsed tree), else as a string. Tokens are masked in
+    /// the text, in whatever form a JSON string gives them (`\/`, `\u0074`), keys included, so
+    /// the body need not be parsed for it.
     fn body(&self, body: &[u8]) -> Body {
         let text = String::from_utf8_lossy(body);
-        let mut text = self.redact(&text);
-        for secret in &self.secrets {
-            let escaped = serde_json::to_string(secret).expect("serializes");
-            let escaped = &escaped[1..escaped.len() - 1];
-            if escaped != secret && text.contains(escaped) {
-                text = Cow::Owned(text.replace(escaped, "***"));
-            }
-        }
+        let text = self.redact(&text);
         // Raw CR and LF can only be whitespace between JSON tokens: spaces keep the line one line.
         match RawValue::from_string(text.replace(['\r', '\n'], " ")) {
             Ok(json) => Body::Json(json),
@@ -131,11 +126,13 @@ impl Log {
         }
     }
 
+    /// Every accepted token masked, as sent, JSON-escaped or percent-encoded (a path or a
+    /// cookie carries it encoded), the whole of each occurrence: see [`redact::mask`].
     fn redact<'t>(&self, text: &'t str) -> Cow<'t, str> {
         let mut text = Cow::Borrowed(text);
         for secret in &self.secrets {
-            if text.contains(secret.as_str()) {
-                text = Cow::Owned(text.replace(secret.as_str(), "***"));
+            if let Cow::Owned(masked) = redact::mask(secret, &text) {
+                text = Cow::Owned(masked);
             }
         }
         text
@@ -240,6 +237,28 @@ mod tests {
         assert_eq!(e["reason"], serde_json::Value::Null);
         let text = e.to_string();
         assert!(!text.contains("s3cret") && !text.contains("uote"), "{text}");
+    }
+
+    #[test]
+    fn escaped_and_encoded_tokens_are_redacted_whole() {
+        let (log, _file) = log(&["tok/SEC+ret=9xZ"]);
+        let mut request = request(
+            &[
+                ("cookie", "t=tok%2FSEC%2Bret%3D9xZ"),
+                ("x-api-key", "tok%2fSEC%2bret%3d9xZ"),
+            ],
+            br#"{"content": "my token is tok\/SEC+ret=9xZ or \u0074ok/SEC+ret=9xZ",
+                "\u0074ok\/SEC+ret=9xZ": 1}"#,
+        );
+        request.path = "/api/v1/agents/tok%2FSEC%2Bret%3D9xZ/chat/completions".into();
+        let e = entry(&log, Some(&request), None);
+        assert_eq!(e["path"], "/api/v1/agents/***/chat/completions");
+        assert_eq!(e["headers"]["cookie"], "t=***");
+        assert_eq!(e["headers"]["x-api-key"], "***");
+        assert_eq!(e["body"]["content"], "my token is *** or ***");
+        assert_eq!(e["body"]["***"], 1, "a key too");
+        let text = e.to_string();
+        assert!(!text.contains("SEC"), "{text}");
     }
 
     #[test]

@@ -6,27 +6,32 @@
 //! whose clocks disagree still agree on the slots, since only waits travel back. Keys are the
 //! digests of [`super::key`] under a prefix, and expire by themselves once they cannot matter.
 //!
-//! Whatever the network does, nothing here takes longer than [`LIMIT`]: a store that is slow,
-//! gone or broken is an error for the caller to fall back on, never a hang.
+//! Whatever the server does, nothing here takes longer than [`LIMIT`] or reads more than
+//! [`MAX_REPLY`] bytes of a reply: a store that is slow, gone, broken or hostile is an error for
+//! the caller to fall back on, never a hang or a memory blow-up.
 
 use std::fmt;
-use std::io;
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
 use std::str::FromStr;
 use std::sync::{mpsc, Mutex, PoisonError};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use ::redis::{
-    cmd, Client, Connection, ConnectionInfo, ErrorKind, FromRedisValue, IntoConnectionInfo,
-    RedisConnectionInfo, RedisResult, Script, ServerErrorKind,
-};
+use ::redis::{cmd, Cmd, ErrorKind, FromRedisValue, Parser, RedisResult, Script, ServerErrorKind};
 use percent_encoding::percent_decode_str;
 use ureq::http::Uri;
 
 use super::{margin, ms, Rate, Store};
 
-/// The longest the store may take to connect, or to answer one command.
+/// The longest the store may take to connect, or to run one pacing step, its reply read whole.
 pub const LIMIT: Duration = Duration::from_secs(2);
+
+/// The most of a reply that is read: ours are two numbers, or an error's line.
+const MAX_REPLY: u64 = 64 * 1024;
+
+/// The longest a store's error may be in a warning.
+const MAX_SHOWN: usize = 300;
 
 /// What every key starts with; the digest after it is in braces, a Redis Cluster hash tag, so
 /// the two keys of one (origin, token) always live on the same node.
@@ -197,25 +202,21 @@ impl fmt::Debug for StoreUrl {
 }
 
 impl StoreUrl {
-    fn connection_info(&self) -> RedisResult<ConnectionInfo> {
-        let mut redis = RedisConnectionInfo::default().set_db(i64::from(self.db));
-        if let Some(username) = &self.username {
-            redis = redis.set_username(username);
-        }
+    /// What went wrong, as a warning may show it: on one line (a server's text may hold line
+    /// breaks, or control characters for the terminal), not too long, and with the password,
+    /// should a server or library ever echo it, replaced by `***`.
+    fn shown(&self, why: impl fmt::Display) -> String {
+        let mut text = why.to_string();
         if let Some(password) = &self.password {
-            redis = redis.set_password(password);
+            text = text.replace(password.as_str(), "***");
         }
-        Ok((self.host.as_str(), self.port)
-            .into_connection_info()?
-            .set_redis_settings(redis))
-    }
-
-    /// `text` with the password, should a server or library ever echo it, replaced by `***`.
-    fn redact(&self, text: String) -> String {
-        match &self.password {
-            Some(password) => text.replace(password.as_str(), "***"),
-            None => text,
+        let text = text.replace(|c: char| c.is_control(), " ");
+        let mut text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        if let Some((cut, _)) = text.char_indices().nth(MAX_SHOWN) {
+            text.truncate(cut);
+            text.push_str("...");
         }
+        text
     }
 }
 
@@ -224,7 +225,7 @@ pub struct RedisStore {
     url: StoreUrl,
     /// `None` once a command has failed: a connection in an unknown state is not used again,
     /// and the callers that queue behind a failure fail at once instead of waiting in turn.
-    connection: Mutex<Option<Connection>>,
+    link: Mutex<Option<Link>>,
     reserve: Lua,
     pause: Lua,
 }
@@ -233,18 +234,16 @@ impl RedisStore {
     /// Connects and sees the server answer, within [`LIMIT`] whatever the network does: the
     /// connection is made on a thread of its own, since resolving a host name has no timeout.
     pub fn connect(url: &StoreUrl) -> Result<RedisStore, String> {
-        let info = url
-            .connection_info()
-            .map_err(|e| url.redact(e.to_string()))?;
         let (sender, receiver) = mpsc::channel();
-        thread::spawn(move || sender.send(open(info)));
-        let connection = match receiver.recv_timeout(LIMIT) {
-            Ok(result) => result.map_err(|e| url.redact(e.to_string()))?,
-            Err(_) => return Err(format!("no answer within {}s", LIMIT.as_secs())),
+        let to = url.clone();
+        thread::spawn(move || sender.send(Link::open(&to)));
+        let link = match receiver.recv_timeout(LIMIT) {
+            Ok(result) => result.map_err(|e| url.shown(e))?,
+            Err(_) => return Err(url.shown(too_slow())),
         };
         Ok(RedisStore {
             url: url.clone(),
-            connection: Mutex::new(Some(connection)),
+            link: Mutex::new(Some(link)),
             reserve: Lua::new(RESERVE),
             pause: Lua::new(PAUSE),
         })
@@ -252,48 +251,136 @@ impl RedisStore {
 
     /// Runs `script` on the two keys of `key` by its SHA-1, and by its code when the server
     /// does not have it (a restart, a failover, `SCRIPT FLUSH`), which also caches it again.
+    /// Both within [`LIMIT`] in all.
     fn run<T: FromRedisValue>(&self, script: &Lua, key: &str, args: &[u64]) -> io::Result<T> {
-        let mut connection = self
-            .connection
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut link = self.link.lock().unwrap_or_else(PoisonError::into_inner);
         let failed = |why: String| io::Error::other(format!("{}: {}", self.url, why));
-        let Some(redis) = connection.as_mut() else {
+        let Some(redis) = link.as_mut() else {
             return Err(failed("the connection failed earlier".into()));
         };
         let keys = [
             format!("{PREFIX}{{{key}}}:slots"),
             format!("{PREFIX}{{{key}}}:paused"),
         ];
-        let eval = |command: &str, script: &str, redis: &mut Connection| {
-            cmd(command)
-                .arg(script)
-                .arg(keys.len())
-                .arg(&keys)
-                .arg(args)
-                .query(redis)
+        let deadline = Instant::now() + LIMIT;
+        let mut eval = |command: &str, script: &str| {
+            let mut eval = cmd(command);
+            eval.arg(script).arg(keys.len()).arg(&keys).arg(args);
+            redis.query(&eval, deadline)
         };
-        let result = match eval("EVALSHA", &script.sha, redis) {
+        let result = match eval("EVALSHA", &script.sha) {
             Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                eval("EVAL", &script.code, redis)
+                eval("EVAL", &script.code)
             }
             result => result,
         };
         result.map_err(|e| {
-            *connection = None;
-            failed(self.url.redact(e.to_string()))
+            *link = None;
+            failed(self.url.shown(e))
         })
     }
 }
 
-/// A connection whose every command answers within [`LIMIT`], once the server has answered a
-/// PING.
-fn open(info: ConnectionInfo) -> RedisResult<Connection> {
-    let mut connection = Client::open(info)?.get_connection_with_timeout(LIMIT)?;
-    connection.set_read_timeout(Some(LIMIT))?;
-    connection.set_write_timeout(Some(LIMIT))?;
-    cmd("PING").query::<()>(&mut connection)?;
-    Ok(connection)
+/// A connection to the server that bounds every command: in time, to a deadline, however the
+/// server drips its reply; in memory, to [`MAX_REPLY`] bytes, whatever size a reply announces
+/// (`$2000000000`). The redis crate's own connection bounds neither (its timeouts are per read,
+/// and it reads as much as a reply says it holds), so the crate packs the commands and parses
+/// the replies, and the socket is held here.
+struct Link(TcpStream);
+
+impl Link {
+    /// Connects, logs in, selects the database and sees the server answer a PING.
+    fn open(url: &StoreUrl) -> RedisResult<Link> {
+        let deadline = Instant::now() + LIMIT;
+        let mut refused = io::Error::new(io::ErrorKind::NotFound, "the host has no address");
+        let mut stream = None;
+        for address in (url.host.as_str(), url.port).to_socket_addrs()? {
+            match TcpStream::connect_timeout(&address, LIMIT) {
+                Ok(connected) => {
+                    stream = Some(connected);
+                    break;
+                }
+                Err(e) => refused = e,
+            }
+        }
+        let stream = stream.ok_or(refused)?;
+        stream.set_nodelay(true)?;
+        let mut link = Link(stream);
+        if let Some(password) = &url.password {
+            let mut auth = cmd("AUTH");
+            auth.arg(url.username.as_deref()).arg(password);
+            link.query::<()>(&auth, deadline)?;
+        }
+        if url.db != 0 {
+            link.query::<()>(cmd("SELECT").arg(url.db), deadline)?;
+        }
+        link.query::<()>(&cmd("PING"), deadline)?;
+        Ok(link)
+    }
+
+    /// Sends `command` and reads its reply, both by `deadline`.
+    fn query<T: FromRedisValue>(&mut self, command: &Cmd, deadline: Instant) -> RedisResult<T> {
+        let mut socket = Deadline {
+            stream: &self.0,
+            deadline,
+        };
+        socket.write_all(&command.get_packed_command())?;
+        let mut reply = socket.take(MAX_REPLY);
+        let value = Parser::new().parse_value(&mut reply);
+        if value.is_err() && reply.limit() == 0 {
+            let why = format!("a reply larger than {} KiB", MAX_REPLY >> 10);
+            return Err(io::Error::other(why).into());
+        }
+        Ok(T::from_redis_value(value?.extract_error()?)?)
+    }
+}
+
+/// The socket, each read and write given what is left of the time until `deadline`.
+struct Deadline<'a> {
+    stream: &'a TcpStream,
+    deadline: Instant,
+}
+
+impl Deadline<'_> {
+    fn left(&self) -> io::Result<Duration> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(too_slow());
+        }
+        Ok(left)
+    }
+}
+
+/// A read or write that timed out, as a warning says it.
+fn too_slow() -> io::Error {
+    let why = format!("no answer within {}s", LIMIT.as_secs());
+    io::Error::new(io::ErrorKind::TimedOut, why)
+}
+
+/// Linux says a socket timeout with `WouldBlock`, other systems with `TimedOut`.
+fn timed<T>(result: io::Result<T>) -> io::Result<T> {
+    result.map_err(|e| match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => too_slow(),
+        _ => e,
+    })
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.set_read_timeout(Some(self.left()?))?;
+        timed(self.stream.read(buf))
+    }
+}
+
+impl Write for Deadline<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.set_write_timeout(Some(self.left()?))?;
+        timed(self.stream.write(buf))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 impl Store for RedisStore {
@@ -358,10 +445,22 @@ mod tests {
         assert_eq!(u.username, None);
         assert_eq!(u.to_string(), "redis://***@h:1/0");
         assert!(!format!("{u:?}").contains("cret"));
-        assert_eq!(u.redact("WRONGPASS s@cret".into()), "WRONGPASS ***");
+        assert_eq!(u.shown("WRONGPASS s@cret"), "WRONGPASS ***");
         let u = url("redis://ci:pw@h").unwrap();
         assert_eq!(u.username.as_deref(), Some("ci"));
         assert_eq!(u.password.as_deref(), Some("pw"));
+    }
+
+    #[test]
+    fn a_stores_error_is_shown_on_one_short_line() {
+        let u = url("redis://h").unwrap();
+        assert_eq!(
+            u.shown("Parse error:\r\n  Unexpected `x`\n\tExpected `\\r\\n`\u{1b}[31m"),
+            "Parse error: Unexpected `x` Expected `\\r\\n` [31m"
+        );
+        let long = u.shown("é".repeat(1000));
+        assert_eq!(long.chars().count(), MAX_SHOWN + 3);
+        assert!(long.ends_with("é..."));
     }
 
     #[test]

@@ -3,9 +3,11 @@
 //! A "machine" is a state directory of its own: all that two hosts share is the store.
 
 use std::collections::HashMap;
-use std::net::TcpListener;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -324,6 +326,167 @@ fn a_store_that_is_gone_or_silent_costs_a_warning_not_a_hang() {
             .stderr(predicate::str::contains("; pacing on this machine alone\n"));
     }
     assert_eq!(mock.requests(2).len(), 2);
+}
+
+/// A fake Redis on 127.0.0.1 that logs a connection in (AUTH and SELECT get `+OK`, PING
+/// `+PONG`), records each command, and at the first EVALSHA hands the connection to
+/// `misbehave`: a hostile store, as a std socket.
+struct FakeRedis {
+    port: u16,
+    commands: Arc<Mutex<Vec<String>>>,
+}
+
+impl FakeRedis {
+    fn start(misbehave: fn(&mut TcpStream)) -> FakeRedis {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let commands = Arc::new(Mutex::new(Vec::new()));
+        let record = Arc::clone(&commands);
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let record = Arc::clone(&record);
+                thread::spawn(move || {
+                    let mut received = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n @ 1..) = stream.read(&mut buf) {
+                        received.extend_from_slice(&buf[..n]);
+                        while let Some((args, used)) = resp_command(&received) {
+                            received.drain(..used);
+                            record.lock().unwrap().push(args.join(" "));
+                            let reply: &[u8] = match args[0].as_str() {
+                                "EVALSHA" | "EVAL" => return misbehave(&mut stream),
+                                "PING" => b"+PONG\r\n",
+                                _ => b"+OK\r\n",
+                            };
+                            if stream.write_all(reply).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        FakeRedis { port, commands }
+    }
+
+    /// `bnx --rate-store` this store on `machine`, `hi` its prompt.
+    fn bnx(&self, mock: &Mock, machine: &Machine) -> Command {
+        let mut cmd = machine.bnx(mock);
+        cmd.args([
+            "--rate-store",
+            &format!("redis://ci:pw@127.0.0.1:{}/3", self.port),
+        ])
+        .arg("hi");
+        cmd
+    }
+}
+
+/// The first whole command in `received` (a RESP array of bulk strings), and its length.
+fn resp_command(received: &[u8]) -> Option<(Vec<String>, usize)> {
+    let mut at = 0;
+    let line = |at: &mut usize| {
+        let end = *at + received[*at..].windows(2).position(|w| w == b"\r\n")?;
+        let line = String::from_utf8_lossy(&received[*at..end]).into_owned();
+        *at = end + 2;
+        Some(line)
+    };
+    let count: usize = line(&mut at)?.strip_prefix('*')?.parse().ok()?;
+    let mut args = Vec::new();
+    for _ in 0..count {
+        let len: usize = line(&mut at)?.strip_prefix('$')?.parse().ok()?;
+        let arg = received.get(at..at + len + 2)?;
+        args.push(String::from_utf8_lossy(&arg[..len]).into_owned());
+        at += len + 2;
+    }
+    Some((args, at))
+}
+
+/// Waits up to 30 s for the client to close the connection.
+fn hold(stream: &mut TcpStream) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let _ = stream.read(&mut [0u8; 1]);
+}
+
+/// Runs `bnx hi` with `store` as its rate store and asserts that it answered, soon and small,
+/// with one warning of one line, which it returns. The stores below give up within a minute,
+/// so that a run that would wait for them still ends, and fails the test by its time.
+fn warned_once(store: &FakeRedis) -> String {
+    let mock = Mock::start(&[]);
+    let machine = Machine::new(&mock, "a", None);
+    let run = run_measured(&mut store.bnx(&mock, &machine));
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(run.stdout, "[turn 1] hi\n");
+    assert_eq!(mock.requests(1).len(), 1);
+    assert!(run.elapsed < Duration::from_secs(15), "{:?}", run.elapsed);
+    assert!(
+        run.max_rss_kib < 64 * 1024,
+        "peak RSS {} KiB",
+        run.max_rss_kib
+    );
+    let stderr = run.stderr;
+    let warning = format!(
+        "bnx: warning: the rate store failed (redis://***@127.0.0.1:{}/3: ",
+        store.port
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&warning) && stderr.ends_with("); pacing on this machine alone\n"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("pw"), "{stderr}");
+    stderr
+}
+
+#[test]
+fn a_store_that_drips_its_reply_costs_a_warning_within_the_limit() {
+    // A byte each half second: never silent for the 2 s a read may wait, never done.
+    let store = FakeRedis::start(|stream| {
+        for _ in 0..120 {
+            if stream.write_all(b"+").is_err() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(500));
+        }
+    });
+    let warning = warned_once(&store);
+    assert!(warning.contains("no answer within 2s"), "{warning}");
+    let commands = store.commands.lock().unwrap().clone();
+    assert_eq!(commands[..3], ["AUTH ci pw", "SELECT 3", "PING"]);
+    assert!(commands[3].starts_with("EVALSHA "), "{commands:?}");
+}
+
+#[test]
+fn a_store_announcing_a_huge_reply_costs_a_warning_not_memory() {
+    // 2 GB announced, then as much as the client reads, up to 1 GiB.
+    let store = FakeRedis::start(|stream| {
+        let block = [b'a'; 64 * 1024];
+        let mut sent = stream.write_all(b"$2000000000\r\n");
+        for _ in 0..16 * 1024 {
+            sent = sent.and_then(|()| stream.write_all(&block));
+        }
+        if sent.is_ok() {
+            hold(stream);
+        }
+    });
+    let warning = warned_once(&store);
+    assert!(warning.contains("a reply larger than 64 KiB"), "{warning}");
+}
+
+#[test]
+fn a_stores_error_of_several_lines_is_one_warning_line() {
+    // A RESP3 blob error, whose text may hold anything: line breaks, terminal escapes.
+    let store = FakeRedis::start(|stream| {
+        let text = "ERR first\r\nsecond\n\u{1b}[31mthird";
+        if stream
+            .write_all(format!("!{}\r\n{text}\r\n", text.len()).as_bytes())
+            .is_ok()
+        {
+            hold(stream);
+        }
+    });
+    let warning = warned_once(&store);
+    assert!(warning.contains("first second [31mthird"), "{warning}");
 }
 
 #[test]

@@ -791,6 +791,41 @@ fn every_accepted_token_is_redacted_in_the_log() {
 }
 
 #[test]
+fn a_token_escaped_or_percent_encoded_is_redacted_whole_in_the_log() {
+    let token = "tok/SEC+ret=9xZ";
+    let mock = Mock::start(&["--token", token]);
+    let encoded = "tok%2FSEC%2Bret%3D9xZ";
+    let body = r#"{"messages": [{"role": "user",
+        "content": "my token is tok\/SEC+ret=9xZ or \u0074ok/SEC+ret=9xZ"}],
+        "\u0074ok\/SEC+ret=9xZ": true}"#;
+    let headers = format!(
+        "Authorization: Bearer {token}\r\nX-Api-Key: tok%2fSEC%2bret%3d9xZ\r\n\
+         Cookie: t={encoded}; theme=dark\r\n"
+    );
+    for path in [
+        CHAT.to_string(),
+        format!("/api/v1/agents/{encoded}/chat/completions"),
+    ] {
+        let request = raw_chat(&headers, body).replacen(CHAT, &path, 1);
+        assert!(raw(&mock, request.as_bytes()).starts_with("HTTP/1.1 200"));
+    }
+    let lines = mock.requests(2);
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    for line in &lines {
+        assert_eq!(line["headers"]["x-api-key"], "***", "{line}");
+        assert_eq!(line["headers"]["cookie"], "t=***; theme=dark", "{line}");
+        assert_eq!(
+            line["body"]["messages"][0]["content"], "my token is *** or ***",
+            "{line}"
+        );
+        assert_eq!(line["body"]["***"], true, "{line}");
+    }
+    assert_eq!(lines[1]["path"], "/api/v1/agents/***/chat/completions");
+    let log = mock.log();
+    assert!(!log.contains("SEC"), "{log}");
+}
+
+#[test]
 fn fault_arguments_with_control_characters_are_a_usage_error() {
     for fault in [
         "redirect:http://x/\r\nX-Injected: yes",

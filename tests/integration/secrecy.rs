@@ -255,3 +255,60 @@ fn the_token_never_reaches_the_log_or_any_output_under_faults() {
     let log = std::fs::read_to_string(mock.dir.path().join("requests.jsonl")).unwrap();
     assert!(!log.contains("SECRET"));
 }
+
+/// `bnx -v` with PROMPT and `-f dotenv` (a file holding the token) against `mock`: the line
+/// that shows the request body.
+fn verbose_request_body(mock: &Mock, token: &str, prompt: &str) -> String {
+    let dotenv = mock.dir.path().join("dotenv");
+    fs::write(&dotenv, format!("BLUENEXUS_TOKEN={token}\n")).unwrap();
+    let output = mock
+        .bnx()
+        .env("BLUENEXUS_TOKEN", token)
+        .args(["-v", "--rate-limit", "0", "-f"])
+        .arg(&dotenv)
+        .arg(prompt)
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    stderr
+        .lines()
+        .find(|line| line.starts_with("bnx: request body ("))
+        .unwrap_or_else(|| panic!("no request body in {stderr}"))
+        .to_string()
+}
+
+#[test]
+fn verbose_shows_no_part_of_the_token_wherever_it_cuts_the_request_body() {
+    let mock = Mock::start(&["--rate-limit", "0"]);
+    // Where the token lies in the body, from a body short enough to be shown whole.
+    let whole = verbose_request_body(&mock, TOKEN, "x");
+    assert!(!whole.contains("cut at"), "{whole}");
+    let shown = whole.split_once("): ").unwrap().1;
+    let at = shown.find("BLUENEXUS_TOKEN=***").unwrap() + "BLUENEXUS_TOKEN=".len();
+    for inside in 0..=TOKEN.len() {
+        // The prompt that puts the 2 KiB cut `inside` bytes into the token.
+        let prompt = "x".repeat(1 + 2048 - inside - at);
+        let line = verbose_request_body(&mock, TOKEN, &prompt);
+        let shown = line
+            .strip_suffix("...")
+            .unwrap_or_else(|| panic!("{inside}: not cut: {line}"));
+        assert!(line.contains("bytes, cut at 2 KiB): "), "{line}");
+        for end in 1..=TOKEN.len() {
+            assert!(
+                !shown.ends_with(&TOKEN[..end]),
+                "cut {inside} bytes into the token: ...{}",
+                &line[line.len() - 60..]
+            );
+        }
+    }
+}
+
+#[test]
+fn verbose_masks_the_token_as_the_request_body_escapes_it() {
+    let token = r#"tok"S3C\RET/9"#;
+    let mock = Mock::start(&["--rate-limit", "0", "--token", token]);
+    let line = verbose_request_body(&mock, token, "my token is in the file");
+    assert!(line.contains(r#"BLUENEXUS_TOKEN=***\n</file>"#), "{line}");
+    assert!(!line.contains("S3C"), "{line}");
+}

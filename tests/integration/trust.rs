@@ -239,6 +239,152 @@ fn a_server_echoing_the_token_gets_it_masked_in_every_output() {
     }
 }
 
+/// The token as a JSON encoder may write it into a string: `/` as `\/`, or every character as
+/// a `\u` escape.
+fn json_escaped(token: &str) -> (String, String) {
+    let slashes = token.replace('/', "\\/");
+    let escapes = token.bytes().map(|b| format!("\\u{b:04x}")).collect();
+    (slashes, escapes)
+}
+
+#[test]
+fn an_error_body_escaping_the_token_shows_it_masked_in_verbose() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Hostile::answering(|head| {
+        let (slashes, escapes) = json_escaped(&bearer(head));
+        let body =
+            format!(r#"{{"error":{{"message":"bad token {slashes}"}},"detail":"{escapes}"}}"#);
+        http(
+            "401 Unauthorized",
+            "Content-Type: application/json\r\n",
+            &body,
+        )
+    });
+    for args in [&["-v", "x"][..], &["-v", "--json", "x"]] {
+        let output = server.bnx(dir.path()).args(args).output().unwrap();
+        assert_eq!(output.status.code(), Some(77), "{}", all_of(&output));
+        assert_no_token(&output, &format!("{args:?}"));
+        let stderr = stderr_of(&output);
+        let body = stderr
+            .lines()
+            .find_map(|line| line.strip_prefix("bnx: error body ("))
+            .unwrap_or_else(|| panic!("no error body in {stderr}"));
+        assert!(
+            body.ends_with(r#"bytes): {"error":{"message":"bad token ***"},"detail":"***"}"#),
+            "{body}"
+        );
+        assert!(
+            !stderr.contains("ECHO") && !stderr.contains(r"\u0074"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn an_event_with_an_error_member_fails_the_stream_even_beside_choices() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Hostile::answering(|head| {
+        let event =
+            json!({"choices": [], "error": {"message": format!("Bearer {}", bearer(head))}});
+        sse(&[
+            r#"{"choices":[{"delta":{"content":"Hi"}}]}"#,
+            &event.to_string(),
+            "[DONE]",
+        ])
+    });
+    let output = server.bnx(dir.path()).args(["-s", "x"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", all_of(&output));
+    assert_no_token(&output, "-s");
+    assert_eq!(stdout_of(&output), "Hi");
+    assert!(
+        stderr_of(&output).contains("bnx: error: the server reported an error: Bearer ***\n"),
+        "{}",
+        stderr_of(&output)
+    );
+    let output = server
+        .bnx(dir.path())
+        .args(["-s", "--json", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", all_of(&output));
+    assert_no_token(&output, "-s --json");
+    let lines: Vec<Value> = stdout_of(&output)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(
+        lines[1],
+        json!({"choices": [], "error": {"message": "Bearer ***"}})
+    );
+    assert_eq!(lines[2]["error"]["message"], "Bearer ***");
+    assert_eq!(lines[2]["bnx"]["done"], false);
+}
+
+#[test]
+fn stream_lines_echoing_the_token_are_written_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    // The token in a chunk's id, JSON-escaped in its model, and percent-encoded in its content.
+    let server = Hostile::answering(|head| {
+        let token = bearer(head);
+        let (slashes, _) = json_escaped(&token);
+        let first = format!(
+            r#"{{"id":"{token}","model":"{slashes}","choices":[{{"delta":{{"content":"Hi"}}}}]}}"#
+        );
+        let second = json!({"id": "c", "choices": [{"delta": {"content": format!(" {TOKEN_ENCODED}")},
+                                                   "finish_reason": "stop"}]});
+        sse(&[&first, &second.to_string(), "[DONE]"])
+    });
+    let output = server
+        .bnx(dir.path())
+        .args(["-s", "--json", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", all_of(&output));
+    assert_no_token(&output, "-s --json");
+    let stdout = stdout_of(&output);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines[..2],
+        [
+            r#"{"id":"***","model":"***","choices":[{"delta":{"content":"Hi"}}]}"#,
+            r#"{"id":"c","choices":[{"delta":{"content":" ***"},"finish_reason":"stop"}]}"#,
+        ]
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(lines[2]).unwrap()["bnx"]["done"],
+        true
+    );
+    // As text, the content is the answer, written as received.
+    server
+        .bnx(dir.path())
+        .args(["-s", "x"])
+        .assert()
+        .success()
+        .stdout(format!("Hi {TOKEN_ENCODED}\n"));
+    // A batch item's response holds the same events, masked the same way; its content is the
+    // answer, as received.
+    let items = dir.path().join("items.jsonl");
+    fs::write(&items, "{\"id\": \"a\", \"prompt\": \"x\"}\n").unwrap();
+    let output = server
+        .bnx(dir.path())
+        .args(["-s", "--json", "--batch"])
+        .arg(&items)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", all_of(&output));
+    let line: Value = serde_json::from_str(stdout_of(&output).trim()).unwrap();
+    assert_eq!(line["content"], format!("Hi {TOKEN_ENCODED}"));
+    let response = line["response"].to_string();
+    assert!(!response.contains("ECHO"), "{response}");
+    assert_eq!(line["response"][0]["id"], "***");
+    assert_eq!(line["response"][0]["model"], "***");
+    assert_eq!(
+        line["response"][1]["choices"][0]["delta"]["content"],
+        " ***"
+    );
+}
+
 #[test]
 fn a_conversation_id_echoing_the_token_is_neither_shown_nor_saved() {
     let dir = tempfile::tempdir().unwrap();
