@@ -67,25 +67,28 @@ impl AtomicFile {
         };
         // Created as any new file is, 0666 less the umask; an existing file's bits are copied
         // exactly below (open(2) would have the umask narrow them).
-        let file = tempfile::Builder::new()
-            .prefix(&format!(".{}.", file_name.to_string_lossy()))
-            .suffix(".tmp")
-            .permissions(Permissions::from_mode(0o666))
-            .tempfile_in(dir)
-            .map_err(|e| failed(without_temporary_name(e)))?;
+        let (file, on_interrupt) = interrupt::started(|| {
+            let file = tempfile::Builder::new()
+                .prefix(&format!(".{}.", file_name.to_string_lossy()))
+                .suffix(".tmp")
+                .permissions(Permissions::from_mode(0o666))
+                .tempfile_in(dir)?;
+            let temporary = file.path().to_path_buf();
+            Ok((file, move || {
+                let _ = fs::remove_file(&temporary);
+            }))
+        })
+        .map_err(|e| failed(without_temporary_name(e)))?;
         if let Some(mode) = mode {
             file.as_file()
                 .set_permissions(Permissions::from_mode(mode))
                 .map_err(failed)?;
         }
-        let temporary = file.path().to_path_buf();
         Ok(AtomicFile {
             file: Destination::Replacing {
                 file: BufWriter::with_capacity(64 * 1024, file),
                 target,
-                _on_interrupt: interrupt::on_interrupt(move || {
-                    let _ = fs::remove_file(&temporary);
-                }),
+                _on_interrupt: on_interrupt,
             },
             name,
         })

@@ -158,6 +158,12 @@ impl Config {
                 ));
             }
         }
+        if cli.batch.is_some() && cli.messages.as_deref() == stdin {
+            return Err(Error::msg(
+                Kind::Usage,
+                "--messages - cannot be used with --batch: give each item its messages",
+            ));
+        }
         if cli.dry_run && cli.batch.is_some() && cli.output.is_some() {
             return Err(Error::msg(
                 Kind::Usage,

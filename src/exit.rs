@@ -12,6 +12,7 @@ use clap_complete::Shell;
 use crate::cli::Cli;
 use crate::config::DEFAULT_AGENT;
 use crate::error::{Error, Kind, Result};
+use crate::interrupt;
 use crate::output::Output;
 use crate::printer::{Printer, Verbosity};
 use crate::report::Report;
@@ -28,6 +29,7 @@ pub fn finish(
     out: &mut Output<impl Write>,
     printer: &Printer,
 ) -> ExitCode {
+    interrupt::hold_if_interrupted();
     let Err(err) = result else {
         return ExitCode::SUCCESS;
     };

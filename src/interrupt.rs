@@ -6,7 +6,7 @@
 //! still registered, and then lets the signal take its default course.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, Once};
 use std::thread;
 
@@ -19,6 +19,7 @@ type Cleanup = Box<dyn Fn() + Send>;
 static CLEANUPS: Mutex<BTreeMap<u64, Cleanup>> = Mutex::new(BTreeMap::new());
 static NEXT: AtomicU64 = AtomicU64::new(0);
 static INSTALL: Once = Once::new();
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Runs its clean-up if the process is interrupted while the guard lives.
 #[must_use = "the clean-up is dropped with the guard"]
@@ -33,9 +34,35 @@ impl Drop for Guard {
 /// Registers `cleanup` to run on SIGINT or SIGTERM until the guard is dropped.
 pub fn on_interrupt(cleanup: impl Fn() + Send + 'static) -> Guard {
     INSTALL.call_once(install);
+    register(&mut cleanups(), cleanup)
+}
+
+/// Starts something that must not outlive an interrupt (a child process, say) and registers
+/// its clean-up as one step: a signal that comes in between waits for the clean-up rather than
+/// leaving what `start` started running.
+pub fn started<T, C: Fn() + Send + 'static>(
+    start: impl FnOnce() -> std::io::Result<(T, C)>,
+) -> std::io::Result<(T, Guard)> {
+    INSTALL.call_once(install);
+    // Held across the start: the signal thread takes this lock before it runs any clean-up.
+    let mut cleanups = cleanups();
+    let (started, cleanup) = start()?;
+    Ok((started, register(&mut cleanups, cleanup)))
+}
+
+fn register(cleanups: &mut BTreeMap<u64, Cleanup>, cleanup: impl Fn() + Send + 'static) -> Guard {
     let id = NEXT.fetch_add(1, Ordering::Relaxed);
-    cleanups().insert(id, Box::new(cleanup));
+    cleanups.insert(id, Box::new(cleanup));
     Guard(id)
+}
+
+/// Holds the calling thread for good once a signal has come: the clean-ups it set off (a token
+/// command killed, say) can end the run's work first, and the run must then end by the signal,
+/// not by the exit code that work would give.
+pub fn hold_if_interrupted() {
+    while INTERRUPTED.load(Ordering::Acquire) {
+        thread::park();
+    }
 }
 
 fn cleanups() -> MutexGuard<'static, BTreeMap<u64, Cleanup>> {
@@ -52,6 +79,7 @@ fn install() {
     };
     thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
+            INTERRUPTED.store(true, Ordering::Release);
             for cleanup in cleanups().values() {
                 cleanup();
             }

@@ -48,7 +48,7 @@ impl Rate {
 impl FromStr for Rate {
     type Err = String;
 
-    /// `None` for `0`, which turns pacing off.
+    /// `0` requests turns pacing off: the caller's choice, not a parse error.
     fn from_str(s: &str) -> Result<Rate, String> {
         let bad = || format!("expected N or N/SECS, such as 30/60, not {s:?}");
         let (n, window) = match s.split_once('/') {
@@ -410,9 +410,8 @@ pub fn for_run(config: &Config, token: &Secret, printer: &Printer) -> Option<Pac
 pub fn local(pace_dir: Option<&Path>, key: &str) -> std::result::Result<FileStore, String> {
     let dir = pace_dir.ok_or("neither XDG_STATE_HOME nor HOME is set")?;
     FileStore::open(dir)
-        // A pause that ends now proves the state file can be created and locked before it
-        // matters, and changes nothing.
-        .and_then(|store| store.pause(key, Duration::ZERO).map(|()| store))
+        // Opening and locking the state file proves, before it matters, that it can be used.
+        .and_then(|store| store.locked(key).map(|_| store))
         .map_err(|e| format!("{}: {e}", dir.display()))
 }
 

@@ -26,25 +26,13 @@ pub fn messages(sources: &PromptSources, stdin: &mut dyn Read) -> Result<Vec<Mes
     }
     let messages_from_stdin = sources.messages.as_deref() == Some(Path::new("-"));
     if let Some(path) = &sources.messages {
-        let (text, name) = if messages_from_stdin {
-            (
-                read_text(&mut *stdin, "standard input", &mut budget)?,
-                "standard input".to_string(),
-            )
+        if messages_from_stdin {
+            let name = "standard input";
+            let text = read_text(&mut *stdin, name, &mut budget)?;
+            messages.extend(parse_messages(&text, name)?);
         } else {
-            let name = path.display().to_string();
-            let file = File::open(path)
-                .with_context(|| format!("cannot read messages file {name}"))
-                .map_err(|e| Error::new(Kind::Input, e))?;
-            if file.metadata().is_ok_and(|m| m.is_dir()) {
-                return Err(Error::msg(
-                    Kind::Input,
-                    format!("cannot read messages file {name}: it is a directory"),
-                ));
-            }
-            (read_text(file, &name, &mut budget)?, name)
-        };
-        messages.extend(parse_messages(&text, &name)?);
+            messages.extend(history(path, &mut budget)?);
+        }
     }
     let mut parts = vec![sources.words.join(" ")];
     for path in &sources.files {
@@ -80,40 +68,43 @@ pub fn join_parts(parts: impl IntoIterator<Item = String>) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join("\n\n"))
 }
 
-/// The messages of a `--messages` file (not `-`: stdin is read by [`messages`]).
-pub fn history(path: &Path) -> Result<Vec<Message>> {
-    let name = path.display().to_string();
-    let file = File::open(path)
-        .with_context(|| format!("cannot read messages file {name}"))
-        .map_err(|e| Error::new(Kind::Input, e))?;
-    parse_messages(&read_text(file, &name, &mut { MAX_INPUT })?, &name)
+/// The messages of a `--messages` file (not `-`: stdin is read by [`messages`]), within what
+/// is left of the input `budget`.
+pub fn history(path: &Path, budget: &mut u64) -> Result<Vec<Message>> {
+    let text = read_file(path, "messages file", budget)?;
+    parse_messages(&text, &path.display().to_string())
+}
+
+/// The file at `path` as UTF-8 text, within what is left of the input `budget`; `what` names
+/// it in errors ("file", "messages file"). Missing, unreadable or a directory is bad input.
+pub fn read_file(path: &Path, what: &str, budget: &mut u64) -> Result<String> {
+    let name = format!("{what} {}", path.display());
+    let unreadable = |e: std::io::Error| {
+        Error::new(
+            Kind::Input,
+            anyhow::Error::new(e).context(format!("cannot read {name}")),
+        )
+    };
+    // Checked first: on Linux a directory opens, and only reading it fails.
+    if path.metadata().map_err(unreadable)?.is_dir() {
+        return Err(unreadable(std::io::Error::other("it is a directory")));
+    }
+    read_text(File::open(path).map_err(unreadable)?, &name, budget)
 }
 
 /// A `-f` file as its part of the user message: `<file name="PATH">`, the content less one
 /// trailing newline (so the block never ends in a blank line), `</file>`. PATH is shown as
 /// given, so the agent sees the name the user typed.
 pub fn file_part(path: &Path, budget: &mut u64) -> Result<String> {
-    let name = path.display().to_string();
-    let unreadable = |e: std::io::Error| {
-        Error::new(
-            Kind::Input,
-            anyhow::Error::new(e).context(format!("cannot read file {name}")),
-        )
-    };
-    // Checked first: on Linux a directory opens, and only reading it fails.
-    if path.metadata().map_err(unreadable)?.is_dir() {
-        return Err(Error::msg(
-            Kind::Input,
-            format!("cannot read file {name}: it is a directory"),
-        ));
-    }
-    let file = File::open(path).map_err(unreadable)?;
-    let content = read_text(file, &format!("file {name}"), budget)?;
+    let content = read_file(path, "file", budget)?;
     let content = content
         .strip_suffix("\r\n")
         .or_else(|| content.strip_suffix('\n'))
         .unwrap_or(&content);
-    Ok(format!("<file name=\"{name}\">\n{content}\n</file>"))
+    Ok(format!(
+        "<file name=\"{}\">\n{content}\n</file>",
+        path.display()
+    ))
 }
 
 /// Reads all of `input` as UTF-8, refusing to go past what is left of the input `budget`.

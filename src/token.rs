@@ -193,18 +193,21 @@ fn run_command(command: &str, name: &str) -> Result<Secret> {
 }
 
 fn run_command_within(command: &str, name: &str, limit: Duration) -> Result<Secret> {
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .process_group(0)
-        .spawn()
-        .with_context(|| format!("cannot run {name}"))
-        .map_err(|e| Error::new(Kind::Config, e))?;
+    let (mut child, _on_interrupt) = interrupt::started(|| {
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .process_group(0)
+            .spawn()?;
+        let group = Group(child.id() as libc::pid_t);
+        Ok((child, move || group.kill()))
+    })
+    .with_context(|| format!("cannot run {name}"))
+    .map_err(|e| Error::new(Kind::Config, e))?;
     let group = Group(child.id() as libc::pid_t);
-    let _on_interrupt = interrupt::on_interrupt(move || group.kill());
     let stdout = child.stdout.take().expect("stdout is piped");
     let (done, finished) = mpsc::channel();
     thread::spawn(move || {

@@ -53,26 +53,14 @@ pub fn run(
         }
     }
     let (text, name) = if from_stdin {
+        let name = "standard input";
         (
-            prompt::read_text(&mut *stdin, "standard input", &mut { prompt::MAX_INPUT })?,
-            "standard input".to_string(),
+            prompt::read_text(&mut *stdin, name, &mut { prompt::MAX_INPUT })?,
+            name.to_string(),
         )
     } else {
-        let name = batch.file.display().to_string();
-        let unreadable = |e: io::Error| {
-            Error::new(
-                Kind::Input,
-                anyhow::Error::new(e).context(format!("cannot read the batch file {name}")),
-            )
-        };
-        if std::fs::metadata(&batch.file).map_err(unreadable)?.is_dir() {
-            return Err(unreadable(io::Error::other("it is a directory")));
-        }
-        let file = std::fs::File::open(&batch.file).map_err(unreadable)?;
-        (
-            prompt::read_text(file, &name, &mut { prompt::MAX_INPUT })?,
-            name,
-        )
+        let text = prompt::read_file(&batch.file, "batch file", &mut { prompt::MAX_INPUT })?;
+        (text, batch.file.display().to_string())
     };
     // Piped data, when the items are not what is piped, is every item's: the last part of its
     // prompt, as stdin is of a single request's.
@@ -90,13 +78,7 @@ pub fn run(
     drop(text);
     let endpoints = preflight(config, &items, &name)?;
     let history = match &config.prompt.messages {
-        Some(path) if path == Path::new("-") => {
-            return Err(Error::msg(
-                Kind::Usage,
-                "--messages - cannot be used with --batch: give each item its messages",
-            ))
-        }
-        Some(path) => Some(prompt::history(path)?),
+        Some(path) => Some(prompt::history(path, &mut { prompt::MAX_INPUT })?),
         None => None,
     };
     let requests = Requests {
@@ -113,7 +95,10 @@ pub fn run(
         }
     };
     let mut journal = batch.output.as_deref().map(Journal::open).transpose()?;
-    let done_before = journal.as_ref().map(|j| j.done.clone()).unwrap_or_default();
+    let done_before = journal
+        .as_mut()
+        .map(|j| std::mem::take(&mut j.done))
+        .unwrap_or_default();
     let todo: Vec<&Item> = items
         .iter()
         .filter(|item| !done_before.contains(&item.key))
@@ -142,7 +127,6 @@ pub fn run(
     tally.verdict(&todo)
 }
 
-/// The endpoint of every agent the items name, checked before anything is sent.
 /// What can be checked of the items before anything is sent, so that a mistake on line 900
 /// costs nothing: the agents they name (their endpoints are returned), and that their files
 /// are there to read.
@@ -290,7 +274,11 @@ struct Budget {
 #[derive(Default)]
 struct BudgetState {
     consumed: f64,
-    stop: Option<Error>,
+    /// No new item starts: an item failed in a way every other would (77, 78, 4), a budget
+    /// was reached, or the output cannot be written.
+    stopped: bool,
+    /// A budget reached: the reason the items never started give.
+    reached: Option<Error>,
 }
 
 impl Budget {
@@ -309,7 +297,11 @@ impl Budget {
     }
 
     fn stopped(&self) -> bool {
-        self.state().stop.is_some()
+        self.state().stopped
+    }
+
+    fn stop(&self) {
+        self.state().stopped = true;
     }
 
     /// Counts what `report` consumed, and says whether the batch must start no new item after
@@ -319,36 +311,35 @@ impl Budget {
         let remaining = number(report.reply.credits_remaining.as_deref());
         let mut state = self.state();
         state.consumed += consumed;
-        if state.stop.is_some() {
+        if state.stopped {
+            return consumed;
+        }
+        if failure.is_some_and(|e| matches!(e.kind, Kind::Auth | Kind::Config | Kind::Credits)) {
+            state.stopped = true;
             return consumed;
         }
         let credits_hint = "add credits, or raise the budget, then rerun: items done are skipped";
-        state.stop = match failure.map(|e| e.kind) {
-            Some(kind @ (Kind::Auth | Kind::Config | Kind::Credits)) => Some(Error::msg(
-                kind,
-                format!("an item failed with exit {}", kind.exit_code()),
-            )),
-            _ => match (self.max_credits, self.min_credits, remaining) {
-                (Some(max), _, _) if state.consumed >= max => Some(
-                    Error::msg(
-                        Kind::Credits,
-                        format!(
-                            "--max-credits {max} reached: this run consumed {}",
-                            state.consumed
-                        ),
-                    )
-                    .with_hint(credits_hint),
-                ),
-                (_, Some(min), Some(left)) if left < min => Some(
-                    Error::msg(
-                        Kind::Credits,
-                        format!("--min-credits {min} reached: {left} credits remain"),
-                    )
-                    .with_hint(credits_hint),
-                ),
-                _ => None,
-            },
+        state.reached = match (self.max_credits, self.min_credits, remaining) {
+            (Some(max), _, _) if state.consumed >= max => Some(
+                Error::msg(
+                    Kind::Credits,
+                    format!(
+                        "--max-credits {max} reached: this run consumed {}",
+                        state.consumed
+                    ),
+                )
+                .with_hint(credits_hint),
+            ),
+            (_, Some(min), Some(left)) if left < min => Some(
+                Error::msg(
+                    Kind::Credits,
+                    format!("--min-credits {min} reached: {left} credits remain"),
+                )
+                .with_hint(credits_hint),
+            ),
+            _ => None,
         };
+        state.stopped = state.reached.is_some();
         consumed
     }
 }
@@ -397,16 +388,13 @@ impl Workers<'_> {
                     tally
                         .unwritten
                         .get_or_insert(Error::write(err, "the batch output"));
-                    self.budget
-                        .state()
-                        .stop
-                        .get_or_insert(Error::msg(Kind::LocalIo, "the output cannot be written"));
+                    self.budget.stop();
                 }
                 tally.add(&result);
                 printer.progress(tally.finished() as u64, tally.status());
             }
         });
-        tally.stop = self.budget.state().stop.take();
+        tally.reached = self.budget.state().reached.take();
         tally
     }
 
@@ -510,7 +498,7 @@ struct Line<'a> {
 
 /// The answer's text and the response as received: a whole answer's body (`kept`), or a
 /// stream's events, one JSON line each in `streamed`, with the token masked in them as in the
-/// lines of `--json --stream`.
+/// lines of `--json --stream` (the text, like a whole answer's content, is kept as received).
 fn answer(
     kept: Option<Vec<u8>>,
     streamed: &[u8],
@@ -564,9 +552,12 @@ fn compact(body: &[u8]) -> Result<Box<RawValue>> {
 struct Tally {
     /// Per item to run: `None` until it finished, then its failure if any.
     finished: Vec<Option<Option<Failure>>>,
+    /// How many have finished, and failed: counted as they come, for the progress bar.
+    done_or_failed: usize,
+    failed: usize,
     consumed: f64,
-    /// Why no new item was started, if something stopped the batch.
-    stop: Option<Error>,
+    /// A budget reached, the reason items were never started.
+    reached: Option<Error>,
     /// The first failure to write a line.
     unwritten: Option<Error>,
 }
@@ -575,26 +566,27 @@ impl Tally {
     fn new(items: usize) -> Self {
         Tally {
             finished: vec![None; items],
+            done_or_failed: 0,
+            failed: 0,
             consumed: 0.0,
-            stop: None,
+            reached: None,
             unwritten: None,
         }
     }
 
     fn add(&mut self, result: &Finished) {
         self.finished[result.index] = Some(result.failure.clone());
+        self.done_or_failed += 1;
+        self.failed += usize::from(result.failure.is_some());
         self.consumed += result.consumed;
     }
 
     fn finished(&self) -> usize {
-        self.finished.iter().filter(|f| f.is_some()).count()
+        self.done_or_failed
     }
 
     fn failed(&self) -> usize {
-        self.finished
-            .iter()
-            .filter(|f| matches!(f, Some(Some(_))))
-            .count()
+        self.failed
     }
 
     /// The progress bar's words.
@@ -639,8 +631,10 @@ impl Tally {
                         None => err,
                     });
                 }
+                // Items start in input order, so one never started follows every item that
+                // failed: only a budget leaves it first.
                 None => {
-                    return Err(self.stop.unwrap_or_else(|| {
+                    return Err(self.reached.unwrap_or_else(|| {
                         Error::msg(Kind::LocalIo, "the batch stopped before every item ran")
                     }))
                 }
