@@ -546,7 +546,8 @@ pub fn run(scale: Scale) -> Report {
     );
 
     // 7. Pacing efficiency: a batch at 8 jobs against a mock whose limit bnx paces to. Ideal:
-    // the first N items at once, then N more each window, and not a 429.
+    // the first N items at once, then N more each window, and not a 429. Retries stay on, so
+    // a 429 on a loaded machine is counted in the row rather than failing the run.
     let (n, window) = p.pacing_rate;
     let rate = format!("{n}/{window}");
     let paced = Mock::start(&["--rate-limit", &rate]);
@@ -562,8 +563,6 @@ pub fn run(scale: Scale) -> Report {
         "8",
         "--rate-limit",
         &rate,
-        "--retries",
-        "0",
         "-q",
     ]));
     let ideal = Duration::from_secs_f64((p.pacing_items.div_ceil(n) - 1) as f64 * window);
