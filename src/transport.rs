@@ -17,7 +17,7 @@ use crate::printer::Printer;
 use crate::request::{Request, USER_AGENT};
 use crate::retry::{self, secs, Decision, Outcome, Policy};
 use crate::token::Secret;
-use crate::upload::{self, Upload};
+use crate::upload;
 use crate::url::Url;
 
 /// Response headers past this size are a hostile or broken server, not an answer.
@@ -38,7 +38,6 @@ pub struct Transport {
     timeout: Duration,
     policy: Policy,
     pacer: Option<Pacer>,
-    upload: Upload,
     /// The proxy, as messages name it.
     proxy: Option<String>,
 }
@@ -69,17 +68,15 @@ impl Transport {
         } else {
             builder.timeout_per_call(Some(network.timeout))
         };
-        let upload = Upload::default();
         Transport {
             agent: Agent::with_parts(
                 builder.build(),
-                upload::connector(&upload),
+                upload::connector(),
                 DefaultResolver::default(),
             ),
             timeout: network.timeout,
             policy: network.retry,
             pacer: None,
-            upload,
             proxy: network.proxy.as_ref().map(|chosen| chosen.shown.clone()),
         }
     }
@@ -154,7 +151,7 @@ impl Transport {
             printer.verbose_body("request body", body);
         }
         let sent_at = Instant::now();
-        self.upload.start();
+        upload::start();
         let response = self
             .agent
             .post(&request.url)
@@ -163,7 +160,7 @@ impl Transport {
             .header("Accept", request.accept)
             .send(body)
             .map_err(|e| {
-                if self.upload.was_cut() {
+                if upload::was_cut() {
                     (false, cut_while_sending(body.len()))
                 } else {
                     (is_retryable(&e), self.error(&e, host))

@@ -9,38 +9,38 @@
 //!
 //! This builds on ureq's `unversioned` transport API, which may change in a minor release.
 
+use std::cell::Cell;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use ureq::unversioned::transport::{
     Buffers, ConnectionDetails, Connector, DefaultConnector, NextTimeout, Transport,
 };
 
-/// Whether the server stopped taking the request before all of it was sent, in the current
-/// attempt. Shared by the connector's transports and the sender.
-#[derive(Debug, Clone, Default)]
-pub struct Upload(Arc<AtomicBool>);
+thread_local! {
+    /// Whether the server stopped taking the request before all of it was sent, in this
+    /// thread's current attempt. Per thread: ureq writes a request on the thread that sends it,
+    /// and a batch's workers send theirs at the same time through one agent.
+    static CUT: Cell<bool> = const { Cell::new(false) };
+}
 
-impl Upload {
-    /// Forgets what an earlier attempt saw.
-    pub fn start(&self) {
-        self.0.store(false, Ordering::Relaxed);
-    }
+/// Forgets what this thread's earlier attempt saw.
+pub fn start() {
+    CUT.set(false);
+}
 
-    pub fn was_cut(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
+/// Whether this thread's attempt was cut off while the request was being sent.
+pub fn was_cut() -> bool {
+    CUT.get()
 }
 
 /// ureq's own connectors (proxies, TCP, TLS), with the last transport wrapped so that an early
 /// answer can still be read.
-pub fn connector(upload: &Upload) -> impl Connector {
-    DefaultConnector::new().chain(KeepReadingConnector(upload.clone()))
+pub fn connector() -> impl Connector {
+    DefaultConnector::new().chain(KeepReadingConnector)
 }
 
 #[derive(Debug)]
-struct KeepReadingConnector(Upload);
+struct KeepReadingConnector;
 
 impl<In: Transport> Connector<In> for KeepReadingConnector {
     type Out = KeepReading<In>;
@@ -50,18 +50,13 @@ impl<In: Transport> Connector<In> for KeepReadingConnector {
         _details: &ConnectionDetails,
         chained: Option<In>,
     ) -> Result<Option<Self::Out>, ureq::Error> {
-        Ok(chained.map(|inner| KeepReading {
-            inner,
-            upload: self.0.clone(),
-            cut: false,
-        }))
+        Ok(chained.map(|inner| KeepReading { inner, cut: false }))
     }
 }
 
 #[derive(Debug)]
 struct KeepReading<T> {
     inner: T,
-    upload: Upload,
     /// The peer stopped reading: what is left to write is dropped.
     cut: bool,
 }
@@ -78,7 +73,7 @@ impl<T: Transport> Transport for KeepReading<T> {
         match self.inner.transmit_output(amount, timeout) {
             Err(ureq::Error::Io(e)) if is_closed(&e) => {
                 self.cut = true;
-                self.upload.0.store(true, Ordering::Relaxed);
+                CUT.set(true);
                 Ok(())
             }
             other => other,
@@ -105,4 +100,24 @@ fn is_closed(err: &io::Error) -> bool {
             | io::ErrorKind::ConnectionReset
             | io::ErrorKind::ConnectionAborted
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_attempt_cut_on_one_thread_is_not_another_threads() {
+        start();
+        CUT.set(true);
+        let elsewhere = std::thread::spawn(|| {
+            start();
+            was_cut()
+        });
+        assert!(!elsewhere.join().unwrap());
+        assert!(
+            was_cut(),
+            "the other thread's start does not forget this one's cut"
+        );
+    }
 }
