@@ -82,17 +82,20 @@ impl Mock {
         std::fs::read_to_string(self.dir.path().join("requests.jsonl")).unwrap_or_default()
     }
 
-    /// The requests logged so far, waiting up to 5 s for at least `n` of them: the mock logs a
-    /// request when it has finished answering it, which may be just after the client exits.
+    /// The requests logged so far, in the order they arrived, waiting up to 5 s for at least `n`
+    /// of them. The mock logs a request when it has finished answering it, which may be just
+    /// after the client has read the answer, so one that came later can be logged first.
     pub fn requests(&self, n: usize) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            let lines: Vec<Value> = self
+            let mut lines: Vec<Value> = self
                 .log()
                 .lines()
                 .map(|l| serde_json::from_str(l).unwrap())
                 .collect();
             if lines.len() >= n || Instant::now() > deadline {
+                // Stable: requests arriving in the same millisecond keep the log's order.
+                lines.sort_by(|a, b| a["time"].as_str().cmp(&b["time"].as_str()));
                 return lines;
             }
             std::thread::sleep(Duration::from_millis(20));
