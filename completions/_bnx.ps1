@@ -58,7 +58,7 @@ Register-ArgumentCompleter -Native -CommandName 'bnx' -ScriptBlock {
             [CompletionResult]::new('--extract', '--extract', [CompletionResultType]::ParameterName, 'Write only the content of the answer''s first fenced code block; none is exit 3')
             [CompletionResult]::new('--expect-json', '--expect-json', [CompletionResultType]::ParameterName, 'The answer must be one JSON value (one surrounding ``` fence is removed); it is written compact on one line, else exit 3')
             [CompletionResult]::new('--fail-on-length', '--fail-on-length', [CompletionResultType]::ParameterName, 'Exit 3 when the answer was cut at the token limit, instead of a notice')
-            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Print the request as JSON (token redacted) and send nothing; needs no token')
+            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Print the request as JSON (token redacted) and send nothing; needs no token, runs no token command')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'No notices on stderr (errors still print)')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'No notices on stderr (errors still print)')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Request, status, timing, credits, conversation and retries on stderr')

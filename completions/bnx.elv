@@ -55,7 +55,7 @@ set edit:completion:arg-completer[bnx] = {|@words|
             cand --extract 'Write only the content of the answer''s first fenced code block; none is exit 3'
             cand --expect-json 'The answer must be one JSON value (one surrounding ``` fence is removed); it is written compact on one line, else exit 3'
             cand --fail-on-length 'Exit 3 when the answer was cut at the token limit, instead of a notice'
-            cand --dry-run 'Print the request as JSON (token redacted) and send nothing; needs no token'
+            cand --dry-run 'Print the request as JSON (token redacted) and send nothing; needs no token, runs no token command'
             cand -q 'No notices on stderr (errors still print)'
             cand --quiet 'No notices on stderr (errors still print)'
             cand -v 'Request, status, timing, credits, conversation and retries on stderr'

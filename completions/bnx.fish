@@ -31,7 +31,7 @@ complete -c bnx -s n -l no-stdin -d 'Never read standard input (for `while read`
 complete -c bnx -s x -l extract -d 'Write only the content of the answer\'s first fenced code block; none is exit 3'
 complete -c bnx -l expect-json -d 'The answer must be one JSON value (one surrounding ``` fence is removed); it is written compact on one line, else exit 3'
 complete -c bnx -l fail-on-length -d 'Exit 3 when the answer was cut at the token limit, instead of a notice'
-complete -c bnx -l dry-run -d 'Print the request as JSON (token redacted) and send nothing; needs no token'
+complete -c bnx -l dry-run -d 'Print the request as JSON (token redacted) and send nothing; needs no token, runs no token command'
 complete -c bnx -s q -l quiet -d 'No notices on stderr (errors still print)'
 complete -c bnx -s v -l verbose -d 'Request, status, timing, credits, conversation and retries on stderr'
 complete -c bnx -s h -l help -d 'Print help'

@@ -183,7 +183,8 @@ pub struct Cli {
     #[arg(long)]
     pub fail_on_length: bool,
 
-    /// Print the request as JSON (token redacted) and send nothing; needs no token
+    /// Print the request as JSON (token redacted) and send nothing; needs no token, runs no
+    /// token command
     #[arg(long)]
     pub dry_run: bool,
 

@@ -59,7 +59,7 @@ pub struct PromptSources {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// `no_token` says why no token was found, if none was: the dry run shows `<no token>`
-    /// rather than a header that would not be sent.
+    /// rather than a header that would not be sent. A token command is not run for it.
     DryRun {
         no_token: Option<String>,
     },
@@ -171,7 +171,7 @@ impl Config {
             )
             .with_hint("leave out -o, or --dry-run"));
         }
-        let token = token::resolve(token::Sources {
+        let token = token::pick(token::Sources {
             file: cli.token_file.as_deref(),
             command: cli.token_cmd.as_deref(),
             env_token: env("BLUENEXUS_TOKEN"),
@@ -181,9 +181,9 @@ impl Config {
         });
         let action = match (cli.dry_run, token) {
             (true, token) => Action::DryRun {
-                no_token: token.err().map(|e| e.line()),
+                no_token: token.and_then(token::Source::check).err().map(|e| e.line()),
             },
-            (false, token) => Action::Send(token?),
+            (false, token) => Action::Send(token?.read()?),
         };
         let extract = match (cli.extract, cli.expect_json) {
             (true, _) => Some(Extract::CodeBlock),

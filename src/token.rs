@@ -82,27 +82,59 @@ pub struct Sources<'a> {
     pub default_file: Option<PathBuf>,
 }
 
-pub fn resolve(sources: Sources) -> Result<Secret> {
+/// The source a token will be taken from. A command is only named here: `read` runs it.
+pub enum Source {
+    File(PathBuf),
+    Command { command: String, name: &'static str },
+    Value(Secret),
+}
+
+impl Source {
+    pub fn read(self) -> Result<Secret> {
+        match self {
+            Source::File(path) => read_file(&path),
+            Source::Command { command, name } => run_command(&command, name),
+            Source::Value(secret) => Ok(secret),
+        }
+    }
+
+    /// What `--dry-run` learns about the token without side effects: a file is read and
+    /// checked, a command is not run (it may ask a password manager, or a network).
+    pub fn check(self) -> Result<()> {
+        match self {
+            Source::Command { .. } => Ok(()),
+            source => source.read().map(drop),
+        }
+    }
+}
+
+pub fn pick(sources: Sources) -> Result<Source> {
     if let Some(path) = sources.file {
-        return read_file(path);
+        return Ok(Source::File(path.to_owned()));
     }
     if let Some(command) = sources.command {
-        return run_command(command, "the token command (--token-cmd)");
+        return Ok(Source::Command {
+            command: command.to_owned(),
+            name: "the token command (--token-cmd)",
+        });
     }
     if let Some(token) = sources.env_token {
         let token = token
             .into_string()
             .map_err(|_| Error::msg(Kind::Config, "BLUENEXUS_TOKEN is not valid UTF-8"))?;
-        return Secret::parse(&token, "BLUENEXUS_TOKEN");
+        return Secret::parse(&token, "BLUENEXUS_TOKEN").map(Source::Value);
     }
     if let Some(command) = sources.env_command {
         let command = command
             .into_string()
             .map_err(|_| Error::msg(Kind::Config, "BLUENEXUS_TOKEN_CMD is not valid UTF-8"))?;
-        return run_command(&command, "the token command (BLUENEXUS_TOKEN_CMD)");
+        return Ok(Source::Command {
+            command,
+            name: "the token command (BLUENEXUS_TOKEN_CMD)",
+        });
     }
     match sources.default_file {
-        Some(path) if path.exists() => read_file(&path),
+        Some(path) if path.exists() => Ok(Source::File(path)),
         default_file => Err(
             Error::msg(Kind::Config, "no access token").with_hint(format!(
                 "give one with --token-file PATH, --token-cmd CMD, BLUENEXUS_TOKEN, \
@@ -294,6 +326,10 @@ mod tests {
             env_command: None,
             default_file: None,
         }
+    }
+
+    fn resolve(sources: Sources) -> Result<Secret> {
+        pick(sources)?.read()
     }
 
     #[test]

@@ -128,6 +128,42 @@ fn dry_run_sends_nothing_needs_no_token_and_redacts() {
 }
 
 #[test]
+fn dry_run_runs_no_token_command() {
+    let mock = Mock::start(&[]);
+    let ran = mock.dir.path().join("ran");
+    let command = format!("touch {}; echo {TOKEN}", ran.display());
+    for (flag, env) in [
+        (Some(command.as_str()), None),
+        (None, Some(command.as_str())),
+    ] {
+        let mut bnx = mock.bnx();
+        bnx.env_remove("BLUENEXUS_TOKEN").args(["--dry-run", "hi"]);
+        if let Some(command) = flag {
+            bnx.args(["--token-cmd", command]);
+        }
+        if let Some(command) = env {
+            bnx.env("BLUENEXUS_TOKEN_CMD", command);
+        }
+        let output = bnx.output().unwrap();
+        assert_eq!(output.status.code(), Some(0));
+        let shown: Value = serde_json::from_str(&stdout_of(&output)).unwrap();
+        assert_eq!(shown["headers"]["Authorization"], "Bearer ***");
+        assert_eq!(stderr_of(&output), "");
+        assert!(!ran.exists(), "the token command ran");
+    }
+    // The same command is run when the request is sent.
+    let output = mock
+        .bnx()
+        .env_remove("BLUENEXUS_TOKEN")
+        .args(["--token-cmd", &command, "hi"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert!(ran.exists());
+    assert_eq!(mock.requests(1).len(), 1);
+}
+
+#[test]
 fn verbose_shows_the_exchange_but_never_the_token() {
     let mock = Mock::start(&[]);
     let output = mock.bnx().args(["-v", "hi"]).output().unwrap();
