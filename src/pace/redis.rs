@@ -22,7 +22,7 @@ use ::redis::{cmd, Cmd, ErrorKind, FromRedisValue, Parser, RedisResult, Script, 
 use percent_encoding::percent_decode_str;
 use ureq::http::Uri;
 
-use super::{margin, ms, Rate, Store};
+use super::{margin, ms, Rate, Store, FURTHEST};
 
 /// The longest the store may take to connect, or to run one pacing step, its reply read whole.
 pub const LIMIT: Duration = Duration::from_secs(2);
@@ -289,7 +289,7 @@ impl RedisStore {
 struct Link(TcpStream);
 
 impl Link {
-    /// Connects, logs in, selects the database and sees the server answer a PING.
+    /// Connects, logs in and selects the database, or else sees the server answer a PING.
     fn open(url: &StoreUrl) -> RedisResult<Link> {
         let deadline = Instant::now() + LIMIT;
         let mut refused = io::Error::new(io::ErrorKind::NotFound, "the host has no address");
@@ -306,15 +306,20 @@ impl Link {
         let stream = stream.ok_or(refused)?;
         stream.set_nodelay(true)?;
         let mut link = Link(stream);
+        let mut answered = false;
         if let Some(password) = &url.password {
             let mut auth = cmd("AUTH");
             auth.arg(url.username.as_deref()).arg(password);
             link.query::<()>(&auth, deadline)?;
+            answered = true;
         }
         if url.db != 0 {
             link.query::<()>(cmd("SELECT").arg(url.db), deadline)?;
+            answered = true;
         }
-        link.query::<()>(&cmd("PING"), deadline)?;
+        if !answered {
+            link.query::<()>(&cmd("PING"), deadline)?;
+        }
         Ok(link)
     }
 
@@ -398,11 +403,14 @@ impl Store for RedisStore {
             ms(limit),
         ];
         let longest = i64::try_from(args[3]).unwrap_or(i64::MAX);
+        // A pause is at most a day, and the last slot no further: a store that says it is
+        // longer is broken, and would refuse every request for as long.
+        let possible = i64::try_from(ms(FURTHEST) + window + args[2]).unwrap_or(i64::MAX);
         let wait = |millis: i64| Duration::from_millis(millis.unsigned_abs());
         // A wait past the limit from a server is not slept: it is a broken store.
         match self.run::<(i64, i64)>(&self.reserve, key, &args)? {
             (1, millis) if (0..=longest).contains(&millis) => Ok(Ok(wait(millis))),
-            (0, millis) if millis > 0 => Ok(Err(wait(millis))),
+            (0, millis) if (1..=possible).contains(&millis) => Ok(Err(wait(millis))),
             reply => Err(io::Error::other(format!(
                 "{}: unexpected answer {reply:?} to the pacing script",
                 self.url
