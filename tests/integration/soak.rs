@@ -157,7 +157,9 @@ fn check(s: &Scenario, home: &std::path::Path) -> Vec<String> {
         mock.args(["--", BNX]);
         mock
     };
-    cmd.args(["-q", "--timeout", "1", "--max-retry-wait", "0", "--retries"])
+    // A timeout short enough that `stall:10` ends soon, long enough that a machine busy with
+    // the rest of the suite never turns a prompt answer into a timeout (retried: another code).
+    cmd.args(["-q", "--timeout", "4", "--max-retry-wait", "0", "--retries"])
         .arg(s.retries.to_string());
     if s.wrong_token {
         cmd.args(["--token-cmd", "echo wrong-token"]);
