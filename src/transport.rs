@@ -2,6 +2,7 @@
 //! and the retry loop, whose rules are `retry::decide`. It returns the final response, whatever
 //! its status; reading it is `response.rs`'s job.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -40,6 +41,8 @@ pub struct Transport {
     pacer: Option<Pacer>,
     /// The proxy, as messages name it.
     proxy: Option<String>,
+    /// Set when a batch stops: an attempt still waiting for its turn or its retry is not sent.
+    halted: AtomicBool,
 }
 
 impl Transport {
@@ -78,7 +81,18 @@ impl Transport {
             policy: network.retry,
             pacer: None,
             proxy: network.proxy.as_ref().map(|chosen| chosen.shown.clone()),
+            halted: AtomicBool::new(false),
         }
+    }
+
+    /// Sends nothing more: a batch's budget is reached while other items wait for a pacing
+    /// slot or a retry, which would otherwise be sent and paid for when their wait ends.
+    pub fn halt(&self) {
+        self.halted.store(true, Ordering::Release);
+    }
+
+    pub fn halted(&self) -> bool {
+        self.halted.load(Ordering::Acquire)
     }
 
     /// Every attempt, retries included, first waits for its turn from `pacer`.
@@ -97,13 +111,13 @@ impl Transport {
         let body = serde_json::to_vec(&request.body).expect("a request always serializes");
         let host = Url::parse(&request.url).map_or_else(|_| String::new(), |u| u.host);
         let mut attempts = Attempts::default();
+        if let Err(err) = self.wait_turn(&mut attempts, printer) {
+            return (attempts, Err(err));
+        }
+        if self.halted() {
+            return (attempts, Err(not_sent()));
+        }
         loop {
-            if let Some(pacer) = &self.pacer {
-                if let Turn::Refused(wait) = pacer.wait_turn(printer) {
-                    attempts.retry_after = Some(wait.as_secs_f64());
-                    return (attempts, Err(pace::refused(wait, pacer.rate())));
-                }
-            }
             let attempt = attempts.count;
             attempts.count += 1;
             let result = self.post(request, &body, token, &host, attempts.count, printer);
@@ -132,6 +146,28 @@ impl Transport {
                 self.policy.retries + 1
             ));
             sleep(wait);
+            if let Err(err) = self.wait_turn(&mut attempts, printer) {
+                return (attempts, Err(err));
+            }
+            if self.halted() {
+                attempts.gave_up = Some("not retried: the batch stopped".into());
+                return (attempts, result.map_err(|(_, e)| e));
+            }
+        }
+    }
+
+    /// Waits for the pacer's slot; `Err` (exit 75, nothing sent) when it is further away than
+    /// the caller accepts.
+    fn wait_turn(&self, attempts: &mut Attempts, printer: &Printer) -> Result<()> {
+        let Some(pacer) = &self.pacer else {
+            return Ok(());
+        };
+        match pacer.wait_turn(printer) {
+            Turn::Go(_) => Ok(()),
+            Turn::Refused(wait) => {
+                attempts.retry_after = Some(wait.as_secs_f64());
+                Err(pace::refused(wait, pacer.rate()))
+            }
         }
     }
 
@@ -261,6 +297,12 @@ impl Transport {
 fn is_resolve_failure(err: &std::io::Error) -> bool {
     err.to_string()
         .starts_with("failed to lookup address information")
+}
+
+/// What an attempt that was halted before it was first sent comes to; a batch counts its item
+/// as never started.
+fn not_sent() -> Error {
+    Error::msg(Kind::Unavailable, "not sent: the batch stopped")
 }
 
 /// The server stopped reading the request and closed, and no answer could be read: retrying

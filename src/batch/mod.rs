@@ -264,7 +264,7 @@ struct Failure {
     hint: Option<String>,
 }
 
-/// `--max-credits` and `--min-credits`, and the first reason to start no new item.
+/// `--max-credits` and `--min-credits`, and the first budget reached.
 struct Budget {
     max_credits: Option<f64>,
     min_credits: Option<f64>,
@@ -274,9 +274,6 @@ struct Budget {
 #[derive(Default)]
 struct BudgetState {
     consumed: f64,
-    /// No new item starts: an item failed in a way every other would (77, 78, 4), a budget
-    /// was reached, or the output cannot be written.
-    stopped: bool,
     /// A budget reached: the reason the items never started give.
     reached: Option<Error>,
 }
@@ -296,27 +293,19 @@ impl Budget {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn stopped(&self) -> bool {
-        self.state().stopped
-    }
-
-    fn stop(&self) {
-        self.state().stopped = true;
-    }
-
-    /// Counts what `report` consumed, and says whether the batch must start no new item after
-    /// an item that ended in `failure`.
-    fn settle(&self, failure: Option<&Error>, report: &Report) -> f64 {
+    /// Counts what `report` consumed, and says whether the batch must stop after an item that
+    /// ended in `failure`: a budget is reached, or every other item would fail the same way
+    /// (77, 78, 4).
+    fn settle(&self, failure: Option<&Error>, report: &Report) -> (f64, bool) {
         let consumed = number(report.reply.credits_consumed.as_deref()).unwrap_or(0.0);
         let remaining = number(report.reply.credits_remaining.as_deref());
         let mut state = self.state();
         state.consumed += consumed;
-        if state.stopped {
-            return consumed;
+        if state.reached.is_some() {
+            return (consumed, true);
         }
         if failure.is_some_and(|e| matches!(e.kind, Kind::Auth | Kind::Config | Kind::Credits)) {
-            state.stopped = true;
-            return consumed;
+            return (consumed, true);
         }
         let credits_hint = "add credits, or raise the budget, then rerun: items done are skipped";
         state.reached = match (self.max_credits, self.min_credits, remaining) {
@@ -339,8 +328,7 @@ impl Budget {
             ),
             _ => None,
         };
-        state.stopped = state.reached.is_some();
-        consumed
+        (consumed, state.reached.is_some())
     }
 }
 
@@ -373,10 +361,14 @@ impl Workers<'_> {
                 let finished = finished.clone();
                 let next = &next;
                 scope.spawn(move || {
-                    while !self.budget.stopped() {
+                    while !self.transport.halted() {
                         let index = next.fetch_add(1, Ordering::SeqCst);
                         let Some(item) = todo.get(index) else { break };
-                        if finished.send(self.item(index, item, printer)).is_err() {
+                        // An item halted before it was sent is never started: no line.
+                        let Some(result) = self.item(index, item, printer) else {
+                            continue;
+                        };
+                        if finished.send(result).is_err() {
                             break;
                         }
                     }
@@ -388,7 +380,7 @@ impl Workers<'_> {
                     tally
                         .unwritten
                         .get_or_insert(Error::write(err, "the batch output"));
-                    self.budget.stop();
+                    self.transport.halt();
                 }
                 tally.add(&result);
                 printer.progress(tally.finished() as u64, tally.status());
@@ -398,7 +390,7 @@ impl Workers<'_> {
         tally
     }
 
-    fn item(&self, index: usize, item: &Item, printer: &Printer) -> Finished {
+    fn item(&self, index: usize, item: &Item, printer: &Printer) -> Option<Finished> {
         let requests = self.requests;
         let config = requests.config;
         let mut report = Report::new(requests.agent(item), config.chat.stream);
@@ -415,6 +407,9 @@ impl Workers<'_> {
                 &mut report,
             )
         });
+        if report.attempts.count == 0 && self.transport.halted() {
+            return None;
+        }
         let answer = kept
             .and_then(|kept| answer(kept, &out.into_inner(), self.token))
             .and_then(|(text, response)| {
@@ -422,7 +417,10 @@ impl Workers<'_> {
                 Ok((content, response))
             });
         let failure = answer.as_ref().err();
-        let consumed = self.budget.settle(failure, &report);
+        let (consumed, stop) = self.budget.settle(failure, &report);
+        if stop {
+            self.transport.halt();
+        }
         let code = failure.map_or(0, |e| e.kind.exit_code());
         let mut meta = report.to_json();
         meta["exit_code"] = code.into();
@@ -448,7 +446,7 @@ impl Workers<'_> {
                 bnx: meta,
             },
         };
-        Finished {
+        Some(Finished {
             index,
             line: serde_json::to_vec(&line).expect("a line serializes"),
             failure: failure.map(|e| Failure {
@@ -456,7 +454,7 @@ impl Workers<'_> {
                 hint: e.hint.clone(),
             }),
             consumed,
-        }
+        })
     }
 }
 

@@ -260,6 +260,41 @@ fn out_of_credits_and_credit_budgets_stop_the_batch_with_exit_4() {
 }
 
 #[test]
+fn an_item_waiting_for_its_pacing_slot_is_not_sent_once_the_budget_is_reached() {
+    let mock = Mock::start(&[]);
+    let items = write_items(mock.dir.path(), &numbered(3));
+    let out = mock.dir.path().join("out.jsonl");
+    // The second worker's slot is 3 s away; the first item reaches the budget long before.
+    let output = batch(&mock, &items)
+        .args(["-j", "2", "--rate-limit", "1/3", "--max-credits", "1", "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(4), "{}", stderr_of(&output));
+    let lines = lines(&fs::read_to_string(&out).unwrap());
+    // Either of the first two items may take the first slot.
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["bnx"]["exit_code"], 0);
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.contains("batch: 1 done, 0 failed, 0 skipped (done before), 2 not started"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--max-credits 1 reached"), "{stderr}");
+    assert_eq!(mock.requests(1).len(), 1);
+    // The rerun resumes with the items never started.
+    let output = batch(&mock, &items)
+        .args(["--rate-limit", "0", "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let sent = prompts_sent(&mock, 3);
+    assert_eq!(sent.len(), 3, "{sent:?}");
+    assert!(sent.values().all(|&n| n == 1), "{sent:?}");
+}
+
+#[test]
 fn a_rerun_with_output_skips_what_is_done_and_repairs_a_torn_line() {
     let mock = Mock::start(&["--fault", "503"]);
     let items = write_items(mock.dir.path(), &numbered(3));
