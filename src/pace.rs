@@ -21,12 +21,12 @@ use std::thread::sleep;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 use crate::error::{Error, Kind, Result};
 use crate::printer::Printer;
 use crate::retry::secs;
+use crate::state;
 use crate::token::Secret;
 use redis::RedisStore;
 
@@ -265,11 +265,7 @@ impl Store for FileStore {
 /// The key of an (origin, token) pair: a SHA-256 digest, so that neither the token nor a part
 /// of it is ever a file name or a Redis key.
 pub fn key(origin: &str, token: &Secret) -> String {
-    let mut hash = Sha256::new();
-    hash.update(origin.as_bytes());
-    hash.update([0]);
-    hash.update(token.expose().as_bytes());
-    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    state::digest(&[origin.as_bytes(), &[0], token.expose().as_bytes()])
 }
 
 /// A wait shorter than this is not worth a notice.

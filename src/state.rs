@@ -28,9 +28,19 @@ const DIR: &str = "conversations-by-api";
 const LEGACY_DIR: &str = "conversations";
 
 fn path(state_dir: &Path, origin: &str, agent: &str) -> PathBuf {
-    let hash = Sha256::digest(format!("{origin}\n{agent}").as_bytes());
-    let name: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-    state_dir.join(DIR).join(name)
+    state_dir
+        .join(DIR)
+        .join(digest(&[origin.as_bytes(), b"\n", agent.as_bytes()]))
+}
+
+/// The SHA-256 of `parts` one after the other, in hex: a state file's name that says nothing
+/// of what it was made from.
+pub fn digest(parts: &[&[u8]]) -> String {
+    let mut hash = Sha256::new();
+    for part in parts {
+        hash.update(part);
+    }
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Where the agent's conversation was kept before origins were told apart.

@@ -350,8 +350,8 @@ mod tests {
 
     #[test]
     fn precedence_is_flag_file_then_command_then_env() {
-        let dir = tempdir();
-        let file = dir.join("token");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
         write_private(&file, "from-file");
         let resolved = |s: Sources| resolve(s).map(|t| t.expose().to_string());
 
@@ -406,8 +406,8 @@ mod tests {
 
     #[test]
     fn group_readable_token_file_is_refused_with_the_fix() {
-        let dir = tempdir();
-        let file = dir.join("token");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
         write_private(&file, "secret-value");
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
         let err = read_file(&file).unwrap_err();
@@ -428,8 +428,8 @@ mod tests {
 
     #[test]
     fn a_token_over_16_kib_is_refused_from_every_source_never_cut() {
-        let dir = tempdir();
-        let file = dir.join("big-token");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("big-token");
         let padded = format!("tok-{}junk", " ".repeat(70_000));
         write_private(&file, &padded);
         let err = read_file(&file).unwrap_err();
@@ -454,8 +454,8 @@ mod tests {
 
     #[test]
     fn only_a_regular_file_is_read_and_a_fifo_is_never_opened_for_reading() {
-        let dir = tempdir();
-        let fifo = dir.join("fifo");
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
         let path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
         // SAFETY: mkfifo(3) with a valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
@@ -466,7 +466,7 @@ mod tests {
             "{}",
             err.line()
         );
-        let err = read_file(&dir).unwrap_err();
+        let err = read_file(dir.path()).unwrap_err();
         assert!(err.line().contains("a directory"), "{}", err.line());
         let err = read_file(Path::new("/dev/null")).unwrap_err();
         assert!(err.line().contains("a device"), "{}", err.line());
@@ -474,8 +474,8 @@ mod tests {
 
     #[test]
     fn a_token_command_past_its_limit_is_killed_with_its_process_group() {
-        let dir = tempdir();
-        let pid_file = dir.join("sleeper.pid");
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("sleeper.pid");
         let command = format!("sleep 100 & echo $! > '{}'; wait", pid_file.display());
         let started = std::time::Instant::now();
         let err = run_command_within(&command, "test", Duration::from_millis(500)).unwrap_err();
@@ -511,16 +511,6 @@ mod tests {
                 .trim_start()
                 .starts_with('Z')
         })
-    }
-
-    fn tempdir() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "bnx-token-test-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
     }
 
     fn write_private(path: &Path, content: &str) {
