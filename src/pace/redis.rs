@@ -171,6 +171,10 @@ impl FromStr for StoreUrl {
             ),
             None => (None, None),
         };
+        // Without a password there is no AUTH: a user alone would silently log in as default.
+        if username.is_some() && password.is_none() {
+            return Err("a user name needs a password: redis://USER:PASSWORD@HOST".into());
+        }
         Ok(StoreUrl {
             host: host.trim_start_matches('[').trim_end_matches(']').into(),
             port,
@@ -487,6 +491,8 @@ mod tests {
             ("redis://h:1/0?x=1", "query"),
             ("redis://h:1/0#f", "fragment"),
             ("redis://:pw@:1", "host"),
+            ("redis://ci@h:1", "needs a password"),
+            ("redis://ci:@h:1", "needs a password"),
         ] {
             let err = url(bad).unwrap_err();
             assert!(err.contains(why), "{bad:?}: {err}");
