@@ -19,6 +19,8 @@ use crate::error::{Error, Kind, Result};
 
 pub struct Journal {
     file: File,
+    /// The length of the file's whole lines: what a failed append is cut back to.
+    len: u64,
     /// Ids (as text) whose last line says `exit_code` 0.
     pub done: HashSet<String>,
 }
@@ -50,15 +52,31 @@ impl Journal {
             .filter(|(_, code)| *code == 0)
             .map(|(id, _)| id)
             .collect();
-        Ok(Journal { file, done })
+        Ok(Journal {
+            file,
+            len: kept,
+            done,
+        })
     }
 
-    /// Appends one line (which holds no newline) and its newline in one write.
+    /// Appends one line (which holds no newline) and its newline, whole or not at all: a write
+    /// cut short (the disk full) is taken back, so the lines appended after it, once there is
+    /// room again, are not fused to a torn one.
     pub fn append(&mut self, line: &[u8]) -> io::Result<()> {
         let mut whole = Vec::with_capacity(line.len() + 1);
         whole.extend_from_slice(line);
         whole.push(b'\n');
-        self.file.write_all(&whole)
+        match self.file.write_all(&whole) {
+            Ok(()) => {
+                self.len += whole.len() as u64;
+                Ok(())
+            }
+            Err(err) => {
+                // Best effort: if even this fails, the next run removes the torn last line.
+                let _ = self.file.set_len(self.len);
+                Err(err)
+            }
+        }
     }
 }
 

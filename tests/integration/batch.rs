@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -292,6 +293,68 @@ fn an_item_waiting_for_its_pacing_slot_is_not_sent_once_the_budget_is_reached() 
     let sent = prompts_sent(&mock, 3);
     assert_eq!(sent.len(), 3, "{sent:?}");
     assert!(sent.values().all(|&n| n == 1), "{sent:?}");
+}
+
+#[test]
+fn a_line_cut_short_by_a_full_disk_is_taken_back() {
+    let mock = Mock::start(&[]);
+    let items = write_items(mock.dir.path(), &numbered(3));
+    let out = mock.dir.path().join("out.jsonl");
+    let run = |limit: Option<u64>| {
+        let mut cmd = mock.command();
+        if let Some(limit) = limit {
+            // SAFETY: setrlimit(2) and signal(2) only, in the child between fork and exec.
+            // Past the limit a write fails with EFBIG (SIGXFSZ ignored), the way a full disk
+            // fails one: a write that crosses it is cut short.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let rlimit = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                    match libc::setrlimit(libc::RLIMIT_FSIZE, &rlimit) {
+                        0 => Ok(()),
+                        _ => Err(std::io::Error::last_os_error()),
+                    }
+                });
+            }
+        }
+        cmd.arg("--batch")
+            .arg(&items)
+            .args(["-j", "1", "--rate-limit", "0", "-o"])
+            .arg(&out)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    assert_eq!(run(None).status.code(), Some(0));
+    let first = fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .len() as u64
+        + 1;
+    fs::remove_file(&out).unwrap();
+
+    // Room for one line and a half.
+    let cut = run(Some(first + first / 2));
+    assert_eq!(cut.status.code(), Some(74), "{}", stderr_of(&cut));
+    let text = fs::read_to_string(&out).unwrap();
+    // Only whole lines (their elapsed_ms may differ from the first run's by a digit or two).
+    assert!(text.ends_with('\n'), "{text:?}");
+    assert_eq!(lines(&text).len(), 1, "{text:?}");
+    assert!(
+        stderr_of(&cut).contains("File too large"),
+        "{}",
+        stderr_of(&cut)
+    );
+
+    let rerun = run(None);
+    assert_eq!(rerun.status.code(), Some(0), "{}", stderr_of(&rerun));
+    assert!(stderr_of(&rerun).contains("2 done, 0 failed, 1 skipped (done before)"));
+    assert_eq!(lines(&fs::read_to_string(&out).unwrap()).len(), 3);
 }
 
 #[test]
