@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use ureq::http::Uri;
 
 use crate::cli::Cli;
@@ -396,13 +396,22 @@ pub fn endpoint(base_url: &str, agent: &str) -> Result<Endpoint> {
     })
 }
 
-/// Where `/api/v1` starts in `path`, if it holds it as whole segments (any case).
+/// Where `/api/v1` starts in `path`, if it holds it as whole segments, in any case and even
+/// percent-encoded (`/%61pi/v1`, which a server reads as `/api/v1`).
 fn api_path_start(path: &str) -> Option<usize> {
-    let lower = path.to_ascii_lowercase();
-    lower.match_indices("/api/v1").map(|(i, _)| i).find(|&i| {
-        let end = i + "/api/v1".len();
-        end == lower.len() || lower.as_bytes()[end] == b'/'
-    })
+    let is = |segment: &str, name: &str| {
+        percent_decode_str(segment)
+            .decode_utf8_lossy()
+            .eq_ignore_ascii_case(name)
+    };
+    let mut starts = path.match_indices('/').map(|(at, _)| at).peekable();
+    let mut segments = path.split('/').skip(1).peekable();
+    while let (Some(at), Some(segment)) = (starts.next(), segments.next()) {
+        if is(segment, "api") && segments.peek().is_some_and(|next| is(next, "v1")) {
+            return Some(at);
+        }
+    }
+    None
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -497,6 +506,30 @@ mod tests {
             "",
         ] {
             assert_eq!(endpoint(bad, "x").unwrap_err().kind, Kind::Config, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_path_holding_api_v1_in_any_spelling_is_refused_with_the_origin_to_use() {
+        for (pasted, origin) in [
+            ("https://h/api/v1", "https://h"),
+            ("https://h/t%20m/API/V1/agents/x", "https://h/t%20m"),
+            ("https://h/team/%61pi/v%31/", "https://h/team"),
+        ] {
+            let err = endpoint(pasted, "x").unwrap_err();
+            assert!(err.line().contains("already holds /api/v1"), "{pasted}");
+            assert_eq!(
+                err.hint.as_deref(),
+                Some(format!("use the origin {origin}").as_str())
+            );
+        }
+        for fine in [
+            "https://h/apiv1",
+            "https://h/api/v10",
+            "https://h/my-api/v1",
+            "https://h/v1/api",
+        ] {
+            assert!(endpoint(fine, "x").is_ok(), "{fine}");
         }
     }
 
