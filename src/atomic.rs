@@ -65,11 +65,18 @@ impl AtomicFile {
             Some(dir) if !dir.as_os_str().is_empty() => dir,
             _ => Path::new("."),
         };
+        // FILE's name may take all 255 bytes a name can have; the temporary one adds 12 to
+        // what it keeps of it, so it keeps at most 200.
+        let file_name = file_name.to_string_lossy();
+        let kept = (0..=file_name.len().min(200))
+            .rev()
+            .find(|&at| file_name.is_char_boundary(at))
+            .unwrap_or(0);
         // Created as any new file is, 0666 less the umask; an existing file's bits are copied
         // exactly below (open(2) would have the umask narrow them).
         let (file, on_interrupt) = interrupt::started(|| {
             let file = tempfile::Builder::new()
-                .prefix(&format!(".{}.", file_name.to_string_lossy()))
+                .prefix(&format!(".{}.", &file_name[..kept]))
                 .suffix(".tmp")
                 .permissions(Permissions::from_mode(0o666))
                 .tempfile_in(dir)?;

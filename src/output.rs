@@ -6,7 +6,7 @@ use std::io::Write;
 use serde_json::{json, Value};
 
 use crate::error::{Error, Kind, Result};
-use crate::extract::Extract;
+use crate::extract::{self, Extract};
 use crate::redact;
 use crate::token::Secret;
 
@@ -114,9 +114,9 @@ impl<W: Write> Output<W> {
     }
 
     /// One stream event as one line of `--json --stream`, `is_chunk` when it is known to be
-    /// one: as received, unless it spans lines or echoes the token; then compact, with the
-    /// token masked in every string, a chunk's content included. An event that is not JSON is
-    /// not written: the caller reports it.
+    /// one: as received, unless it spans lines (then without the whitespace between tokens) or
+    /// echoes the token (then compact, with the token masked in every string, a chunk's content
+    /// included). An event that is not JSON is not written: the caller reports it.
     pub fn event(&mut self, text: &str, is_chunk: bool) -> Result<()> {
         let echoes = self
             .secret
@@ -126,13 +126,18 @@ impl<W: Write> Output<W> {
         if is_chunk && one_line && !echoes {
             return self.line(text.as_bytes());
         }
-        let Ok(value) = serde_json::from_str::<Value>(text) else {
+        if serde_json::from_str::<Value>(text).is_err() {
             return Ok(());
-        };
+        }
         match (echoes, one_line) {
             (true, _) => self.line(redact::json(self.secret.as_ref(), text).as_bytes()),
             (false, true) => self.line(text.as_bytes()),
-            (false, false) => self.json(&value),
+            // Whitespace dropped, all else as received: through `Value`, number text would
+            // not survive (1.50, 1E2, an integer past u64).
+            (false, false) => match extract::compact_json(text) {
+                Ok(compact) => self.line(compact.as_bytes()),
+                Err(_) => Ok(()),
+            },
         }
     }
 

@@ -258,6 +258,32 @@ fn an_output_file_that_cannot_be_written_fails_before_sending() {
 }
 
 #[test]
+fn an_output_file_name_as_long_as_the_system_allows_is_written() {
+    let mock = Mock::start(&[]);
+    let dir = mock.dir.path().join("out");
+    fs::create_dir(&dir).unwrap();
+    // 254 bytes, within the 255 of NAME_MAX, so `> FILE` can create either: the temporary
+    // file's name must not be longer than FILE's own.
+    for name in [
+        format!("{}.txt", "a".repeat(250)),
+        format!("{}.txt", "é".repeat(125)),
+    ] {
+        let file = dir.join(&name);
+        mock.bnx()
+            .arg("-o")
+            .arg(&file)
+            .arg("hi")
+            .assert()
+            .success()
+            .stdout("")
+            .stderr("");
+        assert!(fs::read_to_string(&file).unwrap().ends_with(" hi\n"));
+        assert_eq!(listing(&dir), [name.as_str()]);
+        fs::remove_file(&file).unwrap();
+    }
+}
+
+#[test]
 fn ctrl_c_keeps_the_old_output_file_and_leaves_no_temporary_file() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
