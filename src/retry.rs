@@ -1,5 +1,5 @@
-//! When to retry, and how long to wait first: the retry rules of the README's "Exit codes" section, as
-//! pure functions, so that every rule is tested here rather than only end to end.
+//! When to retry, and how long to wait first: the retry rules of the README's "Exit codes"
+//! section, as pure functions, so that every rule is tested here rather than only end to end.
 
 use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, SystemTime};
