@@ -433,7 +433,8 @@ impl Events {
         if progress.done {
             return Ok(());
         }
-        if data == wire::DONE {
+        // As the OpenAI SDKs read it: `[DONE] ` or `[DONE]\r` from a sloppy server still ends.
+        if data.trim_ascii_start().starts_with(wire::DONE) {
             progress.done = true;
             return Ok(());
         }
@@ -610,6 +611,16 @@ mod tests {
             lines.into_inner(),
             b"{\"choices\":[]}\n{\"choices\": [ ]}\n"
         );
+    }
+
+    #[test]
+    fn done_with_whitespace_around_it_ends_the_stream() {
+        for done in [&b"[DONE] "[..], b" [DONE]", b"[DONE]\r", b"\t[DONE]  "] {
+            let mut events = Events::default();
+            let mut text = Output::new(Vec::new());
+            events.on_event(done, false, &mut text).unwrap();
+            assert!(events.progress.done, "{:?}", String::from_utf8_lossy(done));
+        }
     }
 
     #[test]
