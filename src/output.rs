@@ -159,11 +159,17 @@ impl<W: Write> Output<W> {
     }
 
     /// The `--json` document of a success: the body as the server sent it with the `bnx` key
-    /// added, or, after a stream, `{"bnx": ...}` alone.
+    /// added, or, after a stream, `{"bnx": ...}` alone. A body that echoes the token is
+    /// written compact with it masked in every string, as a `--json --stream` line would be.
     pub fn document(&mut self, body: Option<&[u8]>, meta: &Value) -> Result<()> {
         let meta = &self.redacted(meta);
         match body {
-            Some(body) => self.line(&with_meta(body, meta)?)?,
+            Some(body) => {
+                let masked =
+                    std::str::from_utf8(body).map(|text| redact::json(self.secret.as_ref(), text));
+                let body = masked.as_ref().map_or(body, |text| text.as_bytes());
+                self.line(&with_meta(body, meta)?)?
+            }
             None => self.json(&json!({ "bnx": meta }))?,
         }
         self.flush()

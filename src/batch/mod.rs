@@ -511,7 +511,13 @@ fn answer(
                 .first()
                 .and_then(|c| c.message.content.as_ref())
                 .map_or_else(String::new, |c| c.as_str().to_string());
-            Ok((content, compact(&body)?))
+            let body = std::str::from_utf8(&body)
+                .map_err(|e| Error::msg(Kind::Protocol, format!("the answer is not UTF-8: {e}")))?;
+            // The content is the answer, as received; the response is masked as any --json is.
+            Ok((
+                content,
+                compact(redact::json(Some(token), body).as_bytes())?,
+            ))
         }
         None => {
             let text = std::str::from_utf8(streamed).map_err(|e| {

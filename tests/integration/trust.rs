@@ -386,6 +386,54 @@ fn stream_lines_echoing_the_token_are_written_masked() {
 }
 
 #[test]
+fn a_whole_answer_echoing_the_token_is_written_masked_under_json() {
+    let dir = tempfile::tempdir().unwrap();
+    // The token in the id, JSON-escaped in the model, and percent-encoded in the content.
+    let server = Hostile::answering(|head| {
+        let token = bearer(head);
+        let (slashes, _) = json_escaped(&token);
+        let body = format!(
+            r#"{{"id":"{token}","model":"{slashes}","choices":[{{"index":0,"message":{{"role":"assistant","content":"Hi {TOKEN_ENCODED}"}},"finish_reason":"stop"}}]}}"#
+        );
+        http("200 OK", "Content-Type: application/json\r\n", &body)
+    });
+    let output = server
+        .bnx(dir.path())
+        .args(["--json", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", all_of(&output));
+    assert_no_token(&output, "--json");
+    let doc: Value = serde_json::from_str(stdout_of(&output).trim()).unwrap();
+    assert_eq!(doc["id"], "***");
+    assert_eq!(doc["model"], "***");
+    assert_eq!(doc["choices"][0]["message"]["content"], "Hi ***");
+    assert_eq!(doc["bnx"]["status"], 200);
+    // As text, the content is the answer, written as received.
+    server
+        .bnx(dir.path())
+        .arg("x")
+        .assert()
+        .success()
+        .stdout(format!("Hi {TOKEN_ENCODED}\n"));
+    // A batch item's response is masked the same way; its content is the answer.
+    let items = dir.path().join("items.jsonl");
+    fs::write(&items, "{\"id\": \"a\", \"prompt\": \"x\"}\n").unwrap();
+    let output = server
+        .bnx(dir.path())
+        .args(["--json", "--batch"])
+        .arg(&items)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", all_of(&output));
+    let line: Value = serde_json::from_str(stdout_of(&output).trim()).unwrap();
+    assert_eq!(line["content"], format!("Hi {TOKEN_ENCODED}"));
+    assert!(!line["response"].to_string().contains("ECHO"), "{line}");
+    assert_eq!(line["response"]["id"], "***");
+    assert_eq!(line["response"]["model"], "***");
+}
+
+#[test]
 fn a_conversation_id_echoing_the_token_is_neither_shown_nor_saved() {
     let dir = tempfile::tempdir().unwrap();
     let server = Hostile::answering(|head| {
