@@ -38,11 +38,8 @@ impl AtomicFile {
     pub fn create(path: &Path) -> Result<AtomicFile> {
         let name = path.display().to_string();
         let failed = |e: io::Error| Error::write(e, &name);
-        // A symbolic link stays one: what it points to is replaced.
-        let target = match fs::symlink_metadata(path) {
-            Ok(meta) if meta.file_type().is_symlink() => fs::canonicalize(path).map_err(failed)?,
-            _ => path.to_path_buf(),
-        };
+        // A symbolic link stays one: what it points to is replaced, or created.
+        let target = followed(path).map_err(failed)?;
         let mode = match fs::metadata(&target) {
             Ok(meta) if meta.is_dir() => {
                 return Err(Error::msg(Kind::LocalIo, format!("{name} is a directory")))
@@ -54,7 +51,11 @@ impl AtomicFile {
                     name,
                 });
             }
-            Ok(meta) => Some(meta.permissions().mode() & 0o777),
+            Ok(meta) => {
+                // `>` would refuse a file we may not write; a rename would not notice.
+                File::options().write(true).open(&target).map_err(failed)?;
+                Some(meta.permissions().mode() & 0o777)
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(failed(e)),
         };
@@ -115,6 +116,26 @@ impl AtomicFile {
         }
         Ok(())
     }
+}
+
+/// What `path` names once its symbolic links are followed, whether that exists or not: `>`
+/// creates a dangling link's target.
+fn followed(path: &Path) -> io::Result<PathBuf> {
+    let mut path = path.to_path_buf();
+    // As many links as Linux follows before ELOOP.
+    for _ in 0..40 {
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let link = fs::read_link(&path)?;
+                path = match path.parent() {
+                    Some(dir) => dir.join(link),
+                    None => link,
+                };
+            }
+            _ => return Ok(path),
+        }
+    }
+    Err(io::Error::from_raw_os_error(libc::ELOOP))
 }
 
 /// tempfile's errors end in the temporary file's random name (`... at path "..."`); FILE's

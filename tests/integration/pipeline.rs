@@ -172,6 +172,62 @@ fn output_replaces_the_file_only_on_success_keeping_its_mode() {
 }
 
 #[test]
+fn output_through_a_symlink_writes_its_target_even_a_missing_one() {
+    let mock = Mock::start(&[]);
+    let dir = mock.dir.path().join("out");
+    fs::create_dir(&dir).unwrap();
+    // A link to a link to a file not there yet, relative to the link's directory, as `>` takes.
+    std::os::unix::fs::symlink("middle.txt", dir.join("latest.txt")).unwrap();
+    std::os::unix::fs::symlink("answers/today.txt", dir.join("middle.txt")).unwrap();
+    fs::create_dir(dir.join("answers")).unwrap();
+    for prompt in ["first", "second"] {
+        mock.bnx()
+            .arg("-o")
+            .arg(dir.join("latest.txt"))
+            .arg(prompt)
+            .assert()
+            .success()
+            .stdout("")
+            .stderr("");
+        let written = fs::read_to_string(dir.join("answers/today.txt")).unwrap();
+        assert_eq!(written, format!("[turn 1] {prompt}\n"));
+    }
+    for link in ["latest.txt", "middle.txt"] {
+        assert!(fs::symlink_metadata(dir.join(link))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+    }
+    assert_eq!(listing(&dir.join("answers")), ["today.txt"]);
+}
+
+#[test]
+fn a_read_only_output_file_is_refused_as_the_shell_would() {
+    let mock = Mock::start(&[]);
+    let file = mock.dir.path().join("kept.txt");
+    fs::write(&file, "kept\n").unwrap();
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o444)).unwrap();
+    // Root may write any file, and `>` then succeeds too: the rule is to agree with it.
+    let shell_may_write = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("true >> \"$0\"")
+        .arg(&file)
+        .status()
+        .unwrap()
+        .success();
+    let output = mock.bnx().arg("-o").arg(&file).arg("hi").output().unwrap();
+    if shell_may_write {
+        assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+        assert_eq!(fs::read_to_string(&file).unwrap(), "[turn 1] hi\n");
+    } else {
+        assert_eq!(output.status.code(), Some(74), "{}", stderr_of(&output));
+        assert!(stderr_of(&output).contains("Permission denied"));
+        assert_eq!(fs::read_to_string(&file).unwrap(), "kept\n");
+        mock.assert_no_requests();
+    }
+}
+
+#[test]
 fn a_new_output_file_gets_the_umask_and_json_failures_still_reach_stdout() {
     let mock = Mock::start(&["--fault", "503"]);
     let dir = mock.dir.path().join("out");
