@@ -260,6 +260,55 @@ fn out_of_credits_and_credit_budgets_stop_the_batch_with_exit_4() {
     assert_eq!(budget(&["--min-credits", "7.5"]), 1);
 }
 
+/// The most requests the mock was answering at one time, from its log's arrival times and
+/// durations.
+fn most_at_once(requests: &[Value]) -> usize {
+    const DAY: u64 = 86_400_000;
+    let ms = |request: &Value| {
+        let time = request["time"].as_str().unwrap();
+        let clock = &time[11..23]; // HH:MM:SS.mmm
+        let part = |range: std::ops::Range<usize>| clock[range].parse::<u64>().unwrap();
+        let ms = ((part(0..2) * 60 + part(3..5)) * 60 + part(6..8)) * 1000 + part(9..12);
+        // A run over midnight: its early-morning times come after the late-evening ones.
+        if ms < DAY / 2 && requests[0]["time"].as_str().unwrap()[11..13] >= *"12" {
+            ms + DAY
+        } else {
+            ms
+        }
+    };
+    let mut edges: Vec<(u64, i32)> = requests
+        .iter()
+        .flat_map(|r| {
+            let start = ms(r);
+            [(start, 1), (start + r["duration_ms"].as_u64().unwrap(), -1)]
+        })
+        .collect();
+    // An answer ending in the millisecond another starts is not counted with it.
+    edges.sort();
+    let (mut now, mut most) = (0, 0);
+    for (_, step) in edges {
+        now += step;
+        most = most.max(now);
+    }
+    most as usize
+}
+
+#[test]
+fn jobs_run_that_many_items_at_once_and_no_more() {
+    let slow: Vec<&str> = ["--fault", "slow:1"].repeat(9);
+    let mock = Mock::start(&slow);
+    let items = write_items(mock.dir.path(), &numbered(9));
+    let output = batch(&mock, &items).args(["-j", "3"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert_eq!(lines(&stdout_of(&output)).len(), 9);
+    let requests = mock.requests(9);
+    assert_eq!(requests.len(), 9);
+    assert!(requests
+        .iter()
+        .all(|r| r["duration_ms"].as_u64() >= Some(1000)));
+    assert_eq!(most_at_once(&requests), 3);
+}
+
 #[test]
 fn an_item_waiting_for_its_pacing_slot_is_not_sent_once_the_budget_is_reached() {
     let mock = Mock::start(&[]);
