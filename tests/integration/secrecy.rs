@@ -312,3 +312,30 @@ fn verbose_masks_the_token_as_the_request_body_escapes_it() {
     assert!(line.contains(r#"BLUENEXUS_TOKEN=***\n</file>"#), "{line}");
     assert!(!line.contains("S3C"), "{line}");
 }
+
+#[test]
+fn verbose_never_shows_the_token_a_server_echoes_in_its_error_body() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let _ = conn.read(&mut [0u8; 16 * 1024]);
+        let body = format!(r#"{{"error":{{"message":"bad request","seen":"Bearer {TOKEN}"}}}}"#);
+        let _ = write!(
+            conn,
+            "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let output = bnx_in(dir.path())
+        .env("BLUENEXUS_BASE_URL", &origin)
+        .env("BLUENEXUS_TOKEN", TOKEN)
+        .args(["-v", "hi"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = stderr_of(&output);
+    assert!(stderr.contains(r#""seen":"Bearer ***"}}"#), "{stderr}");
+    assert!(!stderr.contains(TOKEN), "{stderr}");
+}
