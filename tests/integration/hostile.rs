@@ -2,7 +2,7 @@
 //! endless body, bytes dripped one a second. Each run must end with the exit code the contract
 //! gives, within the configured limits, in bounded memory (peak RSS measured).
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::thread;
 use std::time::Duration;
@@ -19,8 +19,9 @@ fn server(script: fn(&mut TcpStream)) -> String {
             stream
                 .set_read_timeout(Some(Duration::from_secs(2)))
                 .unwrap();
-            let mut request = [0u8; 8192];
-            let _ = stream.read(&mut request);
+            // All of it: a request left half read would make a close a reset.
+            let head = read_head(&mut stream);
+            read_body(&mut stream, &head);
             script(&mut stream);
         }
     });
