@@ -690,7 +690,12 @@ fn stream(
                 body.send(&[b"data: ", &json, b"\n\n"])?;
             }
             body.send(&[b"data: [DONE]\n\n"])?;
-            Next::KeepAlive
+            // HTTP/1.0 has no chunks: only the close ends the body, keep-alive or not.
+            if http10 {
+                Next::Close
+            } else {
+                Next::KeepAlive
+            }
         }
         Ending::Cut(_) => Next::Close,
         Ending::Malformed => {

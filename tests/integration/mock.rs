@@ -1052,3 +1052,83 @@ fn a_wildcard_listen_address_is_exported_as_loopback() {
         "{output:?}"
     );
 }
+
+#[test]
+fn an_http10_keep_alive_stream_ends_with_the_answer() {
+    // An HTTP/1.0 stream has no chunked framing: only the close ends its body, so a client that
+    // asked for keep-alive would otherwise wait out the whole idle timeout.
+    let mock = Mock::start(&["--idle-timeout", "30"]);
+    let body = json!({"messages": [{"role": "user", "content": "old"}], "stream": true});
+    let body = body.to_string();
+    let request = format!(
+        "POST {CHAT} HTTP/1.0\r\nAuthorization: Bearer {TOKEN}\r\nConnection: keep-alive\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let started = Instant::now();
+    let reply = raw(&mock, request.as_bytes());
+    let took = started.elapsed();
+    assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
+    assert!(reply.ends_with("data: [DONE]\n\n"), "{reply}");
+    assert!(
+        took < Duration::from_secs(5),
+        "the body ended after {took:?}"
+    );
+    assert_eq!(mock.only_request()["status"], 200);
+}
+
+#[test]
+fn a_head_request_gets_a_head_and_no_body() {
+    // A HEAD response has no body whatever its Content-Length: bytes after its head would be
+    // read as the start of the next response on the connection.
+    let mock = Mock::start(&[]);
+    let reply = raw(
+        &mock,
+        format!(
+            "HEAD {CHAT} HTTP/1.1\r\nHost: x\r\n\r\n\
+             HEAD /nowhere HTTP/1.1\r\nHost: x\r\n\r\n\
+             GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    let parts: Vec<&str> = reply.split("\r\n\r\n").collect();
+    assert_eq!(parts.len(), 4, "{reply}");
+    assert!(parts[0].starts_with("HTTP/1.1 405"), "{reply}");
+    assert!(parts[1].starts_with("HTTP/1.1 404"), "{reply}");
+    assert!(parts[2].starts_with("HTTP/1.1 404"), "{reply}");
+    assert!(parts[3].contains("GET /last"), "{reply}");
+    assert_eq!(mock.requests(3).len(), 3);
+}
+
+#[test]
+fn a_token_sent_where_no_token_belongs_is_neither_echoed_nor_logged() {
+    let token = "s3cret-tok";
+    let mock = Mock::start(&["--token", token]);
+    let auth = format!("Authorization: Bearer {token}\r\n");
+    let body = json!({"messages": [{"role": "user", "content": "x"}], "conversationId": token});
+    let requests = [
+        (
+            format!("POST {CHAT} HTTP/1.1\r\nContent-Length: {token}\r\n\r\n"),
+            400,
+        ),
+        (
+            format!("{token} {CHAT} HTTP/1.1\r\n{auth}Connection: close\r\n\r\n"),
+            405,
+        ),
+        (
+            format!("GET /{token} HTTP/1.1\r\n{auth}Connection: close\r\n\r\n"),
+            404,
+        ),
+        (raw_chat(&format!("{auth}{token}: 1\r\n"), "{}"), 400),
+        (raw_chat(&auth, &body.to_string()), 404),
+    ];
+    for (request, status) in &requests {
+        let reply = raw(&mock, request.as_bytes());
+        assert!(reply.starts_with(&format!("HTTP/1.1 {status}")), "{reply}");
+        assert!(!reply.contains("s3cret"), "{reply}");
+    }
+    let lines = mock.requests(requests.len());
+    assert_eq!(lines.len(), requests.len(), "{lines:#?}");
+    let log = mock.log();
+    assert!(!log.contains("s3cret"), "{log}");
+}
