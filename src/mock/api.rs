@@ -70,6 +70,13 @@ pub fn handle(
     socket: &TcpStream,
     shared: &Shared,
 ) -> Next {
+    if request.method == "HEAD" {
+        return exchange(request, &mut http::HeadOnly::new(out), socket, shared);
+    }
+    exchange(request, out, socket, shared)
+}
+
+fn exchange(request: &Request, out: &mut impl Write, socket: &TcpStream, shared: &Shared) -> Next {
     let agent = route(&request.path);
     let fault = agent
         .as_ref()

@@ -395,6 +395,42 @@ pub fn respond_short(
     out.flush()
 }
 
+/// The response to a HEAD request: the head of what would be sent, without its body, which
+/// the client would otherwise read as the start of the next response on the connection.
+pub struct HeadOnly<'a, W: Write> {
+    out: &'a mut W,
+    /// How much of the blank line that ends the head has passed: 4 once it has.
+    ended: usize,
+}
+
+impl<'a, W: Write> HeadOnly<'a, W> {
+    pub fn new(out: &'a mut W) -> Self {
+        HeadOnly { out, ended: 0 }
+    }
+}
+
+impl<W: Write> Write for HeadOnly<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut passed = 0;
+        while self.ended < 4 && passed < buf.len() {
+            let byte = buf[passed];
+            self.ended = match (self.ended, byte) {
+                (0 | 2, b'\r') => self.ended + 1,
+                (1 | 3, b'\n') => self.ended + 1,
+                (_, b'\r') => 1,
+                _ => 0,
+            };
+            passed += 1;
+        }
+        self.out.write_all(&buf[..passed])?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
 /// A streamed body: chunked for HTTP/1.1, delimited by closing the connection for HTTP/1.0.
 pub struct Stream<'a, W: Write> {
     out: &'a mut W,
@@ -618,6 +654,27 @@ mod tests {
         assert_eq!(reason(200), "OK");
         assert_eq!(reason(431), "Request Header Fields Too Large");
         assert_eq!(reason(599), "Unknown");
+    }
+
+    #[test]
+    fn head_only_passes_the_head_and_drops_the_body() {
+        let mut out = Vec::new();
+        let mut head = HeadOnly::new(&mut out);
+        respond(
+            &mut head,
+            405,
+            &[("A", "b".into())],
+            b"{\"body\":1}\r\n\r\nmore",
+            false,
+        )
+        .unwrap();
+        write!(head, "later").unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "HTTP/1.1 405 Method Not Allowed\r\nA: b\r\nContent-Length: 18\r\n\
+             Connection: keep-alive\r\n\r\n"
+        );
     }
 
     #[test]
