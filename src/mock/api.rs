@@ -24,7 +24,7 @@ use super::accounts::{Accounts, Admission, Charge};
 use super::answer::{tokens, Content};
 use super::fault::Fault;
 use super::http::{self, Budget, Request};
-use super::log::{Exchange, Log};
+use super::log::{Exchange, Log, Secrets};
 use crate::wire::{self, ChatChunk, ChatCompletion, ChunkChoice, Delta, ErrorBody, Text, Usage};
 
 pub const MODEL: &str = "bluenexus/mock-1";
@@ -48,6 +48,8 @@ pub struct Shared {
     pub accounts: Mutex<Accounts>,
     pub faults: Mutex<VecDeque<Fault>>,
     pub log: Option<Log>,
+    /// What error messages that quote the client must mask.
+    pub secrets: Secrets,
     pub options: AnswerOptions,
     pub completions: AtomicU64,
     /// Request bodies held across all connections.
@@ -171,10 +173,12 @@ fn answer(
 ) -> Outcome {
     let Some(agent) = agent else {
         let message = format!("no such endpoint: {} {}", request.method, request.path);
+        let message = shared.secrets.redact(&message);
         return error(out, 404, "not_found_error", &message, None, vec![]);
     };
     if request.method != "POST" {
         let message = format!("{} is not allowed here; use POST", request.method);
+        let message = shared.secrets.redact(&message);
         return error(
             out,
             405,
@@ -243,6 +247,7 @@ fn answer(
     };
     let not_found = |out: &mut _| {
         let message = format!("conversation {:?} not found", conversation.unwrap_or(""));
+        let message = shared.secrets.redact(&message);
         let param = Some("conversationId");
         error(out, 404, "not_found_error", &message, param, vec![])
     };

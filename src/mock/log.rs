@@ -18,9 +18,31 @@ use crate::redact;
 
 pub struct Log {
     file: Mutex<File>,
-    /// The accepted tokens, longest first so that no token is left half-redacted by a shorter
-    /// one inside it.
-    secrets: Vec<String>,
+    secrets: Secrets,
+}
+
+/// The accepted tokens, longest first so that no token is left half-redacted by a shorter one
+/// inside it.
+pub struct Secrets(Vec<String>);
+
+impl Secrets {
+    pub fn new(tokens: impl IntoIterator<Item = String>) -> Secrets {
+        let mut tokens: Vec<String> = tokens.into_iter().collect();
+        tokens.sort_by_key(|token| std::cmp::Reverse(token.len()));
+        Secrets(tokens)
+    }
+
+    /// Every accepted token masked, as sent, JSON-escaped or percent-encoded (a path or a
+    /// cookie carries it encoded), the whole of each occurrence: see [`redact::mask`].
+    pub fn redact<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        let mut text = Cow::Borrowed(text);
+        for secret in &self.0 {
+            if let Cow::Owned(masked) = redact::mask(secret, &text) {
+                text = Cow::Owned(masked);
+            }
+        }
+        text
+    }
 }
 
 /// A logged body: JSON as it came (on one line), or else text.
@@ -46,22 +68,20 @@ pub struct Exchange<'a> {
 struct Line<'a> {
     time: String,
     duration_ms: u128,
-    method: Option<&'a str>,
+    method: Option<Cow<'a, str>>,
     path: Option<Cow<'a, str>>,
     headers: Option<Map<String, serde_json::Value>>,
     body: Option<Body>,
     status: Option<u16>,
-    reason: Option<&'a str>,
+    reason: Option<Cow<'a, str>>,
     fault: Option<&'a str>,
 }
 
 impl Log {
     pub fn create(path: &Path, tokens: impl IntoIterator<Item = String>) -> io::Result<Log> {
-        let mut secrets: Vec<String> = tokens.into_iter().collect();
-        secrets.sort_by_key(|token| std::cmp::Reverse(token.len()));
         Ok(Log {
             file: Mutex::new(File::create(path)?),
-            secrets,
+            secrets: Secrets::new(tokens),
         })
     }
 
@@ -85,12 +105,12 @@ impl Log {
         Line {
             time: rfc3339(exchange.arrived.time),
             duration_ms: exchange.arrived.instant.elapsed().as_millis(),
-            method: request.map(|r| r.method.as_str()),
+            method: request.map(|r| self.redact(&r.method)),
             path: request.map(|r| self.redact(&r.path)),
             headers: request.map(|r| self.headers(r)),
             body: request.map(|r| self.body(&r.body)),
             status: exchange.status,
-            reason: exchange.reason.as_deref(),
+            reason: exchange.reason.as_deref().map(|r| self.redact(r)),
             fault: exchange.fault.as_deref(),
         }
     }
@@ -107,7 +127,7 @@ impl Log {
                 },
                 _ => self.redact(value).into_owned(),
             };
-            headers.insert(name.clone(), value.into());
+            headers.insert(self.redact(name).into_owned(), value.into());
         }
         headers
     }
@@ -126,16 +146,8 @@ impl Log {
         }
     }
 
-    /// Every accepted token masked, as sent, JSON-escaped or percent-encoded (a path or a
-    /// cookie carries it encoded), the whole of each occurrence: see [`redact::mask`].
     fn redact<'t>(&self, text: &'t str) -> Cow<'t, str> {
-        let mut text = Cow::Borrowed(text);
-        for secret in &self.secrets {
-            if let Cow::Owned(masked) = redact::mask(secret, &text) {
-                text = Cow::Owned(masked);
-            }
-        }
-        text
+        self.secrets.redact(text)
     }
 }
 

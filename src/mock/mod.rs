@@ -73,6 +73,7 @@ pub fn run(cli: MockCli) -> i32 {
         accounts: Mutex::new(Accounts::new(&tokens, cli.credits, cli.rate_limit)),
         faults: Mutex::new(VecDeque::from(cli.faults)),
         log,
+        secrets: log::Secrets::new(tokens.iter().map(|spec| spec.token.clone())),
         options: AnswerOptions {
             answer_size: cli.answer_size,
             chunks: cli.chunks.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),

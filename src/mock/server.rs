@@ -130,7 +130,9 @@ fn refuse(out: &mut impl Write, refusal: Refusal, shared: &Shared) {
         } else {
             "invalid_request_error"
         };
-        let body = crate::wire::ErrorBody::new(kind, refusal.reason.as_str(), None);
+        // A reason may quote the request (a bad Content-Length), whatever the client put there.
+        let reason = shared.secrets.redact(&refusal.reason);
+        let body = crate::wire::ErrorBody::new(kind, reason.as_ref(), None);
         let body = serde_json::to_vec(&body).expect("serializes");
         let headers = [("Content-Type", "application/json".to_string())];
         let _ = http::respond(out, status, &headers, &body, true);
