@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
+use serde_json::map::Entry;
 use serde_json::value::RawValue;
 use serde_json::Map;
 
@@ -127,7 +128,18 @@ impl Log {
                 },
                 _ => self.redact(value).into_owned(),
             };
-            headers.insert(self.redact(name).into_owned(), value.into());
+            // Repeated fields combine as RFC 9110 (5.3) says a recipient may combine them.
+            match headers.entry(self.redact(name).into_owned()) {
+                Entry::Vacant(entry) => {
+                    entry.insert(value.into());
+                }
+                Entry::Occupied(mut entry) => {
+                    if let serde_json::Value::String(first) = entry.get_mut() {
+                        first.push_str(", ");
+                        first.push_str(&value);
+                    }
+                }
+            }
         }
         headers
     }

@@ -1132,3 +1132,20 @@ fn a_token_sent_where_no_token_belongs_is_neither_echoed_nor_logged() {
     let log = mock.log();
     assert!(!log.contains("s3cret"), "{log}");
 }
+
+#[test]
+fn a_repeated_header_is_logged_with_every_value() {
+    // The log is how a test sees what a client sent: a second header of a name must not hide
+    // the first.
+    let mock = Mock::start(&[]);
+    let headers =
+        format!("Authorization: Bearer {TOKEN}\r\nX-Trace: one\r\nx-trace: two\r\nAccept: a\r\n");
+    let reply = raw(
+        &mock,
+        raw_chat(&headers, &user("dup").to_string()).as_bytes(),
+    );
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let line = mock.only_request();
+    assert_eq!(line["headers"]["x-trace"], "one, two", "{line}");
+    assert_eq!(line["headers"]["accept"], "a", "{line}");
+}
