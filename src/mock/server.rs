@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use super::api::{self, Next, Shared};
 use super::http::{self, Arrival, Head, Refusal};
 use super::log::Exchange;
+use crate::interrupt;
 
 /// What a client may cost: connections, and how long it may keep one busy without progress.
 #[derive(Debug, Clone, Copy)]
@@ -211,11 +212,22 @@ pub fn reachable(addr: SocketAddr) -> SocketAddr {
 /// Runs `command` with the mock's URL and token in its environment; its exit code, or 128+N
 /// when a signal ended it.
 pub fn run_command(command: &[std::ffi::OsString], addr: SocketAddr, token: &str) -> i32 {
-    let status = Command::new(&command[0])
-        .args(&command[1..])
-        .env("BLUENEXUS_BASE_URL", format!("http://{}", reachable(addr)))
-        .env("BLUENEXUS_TOKEN", token)
-        .status();
+    let started = interrupt::started(|| {
+        let child = Command::new(&command[0])
+            .args(&command[1..])
+            .env("BLUENEXUS_BASE_URL", format!("http://{}", reachable(addr)))
+            .env("BLUENEXUS_TOKEN", token)
+            .spawn()?;
+        let pid = child.id() as libc::pid_t;
+        // A SIGTERM for the mock alone (a CI runner cancelling a job, `kill`) is passed on, so
+        // that COMMAND does not run on against a server that is gone.
+        Ok((child, move || {
+            // SAFETY: kill(2) only. The guard is dropped just after the child is reaped, so
+            // the pid cannot have been reused but in that instant.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }))
+    });
+    let status = started.and_then(|(mut child, _on_signal)| child.wait());
     match status {
         Ok(status) => status
             .code()

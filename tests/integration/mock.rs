@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -637,6 +638,30 @@ fn exec_mode_runs_the_command_with_url_and_token_and_forwards_its_exit() {
         .status()
         .unwrap();
     assert_eq!(missing.code(), Some(127));
+}
+
+#[test]
+fn exec_mode_passes_a_sigterm_on_to_the_command() {
+    // The command says when it is ready, and what ended it: the TERM, or its own 10 s.
+    let script = "trap 'echo terminated; exit 7' TERM; echo ready; \
+                  i=0; while [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; echo orphaned";
+    let mut mock = Command::new(BNX_MOCK)
+        .args(["--", "sh", "-c", script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(mock.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    // SAFETY: kill(2) of our own child, not yet reaped.
+    assert_eq!(unsafe { libc::kill(mock.id() as i32, libc::SIGTERM) }, 0);
+    let status = mock.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
+    // Read to the end: the command's stdout closes when it exits.
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "terminated\n");
 }
 
 #[test]
