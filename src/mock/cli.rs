@@ -1,7 +1,6 @@
 //! The command line of `bnx-mock`.
 
 use std::ffi::OsString;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -39,9 +38,9 @@ fn after_help() -> String {
     max_term_width = 100
 )]
 pub struct MockCli {
-    /// Address to listen on (port 0: any free port). With COMMAND: 127.0.0.1:0
-    #[arg(long, value_name = "ADDR")]
-    pub listen: Option<SocketAddr>,
+    /// Address to listen on, HOST:PORT (port 0: any free port). With COMMAND: 127.0.0.1:0
+    #[arg(long, value_name = "ADDR", value_parser = listen_address)]
+    pub listen: Option<String>,
 
     /// Accepted token, optionally with scopes (default scope agents-all); repeatable
     /// [default: bnx-mock-token]
@@ -102,6 +101,17 @@ pub struct MockCli {
 }
 
 /// A timeout option: seconds above 0 (a zero timeout would mean none for the socket).
+/// HOST:PORT, the host a name (`localhost`) or an address (`[::1]`); the name is resolved when
+/// the mock listens, and an address it cannot listen on is exit 71, not a usage error.
+fn listen_address(text: &str) -> Result<String, String> {
+    let bad = || format!("expected HOST:PORT, such as 127.0.0.1:8787, not {text:?}");
+    let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(bad());
+    }
+    Ok(text.to_string())
+}
+
 fn timeout(text: &str) -> Result<Duration, String> {
     let secs = seconds(text)?;
     if secs.is_zero() {

@@ -57,9 +57,9 @@ pub fn run(cli: MockCli) -> i32 {
     let exec = !cli.command.is_empty();
     let listen = cli.listen.unwrap_or_else(|| {
         let default = if exec { "127.0.0.1:0" } else { DEFAULT_LISTEN };
-        default.parse::<SocketAddr>().expect("valid address")
+        default.to_string()
     });
-    let listener = match TcpListener::bind(listen) {
+    let listener = match TcpListener::bind(listen.as_str()) {
         Ok(listener) => listener,
         Err(err) => {
             eprintln!("bnx-mock: error: cannot listen on {listen}: {err}");

@@ -1038,6 +1038,29 @@ fn an_address_it_cannot_listen_on_is_exit_71() {
 }
 
 #[test]
+fn a_host_name_is_listened_on_and_a_malformed_address_is_a_usage_error() {
+    let output = Command::new(BNX_MOCK)
+        .args(["--listen", "localhost:0", "--", "sh", "-c"])
+        .arg("echo \"$BLUENEXUS_BASE_URL\"")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let url = stdout_of(&output);
+    assert!(
+        url.starts_with("http://127.0.0.1:") || url.starts_with("http://[::1]:"),
+        "{url}"
+    );
+    for bad in ["localhost", ":8787", "localhost:http", "127.0.0.1:65536"] {
+        let output = Command::new(BNX_MOCK)
+            .args(["--listen", bad, "--", "true"])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{bad}");
+        assert!(stderr_of(&output).contains("expected HOST:PORT"), "{bad}");
+    }
+}
+
+#[test]
 fn a_wildcard_listen_address_is_exported_as_loopback() {
     let dir = tempfile::tempdir().unwrap();
     let output = Command::new(BNX_MOCK)
