@@ -145,46 +145,13 @@ impl Config {
         env: impl Fn(&str) -> Option<OsString>,
         stdin_is_terminal: bool,
     ) -> Result<Config> {
-        let base_url = flag_or_env(cli.base_url, &env, "BLUENEXUS_BASE_URL")?
+        let base_url = flag_or_env(cli.base_url.clone(), &env, "BLUENEXUS_BASE_URL")?
             .unwrap_or_else(|| DEFAULT_BASE_URL.into());
         let endpoint = endpoint(&base_url, &agent)?;
         let proxy = proxy::choose(&env, &endpoint.host, endpoint.loopback)?;
-        let stdin = Some(std::path::Path::new("-"));
-        for (option, path) in [("--messages", &cli.messages), ("--batch", &cli.batch)] {
-            if cli.no_stdin && path.as_deref() == stdin {
-                return Err(Error::msg(
-                    Kind::Usage,
-                    format!("{option} - reads standard input, which --no-stdin forbids"),
-                ));
-            }
-        }
-        if cli.batch.is_some() && cli.messages.as_deref() == stdin {
-            return Err(Error::msg(
-                Kind::Usage,
-                "--messages - cannot be used with --batch: give each item its messages",
-            ));
-        }
-        if cli.dry_run && cli.batch.is_some() && cli.output.is_some() {
-            return Err(Error::msg(
-                Kind::Usage,
-                "--dry-run writes a batch's requests to stdout; -o is for its answers",
-            )
-            .with_hint("leave out -o, or --dry-run"));
-        }
-        let token = token::pick(token::Sources {
-            file: cli.token_file.as_deref(),
-            command: cli.token_cmd.as_deref(),
-            env_token: env("BLUENEXUS_TOKEN"),
-            env_command: env("BLUENEXUS_TOKEN_CMD").filter(|c| !c.is_empty()),
-            default_file: base_dir(&env, "XDG_CONFIG_HOME", ".config")
-                .map(|d| d.join("bluenexus").join("token")),
-        });
-        let action = match (cli.dry_run, token) {
-            (true, token) => Action::DryRun {
-                no_token: token.and_then(token::Source::check).err().map(|e| e.line()),
-            },
-            (false, token) => Action::Send(token?.read()?),
-        };
+        refuse_conflicts(&cli)?;
+        let action = action(&cli, &env)?;
+        let network = network(&cli, &env, proxy)?;
         let extract = match (cli.extract, cli.expect_json) {
             (true, _) => Some(Extract::CodeBlock),
             (false, true) => Some(Extract::Json),
@@ -195,17 +162,6 @@ impl Config {
             (None, true) => Conversation::Continue,
             (None, false) => Conversation::New,
         };
-        let pace =
-            flag_or_env(cli.rate_limit, &env, "BLUENEXUS_RATE_LIMIT")?.unwrap_or(Rate::DEFAULT);
-        let rate_store = flag_or_env(cli.rate_store, &env, "BLUENEXUS_RATE_STORE")?
-            .filter(|url| !url.is_empty())
-            .map(|url| {
-                url.parse::<StoreUrl>().map_err(|why| {
-                    Error::msg(Kind::Config, format!("bad rate store URL: {why}"))
-                        .with_hint("use redis://HOST:PORT[/DB], such as redis://10.0.0.5:6379/0")
-                })
-            })
-            .transpose()?;
         // As for curl, `-o -` is stdout.
         let output = cli.output.filter(|path| path.as_os_str() != "-");
         let batch = cli.batch.map(|file| Batch {
@@ -227,18 +183,7 @@ impl Config {
                 max_tokens: cli.max_tokens,
                 conversation,
             },
-            network: Network {
-                timeout: cli.timeout,
-                connect_timeout: cli.connect_timeout,
-                retry: Policy {
-                    retries: cli.retries,
-                    max_wait: cli.max_retry_wait,
-                },
-                proxy,
-                stream: cli.stream,
-                pace: Some(pace).filter(|rate| rate.requests > 0),
-                rate_store,
-            },
+            network,
             json: cli.json,
             delivery: Delivery {
                 // A batch appends to its output instead: see `batch`.
@@ -258,6 +203,80 @@ impl Config {
             batch,
         })
     }
+}
+
+/// Combinations of options that clap's rules cannot refuse by themselves.
+fn refuse_conflicts(cli: &Cli) -> Result<()> {
+    let stdin = Some(std::path::Path::new("-"));
+    for (option, path) in [("--messages", &cli.messages), ("--batch", &cli.batch)] {
+        if cli.no_stdin && path.as_deref() == stdin {
+            return Err(Error::msg(
+                Kind::Usage,
+                format!("{option} - reads standard input, which --no-stdin forbids"),
+            ));
+        }
+    }
+    if cli.batch.is_some() && cli.messages.as_deref() == stdin {
+        return Err(Error::msg(
+            Kind::Usage,
+            "--messages - cannot be used with --batch: give each item its messages",
+        ));
+    }
+    if cli.dry_run && cli.batch.is_some() && cli.output.is_some() {
+        return Err(Error::msg(
+            Kind::Usage,
+            "--dry-run writes a batch's requests to stdout; -o is for its answers",
+        )
+        .with_hint("leave out -o, or --dry-run"));
+    }
+    Ok(())
+}
+
+/// Sending needs the token; a dry run only says whether there is one.
+fn action(cli: &Cli, env: &impl Fn(&str) -> Option<OsString>) -> Result<Action> {
+    let token = token::pick(token::Sources {
+        file: cli.token_file.as_deref(),
+        command: cli.token_cmd.as_deref(),
+        env_token: env("BLUENEXUS_TOKEN"),
+        env_command: env("BLUENEXUS_TOKEN_CMD").filter(|c| !c.is_empty()),
+        default_file: base_dir(env, "XDG_CONFIG_HOME", ".config")
+            .map(|d| d.join("bluenexus").join("token")),
+    });
+    Ok(match (cli.dry_run, token) {
+        (true, token) => Action::DryRun {
+            no_token: token.and_then(token::Source::check).err().map(|e| e.line()),
+        },
+        (false, token) => Action::Send(token?.read()?),
+    })
+}
+
+fn network(
+    cli: &Cli,
+    env: &impl Fn(&str) -> Option<OsString>,
+    proxy: Option<proxy::Chosen>,
+) -> Result<Network> {
+    let pace = flag_or_env(cli.rate_limit, env, "BLUENEXUS_RATE_LIMIT")?.unwrap_or(Rate::DEFAULT);
+    let rate_store = flag_or_env(cli.rate_store.clone(), env, "BLUENEXUS_RATE_STORE")?
+        .filter(|url| !url.is_empty())
+        .map(|url| {
+            url.parse::<StoreUrl>().map_err(|why| {
+                Error::msg(Kind::Config, format!("bad rate store URL: {why}"))
+                    .with_hint("use redis://HOST:PORT[/DB], such as redis://10.0.0.5:6379/0")
+            })
+        })
+        .transpose()?;
+    Ok(Network {
+        timeout: cli.timeout,
+        connect_timeout: cli.connect_timeout,
+        retry: Policy {
+            retries: cli.retries,
+            max_wait: cli.max_retry_wait,
+        },
+        proxy,
+        stream: cli.stream,
+        pace: Some(pace).filter(|rate| rate.requests > 0),
+        rate_store,
+    })
 }
 
 /// The agent id: the flag, else `BLUENEXUS_AGENT`, else `default`.
