@@ -35,7 +35,7 @@ Register-ArgumentCompleter -Native -CommandName 'bnx' -ScriptBlock {
             [CompletionResult]::new('--max-retry-wait', '--max-retry-wait', [CompletionResultType]::ParameterName, 'Longest single wait before a retry; a longer Retry-After fails at once')
             [CompletionResult]::new('--rate-limit', '--rate-limit', [CompletionResultType]::ParameterName, 'Pace requests to N per rolling SECS seconds, shared by every bnx process of this user for the same API and token; 0 turns pacing off [env: BLUENEXUS_RATE_LIMIT] [default: 30/60]')
             [CompletionResult]::new('--rate-store', '--rate-store', [CompletionResultType]::ParameterName, 'Share the pacing with every machine that names the same Redis server, redis://HOST:PORT[/DB]; unreachable or failing, it costs a warning and this machine paces alone. Empty: this machine alone [env: BLUENEXUS_RATE_STORE]')
-            [CompletionResult]::new('--batch', '--batch', [CompletionResultType]::ParameterName, 'Run every line of a JSONL file as its own request ("-" for stdin); see --help''s "Batches"')
+            [CompletionResult]::new('--batch', '--batch', [CompletionResultType]::ParameterName, 'Run every line of a JSONL file as its own request ("-" for stdin); see "Batches" below')
             [CompletionResult]::new('-j', '-j', [CompletionResultType]::ParameterName, 'With --batch: requests in flight at once, 1 to 64')
             [CompletionResult]::new('--jobs', '--jobs', [CompletionResultType]::ParameterName, 'With --batch: requests in flight at once, 1 to 64')
             [CompletionResult]::new('--max-credits', '--max-credits', [CompletionResultType]::ParameterName, 'With --batch: start no new item once the credits this run consumed reach N')

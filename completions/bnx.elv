@@ -32,7 +32,7 @@ set edit:completion:arg-completer[bnx] = {|@words|
             cand --max-retry-wait 'Longest single wait before a retry; a longer Retry-After fails at once'
             cand --rate-limit 'Pace requests to N per rolling SECS seconds, shared by every bnx process of this user for the same API and token; 0 turns pacing off [env: BLUENEXUS_RATE_LIMIT] [default: 30/60]'
             cand --rate-store 'Share the pacing with every machine that names the same Redis server, redis://HOST:PORT[/DB]; unreachable or failing, it costs a warning and this machine paces alone. Empty: this machine alone [env: BLUENEXUS_RATE_STORE]'
-            cand --batch 'Run every line of a JSONL file as its own request ("-" for stdin); see --help''s "Batches"'
+            cand --batch 'Run every line of a JSONL file as its own request ("-" for stdin); see "Batches" below'
             cand -j 'With --batch: requests in flight at once, 1 to 64'
             cand --jobs 'With --batch: requests in flight at once, 1 to 64'
             cand --max-credits 'With --batch: start no new item once the credits this run consumed reach N'

@@ -26,6 +26,16 @@ Token (first found wins): --token-file, --token-cmd, BLUENEXUS_TOKEN, BLUENEXUS_
   $XDG_CONFIG_HOME/bluenexus/token (else ~/.config/bluenexus/token). Token files must not be
   readable by group or others (chmod 600). No flag takes the token itself: argv is public.";
 
+const BATCHES: &str = "\
+Batches:
+  --batch FILE (\"-\" for stdin) reads one JSON object a line: \"prompt\" and/or \"messages\",
+  and optionally \"id\" (default: the line number), \"files\", \"system\", \"agent\",
+  \"temperature\", \"max_tokens\" and \"conversation\"; an item's fields beat the options. The
+  whole file is checked before anything is sent (a bad line or a repeated id: exit 65). Each
+  finished item is one JSON line, {\"id\", \"content\", \"bnx\"} or {\"id\", \"error\", \"bnx\"},
+  with bnx.exit_code; -o FILE appends them, and a rerun skips the items done. Exit 0 when every
+  item is done, else the code of the first item, in input order, that failed or never started.";
+
 const EXAMPLES: &str = "\
 Examples:
   git diff | bnx \"write a commit message for this diff\"
@@ -40,7 +50,7 @@ Examples:
   bnx-mock -- bnx \"hi\"          # offline, no account";
 
 fn after_help() -> String {
-    format!("{ENVIRONMENT}\n\n{EXIT_CODES}\n\n{EXAMPLES}")
+    format!("{ENVIRONMENT}\n\n{BATCHES}\n\n{EXIT_CODES}\n\n{EXAMPLES}")
 }
 
 #[derive(Debug, Parser)]
@@ -127,8 +137,8 @@ pub struct Cli {
     #[arg(long, value_name = "URL")]
     pub rate_store: Option<String>,
 
-    /// Run every line of a JSONL file as its own request ("-" for stdin); see --help's
-    /// "Batches"
+    /// Run every line of a JSONL file as its own request ("-" for stdin); see "Batches"
+    /// below
     #[arg(long, value_name = "FILE")]
     pub batch: Option<PathBuf>,
 

@@ -310,16 +310,34 @@ fn help_lists_options_environment_and_exit_codes() {
         "--quiet",
         "--verbose",
         "--completions",
+        "--rate-limit",
+        "--rate-store",
+        "--batch",
+        "-j, --jobs",
+        "--max-credits",
+        "--min-credits",
         "BLUENEXUS_TOKEN",
         "BLUENEXUS_TOKEN_CMD",
         "BLUENEXUS_AGENT",
         "BLUENEXUS_BASE_URL",
+        "BLUENEXUS_RATE_LIMIT",
+        "BLUENEXUS_RATE_STORE",
         "HTTPS_PROXY",
+        "Batches:",
         "Exit codes:",
         "  75  rate limited",
         "  78  configuration error",
         "Examples:",
     ] {
         assert!(help.contains(needle), "--help lacks {needle}");
+    }
+    // Every section an option's text points to is in --help itself: `--batch` once sent
+    // readers to a "Batches" section that did not exist.
+    for pointer in help.split("see \"").skip(1) {
+        let section = pointer.split('"').next().unwrap();
+        assert!(
+            help.contains(&format!("\n{section}:\n")),
+            "--help points to a section {section:?} it does not have"
+        );
     }
 }
