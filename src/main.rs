@@ -61,7 +61,8 @@ fn run(
     out: &mut Output<impl Write>,
     printer: &Printer,
 ) -> Result<()> {
-    let env = |name: &str| std::env::var_os(name);
+    // An empty variable is an unset one: CI systems set a secret they do not have to "".
+    let env = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
     report.agent = config::agent(cli.agent.as_deref(), &env)?;
     let config = Config::resolve(cli, report.agent.clone(), env, io::stdin().is_terminal())?;
     if let Action::Send(token) = &config.action {

@@ -171,6 +171,38 @@ fn dry_run_sends_nothing_needs_no_token_and_redacts() {
 }
 
 #[test]
+fn an_empty_environment_variable_counts_as_unset() {
+    let mock = Mock::start(&[]);
+    let output = mock
+        .bnx()
+        .env("BLUENEXUS_TOKEN", "")
+        .env("BLUENEXUS_TOKEN_CMD", format!("echo {TOKEN}"))
+        .env("BLUENEXUS_AGENT", "")
+        .env("BLUENEXUS_RATE_LIMIT", "")
+        .env("HTTPS_PROXY", "")
+        .arg("hi")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert_eq!(stdout_of(&output), "[turn 1] hi\n");
+    assert_eq!(
+        mock.only_request()["path"],
+        "/api/v1/agents/default/chat/completions"
+    );
+    let output = mock
+        .bnx()
+        .env("BLUENEXUS_BASE_URL", "")
+        .args(["--dry-run", "hi"])
+        .output()
+        .unwrap();
+    let shown: Value = serde_json::from_str(&stdout_of(&output)).unwrap();
+    assert_eq!(
+        shown["url"],
+        "https://api.bluenexus.ai/api/v1/agents/default/chat/completions"
+    );
+}
+
+#[test]
 fn dry_run_runs_no_token_command() {
     let mock = Mock::start(&[]);
     let ran = mock.dir.path().join("ran");
