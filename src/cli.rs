@@ -69,7 +69,7 @@ pub struct Cli {
     pub prompt: Vec<String>,
 
     /// Agent to chat with [env: BLUENEXUS_AGENT] [default: default]
-    #[arg(short, long, value_name = "ID")]
+    #[arg(short, long, value_name = "ID", value_parser = parse_agent)]
     pub agent: Option<String>,
 
     /// API origin; plain http:// only for loopback [env: BLUENEXUS_BASE_URL]
@@ -209,6 +209,12 @@ pub struct Cli {
     /// Print the completion script for SHELL and exit
     #[arg(long, value_name = "SHELL", exclusive = true)]
     pub completions: Option<Shell>,
+}
+
+fn parse_agent(s: &str) -> Result<String, String> {
+    crate::config::check_agent(s)
+        .map(|()| s.to_string())
+        .map_err(str::to_string)
 }
 
 fn parse_temperature(s: &str) -> Result<f64, String> {

@@ -279,6 +279,16 @@ fn network(
     })
 }
 
+/// An agent id is one path segment: never empty, `.` or `..`, nor holding a control character.
+pub fn check_agent(agent: &str) -> std::result::Result<(), &'static str> {
+    match agent {
+        "" => Err("it is empty"),
+        "." | ".." => Err("it would name another path"),
+        _ if agent.chars().any(char::is_control) => Err("it holds a control character"),
+        _ => Ok(()),
+    }
+}
+
 /// The agent id: the flag, else `BLUENEXUS_AGENT`, else `default`.
 pub fn agent(flag: Option<&str>, env: &impl Fn(&str) -> Option<OsString>) -> Result<String> {
     match flag {
@@ -390,8 +400,11 @@ pub fn endpoint(base_url: &str, agent: &str) -> Result<Endpoint> {
             )),
         );
     }
-    if agent.is_empty() || agent == "." || agent == ".." || agent.chars().any(char::is_control) {
-        return Err(Error::msg(Kind::Config, format!("bad agent id {agent:?}")));
+    if let Err(why) = check_agent(agent) {
+        return Err(Error::msg(
+            Kind::Config,
+            format!("bad agent id {agent:?}: {why}"),
+        ));
     }
     let agent = utf8_percent_encode(agent, PATH_SEGMENT).to_string();
     let port = parsed.port.map(|p| format!(":{p}")).unwrap_or_default();

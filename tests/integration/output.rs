@@ -203,6 +203,30 @@ fn an_empty_environment_variable_counts_as_unset() {
 }
 
 #[test]
+fn a_bad_agent_id_is_a_usage_error_as_a_flag_and_a_configuration_error_from_the_environment() {
+    let mock = Mock::start(&[]);
+    for (agent, why) in [
+        ("", "it is empty"),
+        ("..", "another path"),
+        ("a\u{7}b", "control"),
+    ] {
+        let output = mock.bnx().args(["-a", agent, "hi"]).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{agent:?}");
+        assert!(stderr_of(&output).contains(why), "{}", stderr_of(&output));
+        let output = mock
+            .bnx()
+            .env("BLUENEXUS_AGENT", agent)
+            .arg("hi")
+            .output()
+            .unwrap();
+        // An empty variable is unset: the default agent.
+        let code = if agent.is_empty() { 0 } else { 78 };
+        assert_eq!(output.status.code(), Some(code), "{agent:?}");
+    }
+    assert_eq!(mock.requests(1).len(), 1);
+}
+
+#[test]
 fn dry_run_runs_no_token_command() {
     let mock = Mock::start(&[]);
     let ran = mock.dir.path().join("ran");
