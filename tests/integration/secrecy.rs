@@ -183,6 +183,12 @@ fn header_smuggling_agent_ids_and_tokens_are_refused_before_sending() {
     mock.bnx()
         .args(["-a", "bot\r\nX-Evil: 1", "x"])
         .assert()
+        .code(2)
+        .stdout("");
+    mock.bnx()
+        .env("BLUENEXUS_AGENT", "bot\r\nX-Evil: 1")
+        .arg("x")
+        .assert()
         .code(78)
         .stdout("");
     mock.bnx()
