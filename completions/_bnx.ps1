@@ -31,7 +31,7 @@ Register-ArgumentCompleter -Native -CommandName 'bnx' -ScriptBlock {
             [CompletionResult]::new('--conversation', '--conversation', [CompletionResultType]::ParameterName, 'Continue the conversation with this id')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Seconds to wait for the answer to start (and, non-streaming, to finish); streaming, the longest silence allowed between two events')
             [CompletionResult]::new('--connect-timeout', '--connect-timeout', [CompletionResultType]::ParameterName, 'Seconds allowed for TCP and TLS connect')
-            [CompletionResult]::new('--retries', '--retries', [CompletionResultType]::ParameterName, 'Retries on connect errors, timeouts, 429, 500, 502, 503 and 504')
+            [CompletionResult]::new('--retries', '--retries', [CompletionResultType]::ParameterName, 'Retries on connect errors, timeouts, 429, 500, 502, 503 and 504 (0 to 100)')
             [CompletionResult]::new('--max-retry-wait', '--max-retry-wait', [CompletionResultType]::ParameterName, 'Longest single wait before a retry; a longer Retry-After fails at once')
             [CompletionResult]::new('--rate-limit', '--rate-limit', [CompletionResultType]::ParameterName, 'Pace requests to N per rolling SECS seconds, shared by every bnx process of this user for the same API and token; 0 turns pacing off [env: BLUENEXUS_RATE_LIMIT] [default: 30/60]')
             [CompletionResult]::new('--rate-store', '--rate-store', [CompletionResultType]::ParameterName, 'Share the pacing with every machine that names the same Redis server, redis://HOST:PORT[/DB]; unreachable or failing, it costs a warning and this machine paces alone. Empty: this machine alone [env: BLUENEXUS_RATE_STORE]')

@@ -28,7 +28,7 @@ set edit:completion:arg-completer[bnx] = {|@words|
             cand --conversation 'Continue the conversation with this id'
             cand --timeout 'Seconds to wait for the answer to start (and, non-streaming, to finish); streaming, the longest silence allowed between two events'
             cand --connect-timeout 'Seconds allowed for TCP and TLS connect'
-            cand --retries 'Retries on connect errors, timeouts, 429, 500, 502, 503 and 504'
+            cand --retries 'Retries on connect errors, timeouts, 429, 500, 502, 503 and 504 (0 to 100)'
             cand --max-retry-wait 'Longest single wait before a retry; a longer Retry-After fails at once'
             cand --rate-limit 'Pace requests to N per rolling SECS seconds, shared by every bnx process of this user for the same API and token; 0 turns pacing off [env: BLUENEXUS_RATE_LIMIT] [default: 30/60]'
             cand --rate-store 'Share the pacing with every machine that names the same Redis server, redis://HOST:PORT[/DB]; unreachable or failing, it costs a warning and this machine paces alone. Empty: this machine alone [env: BLUENEXUS_RATE_STORE]'

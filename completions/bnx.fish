@@ -7,7 +7,7 @@ complete -c bnx -l max-tokens -d 'Longest answer, in tokens [default: the agent\
 complete -c bnx -l conversation -d 'Continue the conversation with this id' -r
 complete -c bnx -l timeout -d 'Seconds to wait for the answer to start (and, non-streaming, to finish); streaming, the longest silence allowed between two events' -r
 complete -c bnx -l connect-timeout -d 'Seconds allowed for TCP and TLS connect' -r
-complete -c bnx -l retries -d 'Retries on connect errors, timeouts, 429, 500, 502, 503 and 504' -r
+complete -c bnx -l retries -d 'Retries on connect errors, timeouts, 429, 500, 502, 503 and 504 (0 to 100)' -r
 complete -c bnx -l max-retry-wait -d 'Longest single wait before a retry; a longer Retry-After fails at once' -r
 complete -c bnx -l rate-limit -d 'Pace requests to N per rolling SECS seconds, shared by every bnx process of this user for the same API and token; 0 turns pacing off [env: BLUENEXUS_RATE_LIMIT] [default: 30/60]' -r
 complete -c bnx -l rate-store -d 'Share the pacing with every machine that names the same Redis server, redis://HOST:PORT[/DB]; unreachable or failing, it costs a warning and this machine paces alone. Empty: this machine alone [env: BLUENEXUS_RATE_STORE]' -r

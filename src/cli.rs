@@ -60,7 +60,9 @@ fn after_help() -> String {
     long_version = env!("BNX_LONG_VERSION"),
     about = "Ask a BlueNexus agent from the shell: prompt in, answer out, exit codes scripts can trust",
     after_help = after_help(),
-    max_term_width = 100
+    max_term_width = 100,
+    // An option given twice (an alias adding to a script's flags): the last one counts.
+    args_override_self = true
 )]
 pub struct Cli {
     /// The prompt; words are joined with spaces. Files (-f) and then piped stdin follow, each
@@ -118,7 +120,7 @@ pub struct Cli {
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs, allow_negative_numbers = true)]
     pub connect_timeout: Duration,
 
-    /// Retries on connect errors, timeouts, 429, 500, 502, 503 and 504
+    /// Retries on connect errors, timeouts, 429, 500, 502, 503 and 504 (0 to 100)
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = parse_retries, allow_negative_numbers = true)]
     pub retries: u32,
 
@@ -325,6 +327,30 @@ mod tests {
         let cli = Cli::try_parse_from(["bnx", "-f", "a", "--file", "b", "-n", "-x", "q"]).unwrap();
         assert_eq!(cli.files, [PathBuf::from("a"), PathBuf::from("b")]);
         assert!(cli.no_stdin && cli.extract);
+    }
+
+    #[test]
+    fn an_option_given_twice_counts_once_with_its_last_value() {
+        let cli = Cli::try_parse_from([
+            "bnx",
+            "-v",
+            "-v",
+            "--json",
+            "--json",
+            "-a",
+            "x",
+            "-a",
+            "y",
+            "--retries",
+            "5",
+            "--retries",
+            "1",
+            "q",
+        ])
+        .unwrap();
+        assert!(cli.verbose && cli.json);
+        assert_eq!((cli.agent.as_deref(), cli.retries), (Some("y"), 1));
+        assert!(Cli::try_parse_from(["bnx", "-vv", "q"]).unwrap().verbose);
     }
 
     #[test]
