@@ -111,13 +111,21 @@ impl Transport {
         let body = serde_json::to_vec(&request.body).expect("a request always serializes");
         let host = Url::parse(&request.url).map_or_else(|_| String::new(), |u| u.host);
         let mut attempts = Attempts::default();
-        if let Err(err) = self.wait_turn(&mut attempts, printer) {
-            return (attempts, Err(err));
-        }
-        if self.halted() {
-            return (attempts, Err(not_sent()));
-        }
+        // The result of the attempt a retry would follow.
+        let mut last = None;
         loop {
+            match self.turn(&mut attempts, printer) {
+                // The answer being retried lets its connection go before the next one opens.
+                Ok(true) => drop(last.take()),
+                Ok(false) => {
+                    let Some(last) = last else {
+                        return (attempts, Err(not_sent()));
+                    };
+                    attempts.gave_up = Some("not retried: the batch stopped".into());
+                    return (attempts, last);
+                }
+                Err(refused) => return (attempts, Err(refused)),
+            }
             let attempt = attempts.count;
             attempts.count += 1;
             let result = self.post(request, &body, token, &host, attempts.count, printer);
@@ -146,29 +154,24 @@ impl Transport {
                 self.policy.retries + 1
             ));
             sleep(wait);
-            if let Err(err) = self.wait_turn(&mut attempts, printer) {
-                return (attempts, Err(err));
-            }
-            if self.halted() {
-                attempts.gave_up = Some("not retried: the batch stopped".into());
-                return (attempts, result.map_err(|(_, e)| e));
-            }
+            last = Some(result.map_err(|(_, e)| e));
         }
     }
 
-    /// Waits for the pacer's slot; `Err` (exit 75, nothing sent) when it is further away than
-    /// the caller accepts.
-    fn wait_turn(&self, attempts: &mut Attempts, printer: &Printer) -> Result<()> {
-        let Some(pacer) = &self.pacer else {
-            return Ok(());
-        };
-        match pacer.wait_turn(printer) {
-            Turn::Go(_) => Ok(()),
-            Turn::Refused(wait) => {
+    /// Waits for the pacer's slot. `Ok(false)` when the transport is halted, before the wait
+    /// or during it: the attempt is not sent. `Err` (exit 75, nothing sent) when the slot is
+    /// further away than the caller accepts.
+    fn turn(&self, attempts: &mut Attempts, printer: &Printer) -> Result<bool> {
+        if self.halted() {
+            return Ok(false);
+        }
+        if let Some(pacer) = &self.pacer {
+            if let Turn::Refused(wait) = pacer.wait_turn(printer) {
                 attempts.retry_after = Some(wait.as_secs_f64());
-                Err(pace::refused(wait, pacer.rate()))
+                return Err(pace::refused(wait, pacer.rate()));
             }
         }
+        Ok(!self.halted())
     }
 
     /// One attempt: the POST, said with `-v`; a failure comes with whether it may be retried.

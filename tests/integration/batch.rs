@@ -310,6 +310,30 @@ fn jobs_run_that_many_items_at_once_and_no_more() {
 }
 
 #[test]
+fn an_item_waiting_for_its_retry_is_not_retried_once_the_budget_is_reached() {
+    // Whichever item comes first gets the 429 and waits 2 s to retry; the other is answered
+    // meanwhile and reaches the budget.
+    let mock = Mock::start(&["--fault", "429:2"]);
+    let items = write_items(mock.dir.path(), &numbered(3));
+    let output = batch(&mock, &items)
+        .args(["-j", "2", "--rate-limit", "0", "--max-credits", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(75), "{}", stderr_of(&output));
+    let lines = lines(&stdout_of(&output));
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let failed = lines
+        .iter()
+        .find(|l| l["bnx"]["exit_code"] == 75)
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    // The server's own error object, and one attempt: the retry was never sent.
+    assert_eq!(failed["bnx"]["attempts"], 1);
+    assert_eq!(failed["error"]["type"], "rate_limit_error");
+    assert!(stderr_of(&output).contains("1 done, 1 failed, 0 skipped (done before), 1 not started"));
+    assert_eq!(mock.requests(2).len(), 2);
+}
+
+#[test]
 fn an_item_waiting_for_its_pacing_slot_is_not_sent_once_the_budget_is_reached() {
     let mock = Mock::start(&[]);
     let items = write_items(mock.dir.path(), &numbered(3));
