@@ -22,7 +22,7 @@ use serde_json::Value;
 
 use crate::config::{self, Action, Batch, Chat, Config, Conversation};
 use crate::error::{Error, Kind, Result};
-use crate::extract::Extract;
+use crate::extract::{self, Extract};
 use crate::output::Output;
 use crate::printer::Printer;
 use crate::report::{self, Report};
@@ -514,10 +514,7 @@ fn answer(
             let body = std::str::from_utf8(&body)
                 .map_err(|e| Error::msg(Kind::Protocol, format!("the answer is not UTF-8: {e}")))?;
             // The content is the answer, as received; the response is masked as any --json is.
-            Ok((
-                content,
-                compact(redact::json(Some(token), body).as_bytes())?,
-            ))
+            Ok((content, compact(&redact::json(Some(token), body))?))
         }
         None => {
             let text = std::str::from_utf8(streamed).map_err(|e| {
@@ -540,16 +537,16 @@ fn answer(
     }
 }
 
-/// A body as one line: as received when it is one already, else re-written compact.
-fn compact(body: &[u8]) -> Result<Box<RawValue>> {
+/// A body as one line: as received when it is one already, else without the whitespace between
+/// its tokens (number text kept, as `--json --stream` keeps it).
+fn compact(text: &str) -> Result<Box<RawValue>> {
     let protocol = |e: serde_json::Error| Error::msg(Kind::Protocol, e.to_string());
-    let text = std::str::from_utf8(body)
-        .map_err(|e| Error::msg(Kind::Protocol, format!("the answer is not UTF-8: {e}")))?;
-    if text.contains(['\n', '\r']) {
-        let value: Value = serde_json::from_str(text).map_err(protocol)?;
-        return serde_json::value::to_raw_value(&value).map_err(protocol);
-    }
-    RawValue::from_string(text.trim().to_string()).map_err(protocol)
+    let line = if text.contains(['\n', '\r']) {
+        extract::compact_json(text).map_err(protocol)?
+    } else {
+        text.trim().to_string()
+    };
+    RawValue::from_string(line).map_err(protocol)
 }
 
 /// What the items of this run came to.

@@ -112,6 +112,39 @@ fn each_item_gets_one_line_with_its_content_and_report() {
 }
 
 #[test]
+fn a_pretty_printed_response_is_one_line_with_its_number_text_kept() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let head = read_head(&mut conn);
+            read_body(&mut conn, &head);
+            let body = "{\n  \"choices\": [{\"message\": {\"content\": \"ok\"}}],\n  \
+                        \"score\": 1.50,\n  \"big\": 123456789012345678901234\n}\n";
+            let reply = http("200 OK", "Content-Type: application/json\r\n", body);
+            let _ = std::io::Write::write_all(&mut conn, &reply);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let items = write_items(dir.path(), &numbered(1));
+    let output = bnx_in(dir.path())
+        .env("BLUENEXUS_BASE_URL", &origin)
+        .env("BLUENEXUS_TOKEN", TOKEN)
+        .args(["--json", "--batch"])
+        .arg(&items)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let stdout = stdout_of(&output);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(
+        stdout.contains(r#""response":{"choices":[{"message":{"content":"ok"}}],"score":1.50,"big":123456789012345678901234}"#),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn files_are_read_per_item_and_json_lines_hold_the_response() {
     let mock = Mock::start(&[]);
     let notes = mock.dir.path().join("notes.md");
