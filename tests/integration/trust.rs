@@ -92,6 +92,18 @@ impl Hostile {
             .env("BLUENEXUS_TOKEN", TOKEN_ECHOED);
         cmd
     }
+
+    /// `bnx --batch` of one item, `{"id": "a", "prompt": "x"}`, with `args`.
+    fn one_item_batch(&self, dir: &Path, args: &[&str]) -> Output {
+        let items = dir.join("items.jsonl");
+        fs::write(&items, "{\"id\": \"a\", \"prompt\": \"x\"}\n").unwrap();
+        self.bnx(dir)
+            .args(args)
+            .arg("--batch")
+            .arg(&items)
+            .output()
+            .unwrap()
+    }
 }
 
 /// The token the request carried, as an echoing server would quote it.
@@ -364,14 +376,7 @@ fn stream_lines_echoing_the_token_are_written_masked() {
         .stdout(format!("Hi {TOKEN_ENCODED}\n"));
     // A batch item's response holds the same events, masked the same way; its content is the
     // answer, as received.
-    let items = dir.path().join("items.jsonl");
-    fs::write(&items, "{\"id\": \"a\", \"prompt\": \"x\"}\n").unwrap();
-    let output = server
-        .bnx(dir.path())
-        .args(["-s", "--json", "--batch"])
-        .arg(&items)
-        .output()
-        .unwrap();
+    let output = server.one_item_batch(dir.path(), &["-s", "--json"]);
     assert_eq!(output.status.code(), Some(0), "{}", all_of(&output));
     let line: Value = serde_json::from_str(stdout_of(&output).trim()).unwrap();
     assert_eq!(line["content"], format!("Hi {TOKEN_ENCODED}"));
@@ -417,14 +422,7 @@ fn a_whole_answer_echoing_the_token_is_written_masked_under_json() {
         .success()
         .stdout(format!("Hi {TOKEN_ENCODED}\n"));
     // A batch item's response is masked the same way; its content is the answer.
-    let items = dir.path().join("items.jsonl");
-    fs::write(&items, "{\"id\": \"a\", \"prompt\": \"x\"}\n").unwrap();
-    let output = server
-        .bnx(dir.path())
-        .args(["--json", "--batch"])
-        .arg(&items)
-        .output()
-        .unwrap();
+    let output = server.one_item_batch(dir.path(), &["--json"]);
     assert_eq!(output.status.code(), Some(0), "{}", all_of(&output));
     let line: Value = serde_json::from_str(stdout_of(&output).trim()).unwrap();
     assert_eq!(line["content"], format!("Hi {TOKEN_ENCODED}"));
@@ -471,14 +469,7 @@ fn a_batch_items_line_never_holds_the_echoed_token() {
         let conversation = format!("X-Conversation-Id: {}\r\n", bearer(head));
         http("403 Forbidden", &conversation, &body.to_string())
     });
-    let items = dir.path().join("items.jsonl");
-    fs::write(&items, "{\"id\": \"a\", \"prompt\": \"x\"}\n").unwrap();
-    let output = server
-        .bnx(dir.path())
-        .arg("--batch")
-        .arg(&items)
-        .output()
-        .unwrap();
+    let output = server.one_item_batch(dir.path(), &[]);
     assert_eq!(output.status.code(), Some(77), "{}", all_of(&output));
     assert_no_token(&output, "a batch item");
     let line: Value = serde_json::from_str(stdout_of(&output).trim()).unwrap();
