@@ -100,7 +100,6 @@ pub struct MockCli {
     pub command: Vec<OsString>,
 }
 
-/// A timeout option: seconds above 0 (a zero timeout would mean none for the socket).
 /// HOST:PORT, the host a name (`localhost`) or an address (`[::1]`); the name is resolved when
 /// the mock listens, and an address it cannot listen on is exit 71, not a usage error.
 fn listen_address(text: &str) -> Result<String, String> {
@@ -112,6 +111,7 @@ fn listen_address(text: &str) -> Result<String, String> {
     Ok(text.to_string())
 }
 
+/// A timeout option: seconds above 0 (a zero timeout would mean none for the socket).
 fn timeout(text: &str) -> Result<Duration, String> {
     let secs = seconds(text)?;
     if secs.is_zero() {

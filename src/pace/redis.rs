@@ -310,18 +310,15 @@ impl Link {
         let stream = stream.ok_or(refused)?;
         stream.set_nodelay(true)?;
         let mut link = Link(stream);
-        let mut answered = false;
         if let Some(password) = &url.password {
             let mut auth = cmd("AUTH");
             auth.arg(url.username.as_deref()).arg(password);
             link.query::<()>(&auth, deadline)?;
-            answered = true;
         }
         if url.db != 0 {
             link.query::<()>(cmd("SELECT").arg(url.db), deadline)?;
-            answered = true;
         }
-        if !answered {
+        if url.password.is_none() && url.db == 0 {
             link.query::<()>(&cmd("PING"), deadline)?;
         }
         Ok(link)
