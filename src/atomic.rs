@@ -82,7 +82,7 @@ impl AtomicFile {
                 .permissions(Permissions::from_mode(0o666))
                 .tempfile_in(dir)?;
             let temporary = file.path().to_path_buf();
-            Ok((file, move || {
+            Ok((file, move |_| {
                 let _ = fs::remove_file(&temporary);
             }))
         })

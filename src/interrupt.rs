@@ -14,7 +14,8 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use signal_hook::low_level::emulate_default_handler;
 
-type Cleanup = Box<dyn Fn() + Send>;
+/// Given the signal that came.
+type Cleanup = Box<dyn Fn(i32) + Send>;
 
 static CLEANUPS: Mutex<BTreeMap<u64, Cleanup>> = Mutex::new(BTreeMap::new());
 static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -32,7 +33,7 @@ impl Drop for Guard {
 }
 
 /// Registers `cleanup` to run on SIGINT or SIGTERM until the guard is dropped.
-pub fn on_interrupt(cleanup: impl Fn() + Send + 'static) -> Guard {
+pub fn on_interrupt(cleanup: impl Fn(i32) + Send + 'static) -> Guard {
     INSTALL.call_once(install);
     register(&mut cleanups(), cleanup)
 }
@@ -40,7 +41,7 @@ pub fn on_interrupt(cleanup: impl Fn() + Send + 'static) -> Guard {
 /// Starts something that must not outlive an interrupt (a child process, say) and registers
 /// its clean-up as one step: a signal that comes in between waits for the clean-up rather than
 /// leaving what `start` started running.
-pub fn started<T, C: Fn() + Send + 'static>(
+pub fn started<T, C: Fn(i32) + Send + 'static>(
     start: impl FnOnce() -> std::io::Result<(T, C)>,
 ) -> std::io::Result<(T, Guard)> {
     INSTALL.call_once(install);
@@ -50,7 +51,10 @@ pub fn started<T, C: Fn() + Send + 'static>(
     Ok((started, register(&mut cleanups, cleanup)))
 }
 
-fn register(cleanups: &mut BTreeMap<u64, Cleanup>, cleanup: impl Fn() + Send + 'static) -> Guard {
+fn register(
+    cleanups: &mut BTreeMap<u64, Cleanup>,
+    cleanup: impl Fn(i32) + Send + 'static,
+) -> Guard {
     let id = NEXT.fetch_add(1, Ordering::Relaxed);
     cleanups.insert(id, Box::new(cleanup));
     Guard(id)
@@ -81,7 +85,7 @@ fn install() {
         if let Some(signal) = signals.forever().next() {
             INTERRUPTED.store(true, Ordering::Release);
             for cleanup in cleanups().values() {
-                cleanup();
+                cleanup(signal);
             }
             let _ = emulate_default_handler(signal);
         }

@@ -191,7 +191,7 @@ impl Printer {
         let erase = bar.clone();
         *self.bar() = Some(Bar {
             bar,
-            _on_interrupt: interrupt::on_interrupt(move || erase.finish_and_clear()),
+            _on_interrupt: interrupt::on_interrupt(move |_| erase.finish_and_clear()),
         });
     }
 

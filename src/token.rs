@@ -235,7 +235,7 @@ fn run_command_within(command: &str, name: &str, limit: Duration) -> Result<Secr
             .process_group(0)
             .spawn()?;
         let group = Group(child.id() as libc::pid_t);
-        Ok((child, move || group.kill()))
+        Ok((child, move |_| group.kill()))
     })
     .with_context(|| format!("cannot run {name}"))
     .map_err(|e| Error::new(Kind::Config, e))?;

@@ -220,11 +220,14 @@ pub fn run_command(command: &[std::ffi::OsString], addr: SocketAddr, token: &str
             .spawn()?;
         let pid = child.id() as libc::pid_t;
         // A SIGTERM for the mock alone (a CI runner cancelling a job, `kill`) is passed on, so
-        // that COMMAND does not run on against a server that is gone.
-        Ok((child, move || {
-            // SAFETY: kill(2) only. The guard is dropped just after the child is reaped, so
-            // the pid cannot have been reused but in that instant.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
+        // that COMMAND does not run on against a server that is gone. Not a SIGINT: Ctrl-C
+        // reaches COMMAND from the terminal already, and a second one could cut its clean-up.
+        Ok((child, move |signal| {
+            if signal == libc::SIGTERM {
+                // SAFETY: kill(2) only. The guard is dropped just after the child is reaped,
+                // so the pid cannot have been reused but in that instant.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
         }))
     });
     let status = started.and_then(|(mut child, _on_signal)| child.wait());

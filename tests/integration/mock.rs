@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -662,6 +662,27 @@ fn exec_mode_passes_a_sigterm_on_to_the_command() {
     let mut rest = String::new();
     stdout.read_to_string(&mut rest).unwrap();
     assert_eq!(rest, "terminated\n");
+
+    // Ctrl-C reaches the whole group from the terminal: the mock adds no SIGTERM that would
+    // cut the command's own clean-up short.
+    let script = "trap 'sleep 0.3; echo cleaned; exit 3' INT; echo ready; \
+                  i=0; while [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; echo orphaned";
+    let mut mock = Command::new(BNX_MOCK)
+        .args(["--", "sh", "-c", script])
+        .stdout(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(mock.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    // SAFETY: kill(2) of our child's own process group.
+    assert_eq!(unsafe { libc::kill(-(mock.id() as i32), libc::SIGINT) }, 0);
+    assert_eq!(mock.wait().unwrap().signal(), Some(libc::SIGINT));
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "cleaned\n");
 }
 
 #[test]
