@@ -288,8 +288,8 @@ pub struct Pacer {
 /// Why an attempt may go now, or may not.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Turn {
-    /// The slot is now; this is how long the caller waited for it.
-    Go(Duration),
+    /// The slot is now (the caller has waited for it).
+    Go,
     /// The next slot is further away than the caller accepts.
     Refused(Duration),
 }
@@ -330,10 +330,10 @@ impl Pacer {
                     printer.waiting(wait, self.rate);
                 }
                 sleep(wait);
-                Turn::Go(wait)
+                Turn::Go
             }
             Some(Err(wait)) => Turn::Refused(wait),
-            None => Turn::Go(Duration::ZERO),
+            None => Turn::Go,
         }
     }
 
