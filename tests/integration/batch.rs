@@ -113,24 +113,14 @@ fn each_item_gets_one_line_with_its_content_and_report() {
 
 #[test]
 fn a_pretty_printed_response_is_one_line_with_its_number_text_kept() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let head = read_head(&mut conn);
-            read_body(&mut conn, &head);
-            let body = "{\n  \"choices\": [{\"message\": {\"content\": \"ok\"}}],\n  \
-                        \"score\": 1.50,\n  \"big\": 123456789012345678901234\n}\n";
-            let reply = http("200 OK", "Content-Type: application/json\r\n", body);
-            let _ = std::io::Write::write_all(&mut conn, &reply);
-        }
-    });
+    let body = "{\n  \"choices\": [{\"message\": {\"content\": \"ok\"}}],\n  \
+                \"score\": 1.50,\n  \"big\": 123456789012345678901234\n}\n";
+    let reply = http("200 OK", "Content-Type: application/json\r\n", body);
+    let server = Scripted::answering(move |_| reply.clone());
     let dir = tempfile::tempdir().unwrap();
     let items = write_items(dir.path(), &numbered(1));
-    let output = bnx_in(dir.path())
-        .env("BLUENEXUS_BASE_URL", &origin)
-        .env("BLUENEXUS_TOKEN", TOKEN)
+    let output = server
+        .bnx(dir.path())
         .args(["--json", "--batch"])
         .arg(&items)
         .output()

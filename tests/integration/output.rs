@@ -2,10 +2,8 @@
 //! notices, `--help`, and what happens when stdout goes away.
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::io::Read;
 use std::process::Stdio;
-use std::thread;
 
 use crate::util::*;
 
@@ -78,33 +76,16 @@ fn json_stream_is_one_line_per_event_then_metadata() {
     assert_eq!(meta["credits_consumed"], 1);
 }
 
-/// A server that answers every request with the SSE `body`.
-fn sse_server(body: &'static str) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let head = read_head(&mut stream);
-            read_body(&mut stream, &head);
-            let reply = http("200 OK", "Content-Type: text/event-stream\r\n", body);
-            let _ = stream.write_all(&reply);
-        }
-    });
-    origin
-}
-
 #[test]
 fn json_stream_lines_keep_a_multi_line_events_number_text() {
     let dir = tempfile::tempdir().unwrap();
-    let origin = sse_server(
-        "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}],\n\
-         data:  \"n\": 1.50, \"big\": 123456789012345678901234, \"e\": 1E2, \"s\": \"x  y\"}\n\n\
-         data: [DONE]\n\n",
-    );
-    let output = bnx_in(dir.path())
-        .env("BLUENEXUS_BASE_URL", &origin)
-        .env("BLUENEXUS_TOKEN", TOKEN)
+    let body = "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}],\n\
+                data:  \"n\": 1.50, \"big\": 123456789012345678901234, \"e\": 1E2, \"s\": \"x  y\"}\n\n\
+                data: [DONE]\n\n";
+    let reply = http("200 OK", "Content-Type: text/event-stream\r\n", body);
+    let server = Scripted::answering(move |_| reply.clone());
+    let output = server
+        .bnx(dir.path())
         .args(["-s", "--json", "x"])
         .output()
         .unwrap();

@@ -14,6 +14,7 @@ pub use serde_json::{json, Value};
 
 pub use crate::support::measure;
 pub use crate::support::mock::{isolated, Mock, BNX, BNX_MOCK, TOKEN};
+pub use crate::support::scripted::{http, Request, Scripted, Step};
 
 /// A run may not take longer than this, whatever goes wrong.
 const RUN_LIMIT: Duration = Duration::from_secs(60);
@@ -23,6 +24,16 @@ impl Mock {
     /// writes one.
     pub fn bnx(&self) -> assert_cmd::Command {
         checked(self.command())
+    }
+}
+
+impl Scripted {
+    /// `bnx` aimed at this server with the test token, running in `dir`.
+    pub fn bnx(&self, dir: &Path) -> assert_cmd::Command {
+        let mut cmd = bnx_in(dir);
+        cmd.env("BLUENEXUS_BASE_URL", &self.origin)
+            .env("BLUENEXUS_TOKEN", TOKEN);
+        cmd
     }
 }
 
@@ -307,13 +318,4 @@ pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
         let (key, value) = line.split_once(':')?;
         key.eq_ignore_ascii_case(name).then(|| value.trim())
     })
-}
-
-/// A whole HTTP/1.1 response that closes the connection.
-pub fn http(status: &str, headers: &str, body: &str) -> Vec<u8> {
-    format!(
-        "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
 }
