@@ -3,11 +3,6 @@
 //! before a byte is sent.
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::Duration;
 
 use crate::util::*;
 
@@ -73,42 +68,21 @@ fn a_token_that_could_inject_headers_is_refused_before_sending() {
     mock.assert_no_requests();
 }
 
-/// A listener that records every byte sent to it and answers `reply`.
-struct Recorder {
-    origin: String,
-    seen: Arc<Mutex<Vec<u8>>>,
-}
+/// A server that records every request sent to it and answers `reply`.
+struct Recorder(Scripted);
 
 impl Recorder {
     fn start(reply: &'static [u8]) -> Recorder {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let origin = format!("http://{}", listener.local_addr().unwrap());
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let record = Arc::clone(&seen);
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let mut stream = stream.unwrap();
-                stream
-                    .set_read_timeout(Some(Duration::from_millis(500)))
-                    .unwrap();
-                let mut buf = [0u8; 65536];
-                while let Ok(n) = stream.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    record.lock().unwrap().extend_from_slice(&buf[..n]);
-                    if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                        break;
-                    }
-                }
-                let _ = stream.write_all(reply);
-            }
-        });
-        Recorder { origin, seen }
+        Recorder(Scripted::answering(move |_| reply.to_vec()))
     }
 
+    /// Every byte received, from every connection made so far.
     fn seen(&self) -> String {
-        String::from_utf8_lossy(&self.seen.lock().unwrap()).into_owned()
+        let requests = self.0.requests();
+        requests
+            .iter()
+            .map(|r| format!("{}{}", r.head, String::from_utf8_lossy(&r.body)))
+            .collect()
     }
 }
 
@@ -120,7 +94,7 @@ fn an_https_proxy_only_ever_sees_connect_never_the_token() {
     let dir = tempfile::tempdir().unwrap();
     bnx_in(dir.path())
         .env("BLUENEXUS_TOKEN", SECRET)
-        .env("HTTPS_PROXY", &proxy.origin)
+        .env("HTTPS_PROXY", &proxy.0.origin)
         .env("BLUENEXUS_BASE_URL", "https://api.bluenexus.test")
         .args(["--retries", "0", "x"])
         .assert()
@@ -146,13 +120,12 @@ fn a_loopback_api_is_never_sent_through_a_proxy() {
         "http_proxy",
     ] {
         mock.bnx()
-            .env(var, &proxy.origin)
+            .env(var, &proxy.0.origin)
             .arg("x")
             .assert()
             .success()
             .stdout("[turn 1] x\n");
     }
-    thread::sleep(Duration::from_millis(100));
     assert_eq!(proxy.seen(), "");
 }
 
@@ -161,7 +134,7 @@ fn a_redirect_target_receives_nothing() {
     let elsewhere = Recorder::start(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
     let target = format!(
         "redirect:{}/api/v1/agents/default/chat/completions",
-        elsewhere.origin
+        elsewhere.0.origin
     );
     let mock = Mock::start(&["--token", SECRET, "--fault", &target]);
     mock.bnx()
@@ -173,7 +146,6 @@ fn a_redirect_target_receives_nothing() {
             predicate::str::contains("redirects are not followed")
                 .and(predicate::str::contains("SECRET").not()),
         );
-    thread::sleep(Duration::from_millis(100));
     assert_eq!(elsewhere.seen(), "");
 }
 
@@ -321,28 +293,15 @@ fn verbose_masks_the_token_as_the_request_body_escapes_it() {
 
 #[test]
 fn verbose_never_shows_the_token_a_server_echoes_in_its_error_body() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
-    thread::spawn(move || {
-        let (mut conn, _) = listener.accept().unwrap();
-        // The whole request is read: closing on unread bytes would reset the connection, and
-        // the client could meet the reset before the answer.
-        let head = read_head(&mut conn);
-        read_body(&mut conn, &head);
-        let body = format!(r#"{{"error":{{"message":"bad request","seen":"Bearer {TOKEN}"}}}}"#);
-        let _ = write!(
-            conn,
-            "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-    });
+    let body = format!(r#"{{"error":{{"message":"bad request","seen":"Bearer {TOKEN}"}}}}"#);
+    let reply = http(
+        "400 Bad Request",
+        "Content-Type: application/json\r\n",
+        &body,
+    );
+    let server = Scripted::replies(vec![vec![Step::Send(reply)]]);
     let dir = tempfile::tempdir().unwrap();
-    let output = bnx_in(dir.path())
-        .env("BLUENEXUS_BASE_URL", &origin)
-        .env("BLUENEXUS_TOKEN", TOKEN)
-        .args(["-v", "hi"])
-        .output()
-        .unwrap();
+    let output = server.bnx(dir.path()).args(["-v", "hi"]).output().unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stderr = stderr_of(&output);
     assert!(stderr.contains(r#""seen":"Bearer ***"}}"#), "{stderr}");

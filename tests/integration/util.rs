@@ -1,12 +1,11 @@
 //! What the test modules share: `bnx` commands with an isolated environment, and checks on what
 //! a run wrote.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Read;
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::thread;
 use std::time::Duration;
 
 pub use predicates::prelude::*;
@@ -14,7 +13,7 @@ pub use serde_json::{json, Value};
 
 pub use crate::support::measure;
 pub use crate::support::mock::{isolated, Mock, BNX, BNX_MOCK, TOKEN};
-pub use crate::support::scripted::{http, Request, Scripted, Step};
+pub use crate::support::scripted::{http, Scripted, Step};
 
 /// A run may not take longer than this, whatever goes wrong.
 const RUN_LIMIT: Duration = Duration::from_secs(60);
@@ -96,28 +95,12 @@ pub fn assert_clean_stderr(stderr: &str) {
     assert!(errors.len() <= 1, "{stderr}");
 }
 
-/// A server that reads one request head, reports it, and then says nothing while the client
-/// waits: for what happens to a run in flight.
-pub fn silent_server() -> (String, Receiver<Vec<u8>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
-    let (report, received) = mpsc::channel();
-    thread::spawn(move || {
-        let (mut conn, _) = listener.accept().unwrap();
-        let mut head = Vec::new();
-        let mut buf = [0u8; 4096];
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-            match conn.read(&mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => head.extend_from_slice(&buf[..n]),
-            }
-        }
-        let _ = report.send(head);
-        // Held open, silent, until the client goes away (the body may still come after the
-        // head: reading it must not end the hold).
-        while matches!(conn.read(&mut buf), Ok(1..)) {}
-    });
-    (origin, received)
+/// A server that reads one request, says so on the channel, and then says nothing while the
+/// client waits: for what happens to a run in flight.
+pub fn silent_server() -> (String, Receiver<()>) {
+    let (arrived, received) = mpsc::channel();
+    let server = Scripted::replies(vec![vec![Step::Notify(arrived), Step::Silence]]);
+    (server.origin, received)
 }
 
 /// Runs `bnx ARGS` against a `silent_server` and, once its request has arrived and `meanwhile`
@@ -169,29 +152,6 @@ pub fn run_measured(cmd: &mut Command) -> Measured {
     }
 }
 
-/// Reads one HTTP request, head and body (by its Content-Length), as text.
-fn read_request(conn: &mut TcpStream) -> Option<String> {
-    let mut request = Vec::new();
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
-            let length: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            if request.len() >= end + 4 + length {
-                return String::from_utf8(request).ok();
-            }
-        }
-        match conn.read(&mut buf) {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => request.extend_from_slice(&buf[..n]),
-        }
-    }
-}
-
 /// One SSE event holding a chunk with `delta` and `finish_reason`.
 fn chunk_event(delta: Value, finish_reason: Option<&str>) -> String {
     let chunk = json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
@@ -203,38 +163,29 @@ fn chunk_event(delta: Value, finish_reason: Option<&str>) -> String {
 /// request asks to stream, one event a word. For answers the mock cannot give (its echo starts
 /// with `[turn N]`), such as a bare JSON value.
 pub fn answer_server(content: &str) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
     let content = content.to_string();
-    thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let Some(request) = read_request(&mut conn) else {
-                continue;
-            };
-            let reply = if request.contains("\"stream\":true") {
-                let mut events = chunk_event(json!({"role": "assistant"}), None);
-                for word in content.split_inclusive(' ') {
-                    events.push_str(&chunk_event(json!({"content": word}), None));
-                }
-                events.push_str(&chunk_event(json!({}), Some("stop")));
-                events.push_str("data: [DONE]\n\n");
-                format!("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n{events}")
-            } else {
-                let body =
-                    json!({"id": "c", "object": "chat.completion", "created": 1, "model": "m",
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                                 "finish_reason": "stop"}]})
-                    .to_string();
-                format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                )
-            };
-            let _ = conn.write_all(reply.as_bytes());
-        }
+    let server = Scripted::answering(move |request| {
+        let reply = if request.json()["stream"] == true {
+            let mut events = chunk_event(json!({"role": "assistant"}), None);
+            for word in content.split_inclusive(' ') {
+                events.push_str(&chunk_event(json!({"content": word}), None));
+            }
+            events.push_str(&chunk_event(json!({}), Some("stop")));
+            events.push_str("data: [DONE]\n\n");
+            format!("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n{events}")
+        } else {
+            let body = json!({"id": "c", "object": "chat.completion", "created": 1, "model": "m",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                             "finish_reason": "stop"}]})
+            .to_string();
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        reply.into_bytes()
     });
-    origin
+    server.origin
 }
 
 /// A server for one request that holds its answer back: it sends the headers (and, streaming,
@@ -248,17 +199,16 @@ pub struct HeldAnswer {
 
 impl HeldAnswer {
     pub fn start(content: &str) -> HeldAnswer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let origin = format!("http://{}", listener.local_addr().unwrap());
         let (sent, headers_sent) = mpsc::channel();
         let (release, released) = mpsc::channel::<()>();
+        let mut gate = Some((sent, released));
         let content = content.to_string();
-        thread::spawn(move || {
-            let (mut conn, _) = listener.accept().unwrap();
-            let Some(request) = read_request(&mut conn) else {
-                return;
+        let server = Scripted::start(move |request| {
+            // One request is held; another would find the gate gone and be closed unanswered.
+            let Some((sent, released)) = gate.take() else {
+                return Vec::new();
             };
-            let (head, rest) = if request.contains("\"stream\":true") {
+            let (head, rest) = if request.json()["stream"] == true {
                 let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n".to_string()
                     + &chunk_event(json!({"role": "assistant"}), None);
                 let rest =
@@ -275,16 +225,15 @@ impl HeldAnswer {
                 );
                 (head, body)
             };
-            if conn.write_all(head.as_bytes()).is_err() {
-                return;
-            }
-            let _ = sent.send(());
-            if released.recv().is_ok() {
-                let _ = conn.write_all(rest.as_bytes());
-            }
+            vec![
+                Step::Send(head.into_bytes()),
+                Step::Notify(sent),
+                Step::Await(released),
+                Step::Send(rest.into_bytes()),
+            ]
         });
         HeldAnswer {
-            origin,
+            origin: server.origin,
             headers_sent,
             release,
         }
