@@ -8,6 +8,7 @@
 //! let server = Scripted::start(|request| vec![Step::Send(..), Step::Sleep(..), ..]);
 //! bnx.env("BLUENEXUS_BASE_URL", &server.origin);
 //! server.requests() // what every connection made before this call sent
+//! server.received() // the same, as one text
 //! ```
 //!
 //! A connection carries one request: the script's steps end by closing it. The server reads
@@ -136,6 +137,15 @@ impl Scripted {
             );
             slots = self.log.changed.wait_timeout(slots, left).unwrap().0;
         }
+    }
+
+    /// Every byte that the requests of `requests` carried, heads and bodies, as text.
+    pub fn received(&self) -> String {
+        let requests = self.requests();
+        requests
+            .iter()
+            .map(|r| format!("{}{}", r.head, String::from_utf8_lossy(&r.body)))
+            .collect()
     }
 
     fn serve(with_body: bool, script: Box<Script>) -> Scripted {
