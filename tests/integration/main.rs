@@ -4,6 +4,7 @@
 //!
 //! `cargo test --test integration MODULE` runs one module, e.g. `secrecy`.
 
+mod base_url;
 mod batch;
 mod bench;
 mod completions;
@@ -19,11 +20,13 @@ mod output;
 mod pacing;
 mod pipeline;
 mod prompt;
+mod proxies;
 mod retries;
 mod secrecy;
 mod soak;
 mod terminal;
-mod trust;
+mod tokens;
+mod uploads;
 mod util;
 
 #[path = "../support/mod.rs"]

@@ -1,9 +1,7 @@
 //! What the test modules share: `bnx` commands with an isolated environment, and checks on what
 //! a run wrote.
 
-use std::io::Read;
-use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::Duration;
@@ -13,7 +11,10 @@ pub use serde_json::{json, Value};
 
 pub use crate::support::measure;
 pub use crate::support::mock::{isolated, Mock, BNX, BNX_MOCK, TOKEN};
-pub use crate::support::scripted::{http, Scripted, Step};
+pub use crate::support::scripted::{http, Request, Scripted, Step};
+
+/// A token with characters a server would percent-encode into a URL.
+pub const TOKEN_ECHOED: &str = "tok-ECHO/5150+zz";
 
 /// A run may not take longer than this, whatever goes wrong.
 const RUN_LIMIT: Duration = Duration::from_secs(60);
@@ -82,6 +83,27 @@ pub fn stdout_of(output: &Output) -> String {
 
 pub fn stderr_of(output: &Output) -> String {
     String::from_utf8(output.stderr.clone()).unwrap()
+}
+
+/// stdout and stderr of a run, for checks on both.
+pub fn all_of(output: &Output) -> String {
+    format!("{}{}", stdout_of(output), stderr_of(output))
+}
+
+/// Every file and directory below `dir`, none when it cannot be read.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        }
+        found.push(path);
+    }
+    found
 }
 
 /// Asserts the run wrote no panic, no debug dump and at most one error line.
@@ -240,31 +262,22 @@ impl HeldAnswer {
     }
 }
 
-/// What a test server reads first: the request head, up to and with its blank line.
-pub fn read_head(stream: &mut TcpStream) -> String {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match stream.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => break,
-        }
+/// A whole answer holding `message`, the assistant message as JSON text.
+pub fn json_answer(message: &str) -> Vec<u8> {
+    let message: Value = serde_json::from_str(message).unwrap();
+    let body = json!({"choices": [{"index": 0, "message": message, "finish_reason": "stop"}]});
+    http(
+        "200 OK",
+        "Content-Type: application/json\r\n",
+        &body.to_string(),
+    )
+}
+
+/// A streamed answer of `events`, each the data of one SSE event.
+pub fn sse(events: &[&str]) -> Vec<u8> {
+    let mut body = String::new();
+    for event in events {
+        body.push_str(&format!("data: {event}\n\n"));
     }
-    String::from_utf8_lossy(&head).into_owned()
-}
-
-/// The body of the request whose `head` was read, by its Content-Length.
-pub fn read_body(stream: &mut TcpStream, head: &str) -> Vec<u8> {
-    let length = header(head, "content-length").map_or(0, |v| v.parse().unwrap());
-    let mut body = vec![0u8; length];
-    let _ = stream.read_exact(&mut body);
-    body
-}
-
-/// A header's value in a request or response head, by case-insensitive name.
-pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines().find_map(|line| {
-        let (key, value) = line.split_once(':')?;
-        key.eq_ignore_ascii_case(name).then(|| value.trim())
-    })
+    http("200 OK", "Content-Type: text/event-stream\r\n", &body)
 }
