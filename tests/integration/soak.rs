@@ -324,8 +324,7 @@ fn sse_answer(answer: &str, error: Option<&str>) -> Vec<u8> {
             events.push("[DONE]".into());
         }
     }
-    let body: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
-    http("200 OK", "Content-Type: text/event-stream\r\n", &body)
+    sse(&events.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 #[test]
