@@ -8,7 +8,7 @@ use clap::{ArgAction, Parser};
 use clap_complete::Shell;
 
 use crate::error::EXIT_CODES;
-use crate::pace::Rate;
+use crate::rate::Rate;
 
 const ENVIRONMENT: &str = "\
 Environment:
@@ -214,14 +214,14 @@ pub struct Cli {
 }
 
 fn parse_agent(s: &str) -> Result<String, String> {
-    crate::config::check_agent(s)
+    crate::endpoint::check_agent(s)
         .map(|()| s.to_string())
         .map_err(str::to_string)
 }
 
 fn parse_temperature(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(t) if (0.0..=2.0).contains(&t) => Ok(t),
+        Ok(t) if crate::wire::TEMPERATURE.contains(&t) => Ok(t),
         _ => Err("must be between 0 and 2".into()),
     }
 }

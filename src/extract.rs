@@ -1,5 +1,6 @@
-//! `-x` and `--expect-json`: what a script asked of the answer, taken from it once it is
-//! complete, or exit 3 saying why the answer is not that.
+//! Taking a complete answer apart for `-x` and `--expect-json` (the rules `contract.rs`
+//! applies): its first fenced code block, the text inside one surrounding fence, JSON made
+//! compact. A leaf: it imports nothing of the crate.
 //!
 //! Fences follow CommonMark: a line of at least three backticks or tildes opens a block (an
 //! info string may follow; after backticks it holds no backtick), and the block ends at a line
@@ -7,39 +8,6 @@
 //! of the answer. One deviation: a fence may be indented by any number of spaces, not at most
 //! three, because answers nest code blocks in list items, whose indentation CommonMark would
 //! have removed first. The block's lines lose as many leading spaces as its opening fence had.
-
-use crate::error::{Error, Kind, Result};
-
-/// What the script wants written instead of the answer's text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Extract {
-    /// `-x`: the content of the first fenced code block.
-    CodeBlock,
-    /// `--expect-json`: one JSON value, compact.
-    Json,
-}
-
-impl Extract {
-    /// What to write for the complete `answer` (the caller ends it with a newline).
-    pub fn apply(self, answer: &str) -> Result<String> {
-        if answer.trim().is_empty() {
-            return Err(unexpected("the answer is empty"));
-        }
-        match self {
-            Extract::CodeBlock => first_code_block(answer)
-                .ok_or_else(|| unexpected("the answer holds no fenced code block (-x)")),
-            Extract::Json => compact_json(unfenced(answer)).map_err(|e| {
-                unexpected(format!(
-                    "the answer is not one JSON value (--expect-json): {e}"
-                ))
-            }),
-        }
-    }
-}
-
-fn unexpected(message: impl std::fmt::Display) -> Error {
-    Error::msg(Kind::Unexpected, message)
-}
 
 /// An opening fence: its character, its length and its indentation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +56,7 @@ pub fn first_code_block(text: &str) -> Option<String> {
 
 /// The text inside one fenced block that is the whole of `text` (surrounding whitespace aside),
 /// else `text` itself.
-fn unfenced(text: &str) -> &str {
+pub fn unfenced(text: &str) -> &str {
     let trimmed = text.trim();
     let Some((first, inner)) = trimmed.split_once('\n') else {
         return text;
@@ -169,56 +137,5 @@ mod tests {
         let answer = "1. Install:\n   ```sh\n   cargo install bnx\n     --locked\n  x\n   ```\n";
         assert_eq!(code(answer).unwrap(), "cargo install bnx\n  --locked\nx\n");
         assert_eq!(code("```\r\na\r\n```\r\n").unwrap(), "a\r\n");
-    }
-
-    #[test]
-    fn extract_refuses_an_answer_without_a_block() {
-        assert_eq!(Extract::CodeBlock.apply("```\na").unwrap(), "a");
-        for bad in ["prose only", "", " \n"] {
-            let err = Extract::CodeBlock.apply(bad).unwrap_err();
-            assert_eq!(err.kind, Kind::Unexpected, "{bad:?}");
-            assert_eq!(err.json()["type"], "answer");
-        }
-    }
-
-    #[test]
-    fn json_keeps_key_order_number_text_and_escapes() {
-        let answer = "{ \"b\" : 1.50,\n  \"a\": [1e2, -0, 3E-7 ],\t\"s\": \"x y\\\" \\u00e9\\n\" }";
-        assert_eq!(
-            Extract::Json.apply(answer).unwrap(),
-            "{\"b\":1.50,\"a\":[1e2,-0,3E-7],\"s\":\"x y\\\" \\u00e9\\n\"}"
-        );
-        assert_eq!(
-            Extract::Json.apply("12345678901234567890123").unwrap(),
-            "12345678901234567890123"
-        );
-        assert_eq!(Extract::Json.apply(" \"a  b\" ").unwrap(), "\"a  b\"");
-    }
-
-    #[test]
-    fn json_comes_out_of_one_surrounding_fence() {
-        let answer = "\n```json\n{\"a\": [1,\n 2]}\n```\n";
-        assert_eq!(Extract::Json.apply(answer).unwrap(), "{\"a\":[1,2]}");
-        assert_eq!(Extract::Json.apply("~~~\n[]\n~~~").unwrap(), "[]");
-        for bad in [
-            "Here you go:\n```json\n{}\n```",
-            "```json\n{}\n```\nHope this helps",
-            "{\"a\": 1} {\"b\": 2}",
-            "{\"a\": 1,}",
-            "{'a': 1}",
-            "NaN",
-            "```\n```",
-            "[turn 1] {}",
-            "\"raw\nnewline\"",
-            "\"tab\tin a string\"",
-        ] {
-            let err = Extract::Json.apply(bad).unwrap_err();
-            assert_eq!(err.kind, Kind::Unexpected, "{bad:?}");
-        }
-        let deep = "[".repeat(100_000) + &"]".repeat(100_000);
-        assert!(
-            Extract::Json.apply(&deep).is_ok(),
-            "deep nesting is checked without recursion, never a stack overflow"
-        );
     }
 }

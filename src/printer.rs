@@ -13,8 +13,6 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::error::Error;
-use crate::pace::Rate;
-use crate::retry::secs;
 use crate::token::Secret;
 use crate::{interrupt, redact};
 
@@ -102,11 +100,11 @@ impl Printer {
         }
     }
 
-    /// Waiting `wait` for a request slot of `rate`.
-    pub fn waiting(&self, wait: Duration, rate: Rate) {
-        let message = format!("waiting {}s for a request slot ({rate})", secs(wait));
+    /// A wait the user should know of (`waiting 12s for a request slot`): a notice, or in a
+    /// batch a word in its progress bar.
+    pub fn waiting(&self, message: &str) {
         if !self.batch {
-            return self.notice(&message);
+            return self.notice(message);
         }
         if let Some(bar) = self.bar().as_ref() {
             bar.bar.set_prefix(format!(", {message}"));

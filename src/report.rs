@@ -1,21 +1,13 @@
-//! The `bnx` object of `--json` output: what the run learned about the exchange, put together
-//! from the values each stage returned (the agent from the configuration, the attempts from the
-//! transport, the reply's facts from the response).
+//! The `bnx` object of `--json` output and batch lines: what the run learned about the
+//! exchange, put together from the values the client's stages returned (the agent from the
+//! configuration, the attempts from the transport, the reply's facts from the response).
 
-use std::io::Write;
 use std::time::Instant;
 
 use serde_json::{json, Map, Value};
 
-use crate::config::Network;
-use crate::error::Result;
-use crate::output::Output;
-use crate::printer::Printer;
-use crate::redact;
-use crate::request::Request;
-use crate::response::{self, Reply, StreamFacts};
-use crate::token::Secret;
-use crate::transport::{Attempts, Transport};
+use crate::response::{Reply, StreamFacts};
+use crate::transport::Attempts;
 
 #[derive(Debug, Clone)]
 pub struct Report {
@@ -65,40 +57,6 @@ impl Report {
         }
         Value::Object(meta)
     }
-}
-
-/// One exchange with the API, a single request's or a batch item's: `request` sent (paced and
-/// retried by `transport`), the response read into `out` (see `response::read`), and `report`
-/// put together from what the two stages returned.
-#[allow(clippy::too_many_arguments)] // each is a different stage's input; a struct would only rename them
-pub fn exchange<W: Write>(
-    transport: &Transport,
-    request: &Request,
-    token: &Secret,
-    network: &Network,
-    json: bool,
-    out: &mut Output<W>,
-    printer: &Printer,
-    report: &mut Report,
-) -> Result<Option<Vec<u8>>> {
-    let (attempts, response) = transport.send(request, token, printer);
-    report.attempts = attempts;
-    let gave_up = report.attempts.gave_up.as_deref();
-    let (reply, kept) = response::read(response?, gave_up, json, network, out);
-    if let Some(body) = &reply.error_body {
-        printer.verbose_body("error body", body);
-    }
-    if let (Some(used), Some(left)) = (&reply.credits_consumed, &reply.credits_remaining) {
-        printer.verbose(&format!("credits consumed {used}, remaining {left}"));
-    }
-    report.reply = reply;
-    // An id that echoes the token is not kept: it would be written into the state file.
-    report.reply.conversation_id = report
-        .reply
-        .conversation_id
-        .take()
-        .filter(|id| !redact::contains(token, id));
-    kept
 }
 
 /// A credit header as a JSON number when it is one, else the string as sent.

@@ -12,11 +12,12 @@ use ureq::unversioned::resolver::DefaultResolver;
 use ureq::{Agent, Body, Timeout};
 
 use crate::config::Network;
+use crate::duration::secs;
 use crate::error::{Error, Kind, Result};
 use crate::pace::{self, Pacer, Turn};
 use crate::printer::Printer;
 use crate::request::{Request, USER_AGENT};
-use crate::retry::{self, secs, Decision, Outcome, Policy};
+use crate::retry::{self, Decision, Outcome, Policy};
 use crate::token::Secret;
 use crate::upload;
 use crate::url::Url;
@@ -46,7 +47,8 @@ pub struct Transport {
 }
 
 impl Transport {
-    pub fn new(network: &Network) -> Self {
+    /// The transport of a run whose requests ask for a stream when `stream`.
+    pub fn new(network: &Network, stream: bool) -> Self {
         let builder = Agent::config_builder()
             .http_status_as_error(false)
             // A POST has no business being redirected, and the token must not follow one.
@@ -66,7 +68,7 @@ impl Transport {
             .timeout_per_write(Some(network.timeout));
         // ureq's body timeouts are budgets for the whole body, which would cut a healthy long
         // stream; a per-read timeout is the "longest silence" the streaming contract asks for.
-        let builder = if network.stream {
+        let builder = if stream {
             builder.timeout_per_read(Some(network.timeout))
         } else {
             builder.timeout_per_call(Some(network.timeout))

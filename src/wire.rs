@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
+use std::ops::RangeInclusive;
 
 use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -20,6 +21,9 @@ pub const DONE: &[u8] = b"[DONE]";
 pub const HEADER_CREDITS_CONSUMED: &str = "x-credits-consumed";
 pub const HEADER_CREDITS_REMAINING: &str = "x-credits-remaining";
 pub const HEADER_CONVERSATION_ID: &str = "x-conversation-id";
+
+/// The range of `temperature`, as the API documents it.
+pub const TEMPERATURE: RangeInclusive<f64> = 0.0..=2.0;
 
 /// Roles a message may have (`developer` is OpenAI's newer name for `system`).
 pub const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];

@@ -11,10 +11,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use serde::Deserialize;
-use serde_json::value::RawValue;
-use serde_json::Value;
-
+use super::line::Line;
 use crate::error::{Error, Kind, Result};
 
 pub struct Journal {
@@ -103,15 +100,8 @@ fn read(file: &mut File) -> io::Result<(HashMap<String, i64>, u64)> {
 
 /// The id (as text) and exit code of one output line.
 fn record(line: &[u8]) -> Option<(String, i64)> {
-    #[derive(Deserialize)]
-    struct Record<'a> {
-        #[serde(borrow)]
-        id: &'a RawValue,
-        bnx: Value,
-    }
-    let record: Record = serde_json::from_slice(line).ok()?;
-    let code = record.bnx.get("exit_code")?.as_i64()?;
-    Some((super::items::key(record.id)?, code))
+    let line: Line = serde_json::from_slice(line).ok()?;
+    Some((super::items::key(line.id)?, line.exit_code()?))
 }
 
 #[cfg(test)]

@@ -11,8 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use bnx::pace::redis::{RedisStore, StoreUrl, PREFIX};
-use bnx::pace::{reserve, Rate, Slots, Store};
+use bnx::pace::redis::{RedisStore, PREFIX};
+use bnx::pace::{reserve, Slots, Store};
+use bnx::rate::Rate;
+use bnx::store::StoreUrl;
 
 use crate::support::redis::Redis;
 use crate::util::*;
