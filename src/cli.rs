@@ -20,7 +20,8 @@ Environment:
   BLUENEXUS_RATE_STORE  Redis that a fleet of machines shares its pacing through, as --rate-store
   HTTPS_PROXY, ALL_PROXY, NO_PROXY   proxy settings
   SSL_CERT_FILE         extra CA bundle (the platform store is always used)
-  XDG_CONFIG_HOME, XDG_STATE_HOME    where the token file, conversations and pacing live
+  BLUENEXUS_STATE_DIR   where conversations and pacing live [default: $XDG_STATE_HOME/bluenexus]
+  XDG_CONFIG_HOME, XDG_STATE_HOME    where the token file and the state directory live
 
 Token (first found wins): --token-file, --token-cmd, BLUENEXUS_TOKEN, BLUENEXUS_TOKEN_CMD,
   $XDG_CONFIG_HOME/bluenexus/token (else ~/.config/bluenexus/token). Token files must not be

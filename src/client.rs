@@ -117,6 +117,7 @@ impl<'a> Client<'a> {
         report: &mut Report,
     ) -> Result<Option<Vec<u8>>> {
         let (attempts, response) = self.transport.send(request, self.token, self.printer);
+        report.asks += u32::from(attempts.count > 0);
         report.attempts = attempts;
         let reading = Reading {
             stream: request.streams(),

@@ -98,7 +98,8 @@ pub struct Config {
     pub mode: Mode,
     pub delivery: Delivery,
     pub prompt: PromptSources,
-    /// `$XDG_STATE_HOME/bluenexus`, if there is anywhere to keep state.
+    /// `BLUENEXUS_STATE_DIR`, else `$XDG_STATE_HOME/bluenexus`, if there is anywhere to keep
+    /// state: conversations, pacing, the credit ledger.
     pub state_dir: Option<PathBuf>,
     pub batch: Option<Batch>,
 }
@@ -167,8 +168,12 @@ impl Config {
                 system: cli.system,
                 files: cli.files,
             },
-            state_dir: base_dir(&env, "XDG_STATE_HOME", ".local/state")
-                .map(|d| d.join("bluenexus")),
+            state_dir: app_dir(
+                &env,
+                "BLUENEXUS_STATE_DIR",
+                "XDG_STATE_HOME",
+                ".local/state",
+            ),
             batch,
         })
     }
@@ -299,6 +304,18 @@ fn env_string(env: &impl Fn(&str) -> Option<OsString>, name: &str) -> Result<Opt
         .transpose()
 }
 
+/// `$OWN` as given, else `bluenexus` in the XDG base directory of [`base_dir`].
+fn app_dir(
+    env: &impl Fn(&str) -> Option<OsString>,
+    own: &str,
+    xdg_var: &str,
+    fallback: &str,
+) -> Option<PathBuf> {
+    env(own)
+        .map(PathBuf::from)
+        .or_else(|| base_dir(env, xdg_var, fallback).map(|d| d.join("bluenexus")))
+}
+
 /// `$XDG_VAR` when it is an absolute path (as the XDG spec requires), else `$HOME/fallback`.
 fn base_dir(
     env: &impl Fn(&str) -> Option<OsString>,
@@ -396,6 +413,12 @@ mod tests {
             c.state_dir.unwrap(),
             PathBuf::from("/home/u/.local/state/bluenexus")
         );
+        let c = resolve(
+            &["--dry-run"],
+            &[("XDG_STATE_HOME", "/s"), ("BLUENEXUS_STATE_DIR", "/mine")],
+        )
+        .unwrap();
+        assert_eq!(c.state_dir.unwrap(), PathBuf::from("/mine"));
         let err = resolve(&[], &[("HOME", "/nonexistent-home")]).unwrap_err();
         assert!(err
             .hint

@@ -16,6 +16,10 @@ pub struct Report {
     pub attempts: Attempts,
     /// The final response's facts, once one arrived.
     pub reply: Reply,
+    /// Requests made for this answer (SPEC 4 `asks`).
+    pub asks: u32,
+    /// When the answer came from the cache: the time it was stored (RFC 3339).
+    pub cached_at: Option<String>,
 }
 
 impl Report {
@@ -29,6 +33,8 @@ impl Report {
                 stream: stream.then(StreamFacts::default),
                 ..Reply::default()
             },
+            asks: 0,
+            cached_at: None,
         }
     }
 
@@ -44,6 +50,11 @@ impl Report {
             credits(&reply.credits_remaining),
         );
         meta.insert("attempts".into(), json!(self.attempts.count));
+        meta.insert("asks".into(), json!(self.asks));
+        meta.insert("cached".into(), json!(self.cached_at.is_some()));
+        if let Some(at) = &self.cached_at {
+            meta.insert("cached_at".into(), json!(at));
+        }
         meta.insert(
             "elapsed_ms".into(),
             json!(self.started.elapsed().as_millis() as u64),
@@ -105,6 +116,8 @@ mod tests {
                 "credits_consumed",
                 "credits_remaining",
                 "attempts",
+                "asks",
+                "cached",
                 "elapsed_ms",
                 "done",
                 "finish_reason"

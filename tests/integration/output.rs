@@ -44,6 +44,8 @@ fn json_output_keeps_the_body_and_adds_bnx_metadata() {
     assert_eq!(meta["credits_consumed"], 1);
     assert_eq!(meta["credits_remaining"], 999_999);
     assert_eq!(meta["attempts"], 1);
+    assert_eq!(meta["asks"], 1);
+    assert_eq!(meta["cached"], false);
     assert!(meta["elapsed_ms"].is_u64());
 }
 
