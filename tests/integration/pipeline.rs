@@ -348,14 +348,57 @@ fn ctrl_c_keeps_the_old_output_file_and_leaves_no_temporary_file() {
     fs::write(&file, "last good report\n").unwrap();
     let args = ["-s".as_ref(), "-o".as_ref(), file.as_os_str(), "x".as_ref()];
     let output = interrupted(dir.path(), &args, || {
-        let during = listing(&out);
         assert_eq!(
-            during.len(),
-            2,
-            "the temporary file sits beside: {during:?}"
+            listing(&out),
+            ["report.txt"],
+            "the temporary file has no name"
         );
     });
     assert_eq!(output.status.signal(), Some(libc::SIGINT));
+    assert_eq!(fs::read_to_string(&file).unwrap(), "last good report\n");
+    assert_eq!(listing(&out), ["report.txt"]);
+}
+
+/// Nothing can clean up after a SIGKILL: the temporary file has no name to leave behind
+/// (`O_TMPFILE`), yet it is open in FILE's directory, where the commit renames it.
+#[test]
+fn a_kill_mid_answer_leaves_the_old_file_and_no_temporary_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    fs::create_dir(&out).unwrap();
+    let file = out.join("report.txt");
+    fs::write(&file, "last good report\n").unwrap();
+    let (origin, received) = silent_server();
+    let mut child = isolated(BNX, dir.path())
+        .env("BLUENEXUS_BASE_URL", &origin)
+        .env("BLUENEXUS_TOKEN", TOKEN)
+        .args(["-s", "-o"])
+        .arg(&file)
+        .arg("x")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    received
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("bnx sent its request");
+    let open: Vec<String> = fs::read_dir(format!("/proc/{}/fd", child.id()))
+        .unwrap()
+        .filter_map(|fd| fs::read_link(fd.ok()?.path()).ok())
+        .map(|target| target.to_string_lossy().into_owned())
+        .collect();
+    let during = listing(&out);
+    child.kill().unwrap();
+    assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
+    let unnamed = format!("{}/#", out.display());
+    assert!(
+        open.iter()
+            .any(|t| t.starts_with(&unnamed) && t.ends_with(" (deleted)")),
+        "no unnamed file open in {}: {open:?}",
+        out.display()
+    );
+    assert_eq!(during, ["report.txt"]);
     assert_eq!(fs::read_to_string(&file).unwrap(), "last good report\n");
     assert_eq!(listing(&out), ["report.txt"]);
 }
