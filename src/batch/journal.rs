@@ -4,7 +4,7 @@
 //!
 //! Lines are only ever appended, each in one write, so a crash can tear only the last one; it
 //! is removed before anything is added. The file is locked while a batch writes it, so two
-//! runs cannot interleave their lines.
+//! runs cannot interleave their lines. A device or a FIFO is only written to.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
@@ -30,6 +30,20 @@ impl Journal {
                 anyhow::Error::new(e).context(format!("cannot use {}", path.display())),
             )
         };
+        // A device or a FIFO (`-o /dev/null`, `-o >(gzip > log.gz)`) takes the lines as `>>`
+        // would, and as a single request's `-o` writes to one: it holds no record to resume
+        // from, and reading a FIFO would take what its reader waits for.
+        if std::fs::metadata(path).is_ok_and(|meta| !meta.is_file() && !meta.is_dir()) {
+            let file = OpenOptions::new()
+                .append(true)
+                .open(path)
+                .map_err(io_error)?;
+            return Ok(Journal {
+                file,
+                len: 0,
+                done: HashSet::new(),
+            });
+        }
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)

@@ -771,3 +771,47 @@ fn piped_data_is_every_items_last_part_and_ids_keep_their_text() {
         ["review:\n\none\n\nDATA\n", "review:\n\ntwo\n\nDATA\n"]
     );
 }
+
+/// A single request's `-o` writes into a device or a FIFO as `>` would; so does a batch's,
+/// as `>>` would: `-o /dev/null` to run the items for what they leave (a cache, the summary),
+/// `-o >(gzip > answers.gz)` to pipe the lines. Nothing there to resume from, nothing removed.
+#[test]
+fn output_to_a_device_or_a_fifo_takes_the_lines() {
+    let mock = Mock::start(&[]);
+    let items = write_items(mock.dir.path(), &numbered(3));
+    let output = batch(&mock, &items)
+        .args(["-o", "/dev/null"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert_eq!(stdout_of(&output), "");
+    assert!(
+        stderr_of(&output).starts_with("bnx: batch: 3 done, 0 failed, 0 skipped (done before)"),
+        "{}",
+        stderr_of(&output)
+    );
+    assert_eq!(prompts_sent(&mock, 3).len(), 3);
+
+    let fifo = mock.dir.path().join("pipe");
+    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid, NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || fs::read_to_string(fifo).unwrap())
+    };
+    batch(&mock, &items)
+        .arg("-o")
+        .arg(&fifo)
+        .assert()
+        .success()
+        .stdout("");
+    let mut ids: Vec<String> = lines(&reader.join().unwrap())
+        .iter()
+        .map(|l| l["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["item-0", "item-1", "item-2"]);
+    use std::os::unix::fs::FileTypeExt;
+    assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+}
