@@ -1,6 +1,9 @@
 //! Everything `bnx` writes on stderr: notices, verbose lines, errors, the spinner and a batch's
 //! progress bar. The data path (`response`, `output`) never sees it; answer text never comes
 //! here.
+//!
+//! Each line goes out in one `write(2)`, an error with its hint too, so that runs sharing one
+//! stderr (`xargs -P`, a CI log) never cut into each other's lines.
 
 use std::fs::File;
 use std::io::{self, IsTerminal, Write};
@@ -134,9 +137,9 @@ impl Printer {
 
     pub fn error(&self, err: &Error) {
         self.erase();
-        self.line(&format!("bnx: error: {}", err.line()));
-        if let Some(hint) = &err.hint {
-            self.line(&format!("hint: {hint}"));
+        match &err.hint {
+            Some(hint) => self.line(&format!("bnx: error: {}\nhint: {hint}", err.line())),
+            None => self.line(&format!("bnx: error: {}", err.line())),
         }
     }
 
@@ -148,14 +151,17 @@ impl Printer {
         }
     }
 
-    fn line(&self, line: &str) {
-        let line = redact::text(self.secret.get(), line);
+    /// Writes `text` (one line, or an error and its hint) and its newline in one write.
+    fn line(&self, text: &str) {
+        let text = redact::text(self.secret.get(), text);
         self.suspend(|| {
-            let mut stderr = io::stderr().lock();
+            let mut whole = String::with_capacity(text.len() + 2);
             if self.mid_line.swap(false, Ordering::Relaxed) && same_terminal() {
-                let _ = stderr.write_all(b"\n");
+                whole.push('\n');
             }
-            let _ = writeln!(stderr, "{line}");
+            whole.push_str(&text);
+            whole.push('\n');
+            let _ = io::stderr().lock().write_all(whole.as_bytes());
         });
     }
 

@@ -608,3 +608,51 @@ fn an_empty_sse_data_event_is_skipped() {
         "two chunks and the bnx line"
     );
 }
+
+/// Runs that share one stderr (`xargs -P`, a CI log) never cut into each other's lines: each
+/// line goes out in one write, and an error with its hint in one, so the hint stays under its
+/// error. Eight batches at once, half of them with a refused token, all writing `-v` lines.
+#[test]
+fn parallel_runs_sharing_stderr_never_cut_into_each_others_lines() {
+    let mock = Mock::start(&["--rate-limit", "0"]);
+    let items = mock.dir.path().join("items.jsonl");
+    let text: String = (0..60)
+        .map(|i| format!("{{\"prompt\": \"p{i}\"}}\n"))
+        .collect();
+    fs::write(&items, text).unwrap();
+    let output = isolated("sh", mock.dir.path())
+        .env("BLUENEXUS_BASE_URL", &mock.url)
+        .env("BLUENEXUS_TOKEN", TOKEN)
+        .arg("-c")
+        .arg(r#"for i in 1 2 3 4; do "$0" "$@" & BLUENEXUS_TOKEN=refused "$0" "$@" & done; wait"#)
+        .arg(BNX)
+        .args(["-v", "--rate-limit", "0", "--batch"])
+        .arg(&items)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&output);
+    let lines: Vec<&str> = stderr.split('\n').collect();
+    assert_eq!(lines.last(), Some(&""), "stderr ends with a newline");
+    let lines = &lines[..lines.len() - 1];
+    for (i, line) in lines.iter().enumerate() {
+        let own = line.strip_prefix("bnx: ").or(line.strip_prefix("hint: "));
+        assert!(
+            own.is_some_and(|rest| !rest.contains("bnx: ") && !rest.contains("hint: ")),
+            "line {i} is not one whole line: {line:?}"
+        );
+        if line.starts_with("hint: ") {
+            assert!(
+                lines[i - 1].starts_with("bnx: error: "),
+                "line {i}, a hint, is not under its error: {:?}",
+                &lines[i - 1..=i]
+            );
+        }
+    }
+    let count = |prefix: &str| lines.iter().filter(|l| l.starts_with(prefix)).count();
+    assert_eq!(count("bnx: batch: 60 done, 0 failed"), 4, "{stderr}");
+    assert_eq!(count("bnx: error: "), 4, "{stderr}");
+    assert_eq!(count("hint: "), 4, "{stderr}");
+    assert!(count("bnx: HTTP 200") >= 240, "{stderr}");
+}
