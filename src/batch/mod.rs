@@ -95,6 +95,7 @@ pub fn run(
         }
     };
     printer.start_progress(todo.len() as u64);
+    printer.summary_on_interrupt(items.len() - todo.len(), batch.output.is_some());
     let tally = workers.run(&todo, batch.jobs, printer, &mut sink);
     printer.finish_progress();
     printer.notice(&tally.summary(items.len() - todo.len()));

@@ -113,11 +113,9 @@ impl Pacer {
         }) {
             Some(Ok(wait)) => {
                 if wait >= NOTICEABLE {
-                    printer.waiting(&format!(
-                        "waiting {}s for a request slot ({})",
-                        secs(wait),
-                        self.rate
-                    ));
+                    let message =
+                        format!("waiting {}s for a request slot ({})", secs(wait), self.rate);
+                    printer.waiting(&message, wait, self.rate);
                 }
                 sleep(wait);
                 Turn::Go
