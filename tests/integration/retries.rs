@@ -196,3 +196,54 @@ fn a_negative_or_unparseable_retry_after_counts_as_absent() {
         assert!(doc["bnx"].get("retry_after").is_none(), "{header}: {doc}");
     }
 }
+
+/// A cron mail must say where the request failed to go: every network error names the host and
+/// the port (the default one too), in each retry notice, the error and the `--json` document.
+#[test]
+fn network_errors_name_the_host_and_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let place = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let output = isolated(BNX, dir.path())
+        .env("BLUENEXUS_BASE_URL", format!("http://{place}"))
+        .env("BLUENEXUS_TOKEN", TOKEN)
+        .args(["--retries", "1", "--json", "x"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(69));
+    let refused = format!("connection to {place} failed before an answer: Connection refused");
+    let stderr = stderr_of(&output);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(lines[0].starts_with(&format!("bnx: {refused}")), "{stderr}");
+    assert!(lines[0].contains("; retrying in"), "{stderr}");
+    assert!(
+        lines[1].starts_with(&format!("bnx: error: {refused}")),
+        "{stderr}"
+    );
+    let doc: Value = serde_json::from_str(&stdout_of(&output)).unwrap();
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with(&refused),
+        "{doc}"
+    );
+
+    let (origin, _received) = silent_server();
+    let place = origin.trim_start_matches("http://");
+    let output = isolated(BNX, dir.path())
+        .env("BLUENEXUS_BASE_URL", &origin)
+        .env("BLUENEXUS_TOKEN", TOKEN)
+        .args(["--retries", "0", "--timeout", "0.5", "x"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(69));
+    assert_eq!(
+        stderr_of(&output),
+        format!("bnx: error: no answer from {place} within 0.5s (--timeout)\n")
+    );
+}
