@@ -2,7 +2,7 @@
 //! complete: what to write instead of its text, or exit 3 saying why the answer is not that.
 
 use crate::error::{Error, Kind, Result};
-use crate::extract::{compact_json, first_code_block, unfenced};
+use crate::extract::{compact_json, first_code_block, not_json, unfenced};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Contract {
@@ -21,11 +21,15 @@ impl Contract {
         match self {
             Contract::CodeBlock => first_code_block(answer)
                 .ok_or_else(|| unexpected("the answer holds no fenced code block (-x)")),
-            Contract::Json => compact_json(unfenced(answer)).map_err(|e| {
-                unexpected(format!(
-                    "the answer is not one JSON value (--expect-json): {e}"
-                ))
-            }),
+            Contract::Json => {
+                let json = unfenced(answer);
+                compact_json(json).map_err(|e| {
+                    unexpected(format!(
+                        "the answer is not one JSON value (--expect-json): {}",
+                        not_json(&e, answer, json)
+                    ))
+                })
+            }
         }
     }
 }

@@ -71,6 +71,60 @@ pub fn unfenced(text: &str) -> &str {
     }
 }
 
+/// Why `json`, the part of `answer` that had to be one JSON value, is not: where parsing
+/// stopped (`err`), counted in the answer's lines, and how the answer starts, on one line:
+/// `parsing stopped at line 1, column 3 (expected ident); the answer starts "[turn 1] hi"`.
+pub fn not_json(err: &serde_json::Error, answer: &str, json: &str) -> String {
+    let text = err.to_string();
+    let why = text
+        .strip_suffix(&format!(" at line {} column {}", err.line(), err.column()))
+        .unwrap_or(&text);
+    // A fenced block's text starts on a line of its own, after the lines before it.
+    let start = (json.as_ptr() as usize).saturating_sub(answer.as_ptr() as usize);
+    let before = answer
+        .get(..start)
+        .map_or(0, |head| head.matches('\n').count());
+    format!(
+        "parsing stopped at line {}, column {} ({why}); {}",
+        err.line() + before,
+        err.column(),
+        opening(answer)
+    )
+}
+
+/// How the answer starts, on one line: its first words, up to 40 characters, whitespace and
+/// control characters as single spaces. Only whole words are shown: a token holds no
+/// whitespace, so an occurrence of it is shown whole, where the token is masked as in every
+/// message, or not at all, never in part.
+fn opening(answer: &str) -> String {
+    const SHOWN: usize = 40;
+    let mut words = answer
+        .split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|word| !word.is_empty());
+    let Some(first) = words.next() else {
+        return "the answer is only whitespace".into();
+    };
+    let first_len = first.chars().count();
+    if first_len > SHOWN {
+        return format!("the answer starts with a word of {first_len} characters");
+    }
+    let mut shown = first.to_string();
+    let mut len = first_len;
+    let mut all = true;
+    for word in words {
+        let word_len = word.chars().count();
+        if len + 1 + word_len > SHOWN {
+            all = false;
+            break;
+        }
+        shown.push(' ');
+        shown.push_str(word);
+        len += 1 + word_len;
+    }
+    let more = if all { "" } else { "..." };
+    format!("the answer starts \"{shown}\"{more}")
+}
+
 /// `text` as one JSON value without the whitespace between tokens: key order, number text and
 /// string escapes stay exactly as written. serde_json checks the value (one value, nothing
 /// after it, nesting bounded); then the whitespace outside strings is dropped.
@@ -99,6 +153,35 @@ pub fn compact_json(text: &str) -> serde_json::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `not_json` says of `answer`, as `--expect-json` reads it.
+    fn refusal(answer: &str) -> String {
+        let json = unfenced(answer);
+        not_json(&compact_json(json).unwrap_err(), answer, json)
+    }
+
+    #[test]
+    fn a_refusal_says_where_parsing_stopped_and_how_the_answer_starts() {
+        assert_eq!(
+            refusal("[turn 1] hi"),
+            "parsing stopped at line 1, column 3 (expected ident); the answer starts \
+             \"[turn 1] hi\""
+        );
+        let prose = "Sure!\tHere is\r\nthe JSON you asked for, as requested:\n{\"a\": 1}";
+        assert_eq!(
+            refusal(prose),
+            "parsing stopped at line 1, column 1 (expected value); \
+             the answer starts \"Sure! Here is the JSON you asked for, as\"..."
+        );
+        // Counted in the answer's lines, the fence's included.
+        assert!(refusal("```json\n{\"a\": 1,\n\"b\"}\n```")
+            .starts_with("parsing stopped at line 3, column 4"));
+        let long = format!("Bearer {}", "x".repeat(60));
+        assert!(refusal(&long).ends_with("; the answer starts \"Bearer\"..."));
+        assert!(
+            refusal(&"y".repeat(41)).ends_with("; the answer starts with a word of 41 characters")
+        );
+    }
 
     fn code(text: &str) -> Option<String> {
         first_code_block(text)

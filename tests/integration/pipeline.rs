@@ -467,6 +467,65 @@ fn expect_json_refuses_prose_with_exit_3_and_writes_nothing() {
     }
 }
 
+/// A cron mail must show what came instead of JSON: where parsing stopped, and how the answer
+/// starts, on one line; an answer that echoes the token shows it masked, and a long token that
+/// the 40 characters would cut shows no part of it.
+#[test]
+fn expect_json_says_where_parsing_stopped_and_how_the_answer_starts() {
+    let short = "tok-5f2a9c";
+    let long = "tok-0123456789abcdefghijklmnopqrstuvwxyz";
+    let mock = Mock::start(&["--token", short, "--token", long]);
+    mock.bnx()
+        .env("BLUENEXUS_TOKEN", short)
+        .args([
+            "--expect-json",
+            "Sure,",
+            "here",
+            "it",
+            "is:\n\n{\"a\":",
+            "1}",
+        ])
+        .assert()
+        .code(3)
+        .stdout("")
+        .stderr(
+            "bnx: error: the answer is not one JSON value (--expect-json): parsing stopped at \
+             line 1, column 3 (expected ident); the answer starts \"[turn 1] Sure, here it is: \
+             {\"a\": 1}\"\n",
+        );
+    let output = mock
+        .bnx()
+        .env("BLUENEXUS_TOKEN", short)
+        .args(["--expect-json", "-s", "the", "token", short, "is", "here"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    assert!(
+        stderr_of(&output).ends_with("the answer starts \"[turn 1] the token *** is here\"\n"),
+        "{}",
+        stderr_of(&output)
+    );
+    let output = mock
+        .bnx()
+        .env("BLUENEXUS_TOKEN", long)
+        .args(["--expect-json", "-s", long, "and", "more"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.ends_with("the answer starts \"[turn 1]\"...\n"),
+        "{stderr}"
+    );
+    for part in long.as_bytes().windows(6) {
+        let part = std::str::from_utf8(part).unwrap();
+        assert!(
+            !stderr.contains(part),
+            "{part:?} of the token shown: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn extract_expect_json_and_json_exclude_each_other() {
     let mock = Mock::start(&[]);
