@@ -27,6 +27,13 @@ Token (first found wins): --token-file, --token-cmd, BLUENEXUS_TOKEN, BLUENEXUS_
   $XDG_CONFIG_HOME/bluenexus/token (else ~/.config/bluenexus/token). Token files must not be
   readable by group or others (chmod 600). No flag takes the token itself: argv is public.";
 
+const FILES: &str = "\
+Files:
+  ~/.config/bluenexus/token   the access token, when no flag or variable gives one (mode 600)
+  ~/.local/state/bluenexus/   conversations-by-api/, the last conversation of each API and agent
+                              (for -c), and pace/, the pacing every bnx of this user shares
+  $XDG_CONFIG_HOME and $XDG_STATE_HOME, when set, take the place of ~/.config and ~/.local/state.";
+
 const BATCHES: &str = "\
 Batches:
   --batch FILE (\"-\" for stdin) reads one JSON object a line: \"prompt\" and/or \"messages\",
@@ -51,7 +58,7 @@ Examples:
   bnx-mock -- bnx \"hi\"          # offline, no account";
 
 fn after_help() -> String {
-    format!("{ENVIRONMENT}\n\n{BATCHES}\n\n{EXIT_CODES}\n\n{EXAMPLES}")
+    format!("{ENVIRONMENT}\n\n{FILES}\n\n{BATCHES}\n\n{EXIT_CODES}\n\n{EXAMPLES}")
 }
 
 #[derive(Debug, Parser)]
