@@ -48,7 +48,7 @@ const EXAMPLES: &str = "\
 Examples:
   git diff | bnx \"write a commit message for this diff\"
   bnx -f src/main.rs -f Cargo.toml \"why does this not build?\"
-  bnx -x \"a shell one-liner that counts lines of Rust\" > count.sh
+  bnx -x -o count.sh \"a shell one-liner that counts lines of Rust\"   # no block: exit 3, no file
   bnx --expect-json \"three risks as a JSON array of strings\" | jq -r '.[]'
   bnx -q -o ~/today.txt \"Summarize my calendar for today\"   # cron: keeps the old file on failure
   while read -r f; do bnx -n -f \"$f\" \"summarize this\"; done < list.txt

@@ -526,6 +526,52 @@ fn expect_json_says_where_parsing_stopped_and_how_the_answer_starts() {
     }
 }
 
+/// The `-x` recipe of the README and of `--help`, run as written: an answer without a code
+/// block is exit 3 and leaves no file (a shell redirect would have left an empty `count.sh`).
+#[test]
+fn the_extract_recipes_leave_no_file_when_the_answer_holds_no_block() {
+    let mock = Mock::start(&[]);
+    let help = mock.bnx().arg("--help").output().unwrap();
+    let help = stdout_of(&help);
+    let readme = include_str!("../../README.md");
+    let recipe = |text: &str| -> String {
+        let line = text
+            .lines()
+            .find(|line| line.trim_start().starts_with("bnx -x "))
+            .expect("a bnx -x recipe");
+        line.split('#').next().unwrap().trim().to_string()
+    };
+    let bin = Path::new(BNX).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for (source, line) in [("README", recipe(readme)), ("--help", recipe(&help))] {
+        let work = tempfile::tempdir().unwrap();
+        let output = isolated("sh", mock.dir.path())
+            .current_dir(work.path())
+            .env("PATH", &path)
+            .env("BLUENEXUS_BASE_URL", &mock.url)
+            .env("BLUENEXUS_TOKEN", TOKEN)
+            .args(["-c", &line])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(3), "{source}: {line}");
+        assert!(
+            stderr_of(&output).contains("no fenced code block"),
+            "{source}: {}",
+            stderr_of(&output)
+        );
+        assert!(
+            listing(work.path()).is_empty(),
+            "{source}: {line} left {:?}",
+            listing(work.path())
+        );
+    }
+}
+
 #[test]
 fn extract_expect_json_and_json_exclude_each_other() {
     let mock = Mock::start(&[]);
