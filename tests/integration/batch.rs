@@ -793,13 +793,7 @@ fn output_to_a_device_or_a_fifo_takes_the_lines() {
     assert_eq!(prompts_sent(&mock, 3).len(), 3);
 
     let fifo = mock.dir.path().join("pipe");
-    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: mkfifo with a valid, NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
-    let reader = {
-        let fifo = fifo.clone();
-        std::thread::spawn(move || fs::read_to_string(fifo).unwrap())
-    };
+    let reader = read_fifo(&fifo);
     batch(&mock, &items)
         .arg("-o")
         .arg(&fifo)

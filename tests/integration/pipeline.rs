@@ -759,13 +759,7 @@ fn output_to_a_fifo_writes_into_it_and_leaves_it_a_fifo() {
     use std::os::unix::fs::FileTypeExt;
     let mock = Mock::start(&[]);
     let fifo = mock.dir.path().join("pipe");
-    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: mkfifo with a valid, NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
-    let reader = {
-        let fifo = fifo.clone();
-        std::thread::spawn(move || fs::read_to_string(fifo).unwrap())
-    };
+    let reader = read_fifo(&fifo);
     mock.bnx().arg("-o").arg(&fifo).arg("hi").assert().success();
     assert_eq!(reader.join().unwrap(), "[turn 1] hi\n");
     assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());

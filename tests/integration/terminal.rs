@@ -11,6 +11,7 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -251,30 +252,38 @@ fn the_spinner_runs_until_the_answer_starts_and_is_erased_before_it() {
     }
 }
 
+/// Ctrl-C erases the spinner, signalled (at 100 columns) or typed (at 80, with `echoctl` on, the
+/// default: the terminal echoes `^C` where the cursor is; a frame as wide as the terminal put
+/// it on the next line, and the erase cleared that line, leaving the spinner above it; a
+/// narrower frame keeps both on one line, which the erase clears).
 #[test]
 fn ctrl_c_erases_the_spinner_and_ends_by_sigint() {
-    let (origin, received) = silent_server();
-    let dir = tempfile::tempdir().unwrap();
-    let mut cmd = bnx_at(&origin, dir.path());
-    cmd.args(["-s", "hi"]);
-    let terminal = Terminal::run(cmd);
-    received
-        .recv_timeout(PATIENCE)
-        .expect("the request was sent");
-    terminal.wait_for_more(SPINNER, 0);
-    // SAFETY: kill(2) with a pid this test started and still holds.
-    assert_eq!(
-        unsafe { libc::kill(terminal.child.id() as i32, libc::SIGINT) },
-        0
-    );
-    let (status, screen, written) = terminal.finish();
-    assert_eq!(status.signal(), Some(libc::SIGINT));
-    assert_eq!(
-        screen,
-        "",
-        "left on the screen; written: {:?}",
-        String::from_utf8_lossy(&written)
-    );
+    for (cols, typed) in [(COLS, false), (80, true)] {
+        let (origin, received) = silent_server();
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = bnx_at(&origin, dir.path());
+        cmd.args(["-s", "hi"]);
+        let mut terminal = Terminal::sized(cmd, cols);
+        received
+            .recv_timeout(PATIENCE)
+            .expect("the request was sent");
+        terminal.wait_for_more(SPINNER, 0);
+        if typed {
+            type_ctrl_c(&mut terminal);
+        } else {
+            // SAFETY: kill(2) with a pid this test started and still holds.
+            assert_eq!(
+                unsafe { libc::kill(terminal.child.id() as i32, libc::SIGINT) },
+                0
+            );
+        }
+        let (status, screen, written) = terminal.finish();
+        assert_eq!(status.signal(), Some(libc::SIGINT));
+        let shown = String::from_utf8_lossy(&written);
+        assert_eq!(screen, "", "left on the screen; written: {shown:?}");
+        assert_eq!(shown.contains("^C"), typed, "{shown:?}");
+        assert_frames_leave_room(&written, cols);
+    }
 }
 
 #[test]
@@ -339,24 +348,27 @@ fn the_readme_token_setup_works_at_the_first_try() {
         .unwrap();
 }
 
+/// `bnx --batch ITEMS -o OUT` as started from a terminal, `items` items aimed at `mock`; with
+/// the paths of ITEMS and OUT.
+fn batch_at(mock: &Mock, items: usize) -> (Command, PathBuf, PathBuf) {
+    let path = mock.dir.path().join("items.jsonl");
+    let text: String = (0..items)
+        .map(|i| format!("{{\"prompt\": \"p{i}\"}}\n"))
+        .collect();
+    std::fs::write(&path, text).unwrap();
+    let out = mock.dir.path().join("out.jsonl");
+    let mut cmd = bnx_at(&mock.url, mock.dir.path());
+    cmd.arg("--batch").arg(&path).arg("-o").arg(&out);
+    (cmd, path, out)
+}
+
 /// A batch on a terminal shows its progress on one line, which is gone when the batch ends,
 /// leaving the summary; its lines go to the -o file, never past the bar.
 #[test]
 fn a_batch_shows_a_progress_bar_that_ends_as_the_summary() {
     let mock = Mock::start(&["--chunks", "2", "--chunk-delay", "150"]);
-    let items = mock.dir.path().join("items.jsonl");
-    std::fs::write(
-        &items,
-        "{\"prompt\": \"a\"}\n{\"prompt\": \"b\"}\n{\"prompt\": \"c\"}\n",
-    )
-    .unwrap();
-    let out = mock.dir.path().join("out.jsonl");
-    let mut cmd = bnx_at(&mock.url, mock.dir.path());
-    cmd.arg("--batch")
-        .arg(&items)
-        .arg("-o")
-        .arg(&out)
-        .args(["-s", "-j", "1"]);
+    let (mut cmd, _, out) = batch_at(&mock, 3);
+    cmd.args(["-s", "-j", "1"]);
     let terminal = Terminal::run(cmd);
     terminal.wait_for_more("1/3 done, 0 failed, 1 credits", 0);
     let (status, screen, written) = terminal.finish();
@@ -369,29 +381,6 @@ fn a_batch_shows_a_progress_bar_that_ends_as_the_summary() {
     assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 3);
 }
 
-/// With `echoctl` on (the default), Ctrl-C echoes `^C` where the cursor is. A frame as wide as
-/// the terminal put it on the next line, and the erase cleared that line, leaving the spinner
-/// above it; a narrower frame keeps both on one line, which the erase clears.
-#[test]
-fn ctrl_c_typed_at_80_columns_leaves_nothing_of_the_spinner() {
-    let (origin, received) = silent_server();
-    let dir = tempfile::tempdir().unwrap();
-    let mut cmd = bnx_at(&origin, dir.path());
-    cmd.args(["-s", "hi"]);
-    let mut terminal = Terminal::sized(cmd, 80);
-    received
-        .recv_timeout(PATIENCE)
-        .expect("the request was sent");
-    terminal.wait_for_more(SPINNER, 0);
-    type_ctrl_c(&mut terminal);
-    let (status, screen, written) = terminal.finish();
-    assert_eq!(status.signal(), Some(libc::SIGINT));
-    let shown = String::from_utf8_lossy(&written);
-    assert!(shown.contains("^C"), "the terminal echoed no ^C: {shown:?}");
-    assert_eq!(screen, "", "left on the screen; written: {shown:?}");
-    assert_frames_leave_room(&written, 80);
-}
-
 /// A batch on an 80-column terminal: the bar never wraps, its time left counts the pacing wait
 /// (2 of 6 done at once, then the others at 2 per 6 s: 12 s more, not the 0 s the pace of
 /// the first two gives), and Ctrl-C leaves only the summary: how far the batch came, and that
@@ -399,18 +388,8 @@ fn ctrl_c_typed_at_80_columns_leaves_nothing_of_the_spinner() {
 #[test]
 fn a_batch_interrupted_at_80_columns_says_how_far_it_came() {
     let mock = Mock::start(&["--rate-limit", "0"]);
-    let items = mock.dir.path().join("items.jsonl");
-    let text: String = (0..6)
-        .map(|i| format!("{{\"prompt\": \"p{i}\"}}\n"))
-        .collect();
-    std::fs::write(&items, text).unwrap();
-    let out = mock.dir.path().join("out.jsonl");
-    let mut cmd = bnx_at(&mock.url, mock.dir.path());
-    cmd.arg("--batch")
-        .arg(&items)
-        .arg("-o")
-        .arg(&out)
-        .args(["-j", "1", "--rate-limit", "2/6"]);
+    let (mut cmd, items, out) = batch_at(&mock, 6);
+    cmd.args(["-j", "1", "--rate-limit", "2/6"]);
     let mut terminal = Terminal::sized(cmd, 80);
     let paced = Instant::now() + PATIENCE;
     let frame = loop {

@@ -281,3 +281,12 @@ pub fn sse(events: &[&str]) -> Vec<u8> {
     }
     http("200 OK", "Content-Type: text/event-stream\r\n", &body)
 }
+
+/// A FIFO made at `path`, and a thread reading it to its end: what a program wrote into it.
+pub fn read_fifo(path: &Path) -> std::thread::JoinHandle<String> {
+    let name = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid, NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+    let path = path.to_path_buf();
+    std::thread::spawn(move || std::fs::read_to_string(path).unwrap())
+}
