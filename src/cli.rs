@@ -32,7 +32,8 @@ Files:
   ~/.config/bluenexus/token   the access token, when no flag or variable gives one (mode 600)
   ~/.local/state/bluenexus/   conversations-by-api/, the last conversation of each API and agent
                               (for -c), and pace/, the pacing every bnx of this user shares
-  $XDG_CONFIG_HOME and $XDG_STATE_HOME, when set, take the place of ~/.config and ~/.local/state.";
+  $XDG_CONFIG_HOME and $XDG_STATE_HOME, when set, take the place of ~/.config and ~/.local/state;
+  BLUENEXUS_STATE_DIR, when set, that of the whole state directory.";
 
 const BATCHES: &str = "\
 Batches:
