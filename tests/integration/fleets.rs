@@ -235,6 +235,66 @@ fn a_batch_whose_store_dies_mid_run_warns_once_and_finishes_alone() {
 }
 
 #[test]
+fn a_store_that_dies_hands_over_this_machines_slots_and_no_429_follows() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    // Four a window of 6 s on both sides. Each answer streams for two seconds after the mock
+    // admits it, so the first four items are still in flight when the store dies, and the
+    // next four reserve their slots after it, from this machine's file alone.
+    let mock = Mock::start(&[
+        "--rate-limit",
+        "4/6",
+        "--chunks",
+        "2",
+        "--chunk-delay",
+        "1000",
+    ]);
+    let machine = Machine::new(&mock, "a", Some(&redis));
+    let items: String = (0..8)
+        .map(|i| format!("{{\"id\": {i}, \"prompt\": \"item {i}\"}}\n"))
+        .collect();
+    let file = mock.dir.path().join("items.jsonl");
+    std::fs::write(&file, items).unwrap();
+    let mut cmd = machine.bnx(&mock);
+    cmd.arg("--batch")
+        .arg(&file)
+        .args(["-s", "-j", "4", "--rate-limit", "4/6"]);
+    let batch = spawn(cmd);
+    let mut look = redis.connection();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{PREFIX}*:slots"))
+            .query(&mut look)
+            .unwrap();
+        if keys.len() == 1 && list(&mut look, &keys[0]).len() == 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the batch never took its slots");
+        thread::sleep(Duration::from_millis(5));
+    }
+    redis.kill();
+    let output = batch.wait_with_output().unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(warnings(&stderr), 1, "{stderr}");
+    assert!(
+        stderr.contains("bnx: warning: the rate store failed (")
+            && stderr.contains("); pacing on this machine alone"),
+        "{stderr}"
+    );
+    assert_eq!(stdout_of(&output).lines().count(), 8);
+    let statuses: Vec<Value> = mock
+        .requests(8)
+        .iter()
+        .map(|r| r["status"].clone())
+        .collect();
+    assert_eq!(statuses, vec![json!(200); 8], "a 429 after the store died");
+    assert_each_answered_once(&mock, 8);
+}
+
+#[test]
 fn a_429_paused_through_the_store_holds_the_other_machine() {
     let Some(redis) = Redis::start() else { return };
     let mock = Mock::start(&["--fault", "429:2"]);
