@@ -49,6 +49,10 @@ impl Workers<'_> {
                 let next = &next;
                 scope.spawn(move || {
                     while !self.client.halted() {
+                        // Counted in flight by the budget until the item has finished.
+                        let Some(_started) = self.budget.admit() else {
+                            break;
+                        };
                         let index = next.fetch_add(1, Ordering::SeqCst);
                         let Some(item) = todo.get(index) else { break };
                         // An item halted before it was sent is never started: no line.
@@ -73,7 +77,7 @@ impl Workers<'_> {
                 printer.progress(tally.finished() as u64, tally.status());
             }
         });
-        tally.reached = self.budget.state().reached.take();
+        tally.reached = self.budget.reached();
         tally
     }
 

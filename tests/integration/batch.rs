@@ -271,16 +271,91 @@ fn out_of_credits_and_credit_budgets_stop_the_batch_with_exit_4() {
             .output()
             .unwrap();
         assert_eq!(output.status.code(), Some(4), "{}", stderr_of(&output));
-        assert!(
-            stderr_of(&output).contains("hint: add credits"),
-            "{}",
-            stderr_of(&output)
-        );
-        lines(&stdout_of(&output)).len()
+        (lines(&stdout_of(&output)).len(), stderr_of(&output))
     };
-    assert_eq!(budget(&["--max-credits", "2"]), 2);
+    let (done, stderr) = budget(&["--max-credits", "2"]);
+    assert_eq!(done, 2);
+    assert!(
+        stderr.contains("hint: raise --max-credits; with -o FILE, a rerun skips the items done"),
+        "{stderr}"
+    );
     // 8 credits remain: the next item leaves 7, below the floor of 7.5.
-    assert_eq!(budget(&["--min-credits", "7.5"]), 1);
+    let (done, stderr) = budget(&["--min-credits", "7.5"]);
+    assert_eq!(done, 1);
+    assert!(stderr.contains("hint: add credits"), "{stderr}");
+}
+
+#[test]
+fn max_credits_holds_however_many_jobs_and_says_what_was_consumed() {
+    // -j 8 and a cap: (mock options, items, cap) -> (requests sent, credits consumed).
+    let run = |mock_args: &[&str], items: &[Value], cap: &str| {
+        let mock = Mock::start(mock_args);
+        let items = write_items(mock.dir.path(), items);
+        let output = batch(&mock, &items)
+            .args(["-j", "8", "--rate-limit", "0", "--max-credits", cap])
+            .output()
+            .unwrap();
+        let stderr = stderr_of(&output);
+        assert_eq!(output.status.code(), Some(4), "{stderr}");
+        let lines = lines(&stdout_of(&output));
+        assert!(
+            lines.iter().all(|l| l["bnx"]["exit_code"] == 0),
+            "{lines:?}"
+        );
+        let paid: f64 = lines
+            .iter()
+            .map(|l| l["bnx"]["credits_consumed"].as_f64().unwrap())
+            .sum();
+        (mock, lines.len(), paid, stderr)
+    };
+
+    // 0: nothing is sent.
+    let (mock, sent, _, stderr) = run(&[], &numbered(20), "0");
+    mock.assert_no_requests();
+    assert_eq!(sent, 0);
+    assert!(
+        stderr.contains("bnx: error: --max-credits 0 reached: this run consumed 0 credits\n"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "batch: 0 done, 0 failed, 0 skipped (done before), 20 not started; 0 credits consumed"
+        ),
+        "{stderr}"
+    );
+
+    // A credit an answer: the first runs alone, then four at most, never the eight -j allows.
+    let (mock, sent, paid, stderr) = run(&[], &numbered(20), "5");
+    assert_eq!((sent, paid, mock.requests(5).len()), (5, 5.0, 5));
+    assert!(
+        stderr.contains("--max-credits 5 reached: this run consumed 5 credits\n")
+            && stderr.contains(
+                "5 done, 0 failed, 0 skipped (done before), 15 not started; 5 credits consumed"
+            ),
+        "{stderr}"
+    );
+
+    // Three an answer: 3, then two more (3 + 2 x 3 = 9); a fourth could reach 12.
+    let (mock, sent, paid, stderr) = run(&["--answer-size", "8000"], &numbered(20), "10");
+    assert_eq!((sent, paid, mock.requests(3).len()), (3, 9.0, 3));
+    assert!(
+        stderr.contains("--max-credits 10 reached: this run consumed 9 credits, and another item could cost 3 credits\n")
+            && stderr.contains("; 9 credits consumed"),
+        "{stderr}"
+    );
+
+    // Answers dearer than any seen before: the overshoot is theirs, and both the error and
+    // the summary give every credit consumed, the items in flight at the cap included.
+    let costly: Vec<usize> = (1..20).collect();
+    let (mock, sent, paid, stderr) = run(&[], &priced(20, &costly), "5");
+    assert_eq!((sent, paid, mock.requests(5).len()), (5, 9.0, 5));
+    assert!(
+        stderr.contains("--max-credits 5 reached: this run consumed 9 credits\n")
+            && stderr.contains(
+                "5 done, 0 failed, 0 skipped (done before), 15 not started; 9 credits consumed"
+            ),
+        "{stderr}"
+    );
 }
 
 /// The most requests the mock was answering at one time, from its log's arrival times and
@@ -332,19 +407,30 @@ fn jobs_run_that_many_items_at_once_and_no_more() {
     assert_eq!(most_at_once(&requests), 3);
 }
 
+/// `numbered(n)`, the items at `costly` asking for an answer of two credits at the mock
+/// (over 1000 tokens of 4 bytes, the mock's price).
+fn priced(n: usize, costly: &[usize]) -> Vec<Value> {
+    let mut items = numbered(n);
+    for &i in costly {
+        items[i]["prompt"] = json!(format!("prompt {i} {}", "x".repeat(4000)));
+    }
+    items
+}
+
 #[test]
 fn an_item_waiting_for_its_retry_is_not_retried_once_the_budget_is_reached() {
-    // Whichever item comes first gets the 429 and waits 2 s to retry; the other is answered
-    // meanwhile and reaches the budget.
-    let mock = Mock::start(&["--fault", "429:2"]);
-    let items = write_items(mock.dir.path(), &numbered(3));
+    // The first item runs alone and costs 1, so two may then be in flight under a cap of 3.
+    // Whichever of them comes first gets the 429 and waits 2 s to retry; the other is
+    // answered meanwhile for 2 credits and reaches the budget.
+    let mock = Mock::start(&["--fault", "slow:0", "--fault", "429:2"]);
+    let items = write_items(mock.dir.path(), &priced(4, &[1, 2]));
     let output = batch(&mock, &items)
-        .args(["-j", "2", "--rate-limit", "0", "--max-credits", "1"])
+        .args(["-j", "2", "--rate-limit", "0", "--max-credits", "3"])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(75), "{}", stderr_of(&output));
     let lines = lines(&stdout_of(&output));
-    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines.len(), 3, "{lines:?}");
     let failed = lines
         .iter()
         .find(|l| l["bnx"]["exit_code"] == 75)
@@ -352,33 +438,38 @@ fn an_item_waiting_for_its_retry_is_not_retried_once_the_budget_is_reached() {
     // The server's own error object, and one attempt: the retry was never sent.
     assert_eq!(failed["bnx"]["attempts"], 1);
     assert_eq!(failed["error"]["type"], "rate_limit_error");
-    assert!(stderr_of(&output).contains("1 done, 1 failed, 0 skipped (done before), 1 not started"));
-    assert_eq!(mock.requests(2).len(), 2);
+    assert!(stderr_of(&output).contains("2 done, 1 failed, 0 skipped (done before), 1 not started"));
+    assert_eq!(mock.requests(3).len(), 3);
 }
 
 #[test]
 fn an_item_waiting_for_its_pacing_slot_is_not_sent_once_the_budget_is_reached() {
     let mock = Mock::start(&[]);
-    let items = write_items(mock.dir.path(), &numbered(3));
+    let items = write_items(mock.dir.path(), &priced(4, &[1, 2]));
     let out = mock.dir.path().join("out.jsonl");
-    // The second worker's slot is 3 s away; the first item reaches the budget long before.
+    // The first item runs alone and costs 1, so two may then be in flight under a cap of 3.
+    // The third slot is 3 s away; the item that took the second reaches the budget (2
+    // credits) long before.
     let output = batch(&mock, &items)
-        .args(["-j", "2", "--rate-limit", "1/3", "--max-credits", "1", "-o"])
+        .args(["-j", "2", "--rate-limit", "2/3", "--max-credits", "3", "-o"])
         .arg(&out)
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(4), "{}", stderr_of(&output));
     let lines = lines(&fs::read_to_string(&out).unwrap());
-    // Either of the first two items may take the first slot.
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    assert_eq!(lines[0]["bnx"]["exit_code"], 0);
+    // Either of the two costly items may take the second slot.
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines.iter().all(|l| l["bnx"]["exit_code"] == 0),
+        "{lines:?}"
+    );
     let stderr = stderr_of(&output);
     assert!(
-        stderr.contains("batch: 1 done, 0 failed, 0 skipped (done before), 2 not started"),
+        stderr.contains("batch: 2 done, 0 failed, 0 skipped (done before), 2 not started"),
         "{stderr}"
     );
-    assert!(stderr.contains("--max-credits 1 reached"), "{stderr}");
-    assert_eq!(mock.requests(1).len(), 1);
+    assert!(stderr.contains("--max-credits 3 reached"), "{stderr}");
+    assert_eq!(mock.requests(2).len(), 2);
     // The rerun resumes with the items never started.
     let output = batch(&mock, &items)
         .args(["--rate-limit", "0", "-o"])
@@ -386,8 +477,8 @@ fn an_item_waiting_for_its_pacing_slot_is_not_sent_once_the_budget_is_reached() 
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
-    let sent = prompts_sent(&mock, 3);
-    assert_eq!(sent.len(), 3, "{sent:?}");
+    let sent = prompts_sent(&mock, 4);
+    assert_eq!(sent.len(), 4, "{sent:?}");
     assert!(sent.values().all(|&n| n == 1), "{sent:?}");
 }
 
