@@ -600,24 +600,26 @@ fn a_rerun_with_output_skips_what_is_done_and_repairs_a_torn_line() {
 
 #[test]
 fn a_batch_killed_halfway_resumes_and_never_repeats_a_finished_item() {
-    let mock = Mock::start(&["--rate-limit", "0"]);
-    let items = write_items(mock.dir.path(), &numbered(12));
-    let out = mock.dir.path().join("out.jsonl");
     // Each answer waits 300 ms, so the kill finds the batch with some items done, some in
     // flight and some not started.
-    let slow = Mock::start(&["--rate-limit", "0", "--chunks", "2", "--chunk-delay", "150"]);
-    let mut child = slow
-        .command()
-        .arg("--batch")
-        .arg(&items)
-        .arg("-o")
-        .arg(&out)
-        .args(["-s", "-j", "2", "--rate-limit", "0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mock = Mock::start(&["--rate-limit", "0", "--chunks", "2", "--chunk-delay", "150"]);
+    let items = write_items(mock.dir.path(), &numbered(12));
+    let out = mock.dir.path().join("out.jsonl");
+    // The rerun asks the same server with the same options, as a resume does: another
+    // server or other options would be other requests, run again.
+    let run = || {
+        let mut cmd = mock.command();
+        cmd.arg("--batch")
+            .arg(&items)
+            .arg("-o")
+            .arg(&out)
+            .args(["-s", "-j", "2", "--rate-limit", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        cmd
+    };
+    let mut child = run().spawn().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while fs::read_to_string(&out).unwrap_or_default().lines().count() < 4 {
         assert!(std::time::Instant::now() < deadline, "no progress");
@@ -638,13 +640,14 @@ fn a_batch_killed_halfway_resumes_and_never_repeats_a_finished_item() {
         finished_before.len() < 12,
         "the kill came too late to test anything"
     );
-    // The rerun goes to the other mock, so what it sends is counted apart.
-    batch(&mock, &items)
-        .arg("-o")
-        .arg(&out)
-        .args(["-j", "3", "--rate-limit", "0"])
-        .assert()
-        .success();
+    let rerun = run().output().unwrap();
+    assert_eq!(rerun.status.code(), Some(0), "{}", stderr_of(&rerun));
+    let skipped = format!("{} skipped (done before)", finished_before.len());
+    assert!(
+        stderr_of(&rerun).contains(&skipped),
+        "{}",
+        stderr_of(&rerun)
+    );
     let lines = lines(&fs::read_to_string(&out).unwrap());
     let mut ids: Vec<&str> = lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
     ids.sort();
@@ -652,15 +655,131 @@ fn a_batch_killed_halfway_resumes_and_never_repeats_a_finished_item() {
     expected.sort();
     assert_eq!(ids, expected, "every item has exactly one line");
     assert!(lines.iter().all(|l| l["bnx"]["exit_code"] == 0));
-    let rerun = prompts_sent(&mock, 12 - finished_before.len());
-    assert_eq!(rerun.values().sum::<usize>(), 12 - finished_before.len());
+    // Both runs asked this mock: an item finished before the kill was sent once, any other
+    // once more only if it was in flight when the kill came (two jobs: two at most).
+    let sent = prompts_sent(&mock, 12);
+    assert_eq!(sent.len(), 12, "{sent:?}");
     for id in &finished_before {
         let prompt = format!("prompt {}", id.trim_start_matches("item-"));
-        assert!(
-            !rerun.contains_key(&prompt),
-            "{id} had finished and was sent again"
-        );
+        assert_eq!(sent[&prompt], 1, "{id} had finished and was sent again");
     }
+    let twice = sent.values().filter(|&&n| n == 2).count();
+    assert!(twice <= 2 && sent.values().all(|&n| n <= 2), "{sent:?}");
+}
+
+#[test]
+fn a_rerun_runs_again_the_items_whose_request_changed_and_says_how_many() {
+    let mock = Mock::start(&["--rate-limit", "0"]);
+    let notes = mock.dir.path().join("notes.md");
+    fs::write(&notes, "line one\n").unwrap();
+    let mut items = numbered(4);
+    items.push(json!({"id": "notes", "prompt": "summarize", "files": [notes]}));
+    let out = mock.dir.path().join("out.jsonl");
+    let sent = std::cell::Cell::new(0);
+    // Runs the batch of `items` with `args` into `out`; the requests it sent, and its stderr.
+    let rerun = |items: &[Value], args: &[&str]| {
+        let file = write_items(mock.dir.path(), items);
+        let output = batch(&mock, &file)
+            .args(["--rate-limit", "0", "-o"])
+            .arg(&out)
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = stderr_of(&output);
+        assert_eq!(output.status.code(), Some(0), "{stderr}");
+        let before = sent.get();
+        sent.set(mock.requests(before).len());
+        (sent.get() - before, stderr)
+    };
+    let (first, _) = rerun(&items, &[]);
+    assert_eq!(first, 5);
+    let written = lines(&fs::read_to_string(&out).unwrap());
+    let digests: std::collections::BTreeSet<&str> = written
+        .iter()
+        .map(|l| l["bnx"]["request"].as_str().unwrap())
+        .collect();
+    assert_eq!(digests.len(), 5, "one request each: {written:?}");
+    assert!(digests
+        .iter()
+        .all(|d| d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit())));
+
+    let (again, stderr) = rerun(&items, &[]);
+    assert_eq!(again, 0, "{stderr}");
+    assert!(
+        stderr.contains("0 done, 0 failed, 5 skipped (done before)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("changed"), "{stderr}");
+
+    // Two prompts edited and a file changed: those three run again, said once.
+    items[0]["prompt"] = json!("prompt 0, edited");
+    items[1]["prompt"] = json!("prompt 1, edited");
+    fs::write(&notes, "line one, changed\n").unwrap();
+    let (again, stderr) = rerun(&items, &[]);
+    assert_eq!(again, 3, "{stderr}");
+    assert_eq!(
+        stderr
+            .matches("batch: 3 items done before changed since (prompt, files or options): running them again\n")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("3 done, 0 failed, 2 skipped (done before)"),
+        "{stderr}"
+    );
+    let prompts = prompts_sent(&mock, sent.get());
+    assert_eq!(
+        (
+            prompts["prompt 0"],
+            prompts["prompt 0, edited"],
+            prompts["prompt 2"]
+        ),
+        (1, 1, 1)
+    );
+
+    // Other options change every request; the rerun after that sends nothing.
+    let (again, stderr) = rerun(&items, &["--system", "be brief"]);
+    assert_eq!(again, 5, "{stderr}");
+    assert!(
+        stderr.contains("batch: 5 items done before changed since"),
+        "{stderr}"
+    );
+    let (again, stderr) = rerun(&items, &["--system", "be brief"]);
+    assert_eq!(again, 0, "{stderr}");
+    let (again, stderr) = rerun(&items, &["--system", "be brief", "--temperature", "0.3"]);
+    assert_eq!(again, 5, "{stderr}");
+}
+
+#[test]
+fn lines_written_before_the_request_field_count_as_the_same_request() {
+    let mock = Mock::start(&[]);
+    let out = mock.dir.path().join("out.jsonl");
+    // As an older bnx wrote them: no `request` in the bnx object.
+    let old: String = (0..3)
+        .map(|i| {
+            format!("{{\"id\":\"item-{i}\",\"content\":\"old\",\"bnx\":{{\"exit_code\":0}}}}\n")
+        })
+        .collect();
+    fs::write(&out, &old).unwrap();
+    let mut items = numbered(4);
+    items[0]["prompt"] = json!("prompt 0, edited since");
+    let items = write_items(mock.dir.path(), &items);
+    let output = batch(&mock, &items).arg("-o").arg(&out).output().unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("1 done, 0 failed, 3 skipped (done before)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("changed"), "{stderr}");
+    let prompts = prompts_sent(&mock, 1);
+    assert_eq!(
+        prompts.into_iter().collect::<Vec<_>>(),
+        [("prompt 3".to_string(), 1)]
+    );
+    let text = fs::read_to_string(&out).unwrap();
+    assert!(text.starts_with(&old), "{text}");
 }
 
 #[test]
