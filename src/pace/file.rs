@@ -183,13 +183,17 @@ pub fn local(pace_dir: Option<&Path>, key: &str) -> std::result::Result<FileStor
 mod tests {
     use super::*;
 
+    fn per_minute(requests: u32) -> Rate {
+        Rate {
+            requests,
+            window: Duration::from_secs(60),
+        }
+    }
+
     #[test]
     fn the_file_store_keeps_slots_between_openings() {
         let dir = tempfile::tempdir().unwrap();
-        let rate = Rate {
-            requests: 2,
-            window: Duration::from_secs(60),
-        };
+        let rate = per_minute(2);
         let limit = Duration::from_secs(1);
         for _ in 0..2 {
             let store = FileStore::open(dir.path()).unwrap();
@@ -204,10 +208,7 @@ mod tests {
     #[test]
     fn a_state_that_cannot_be_read_starts_afresh_and_says_so_once() {
         let dir = tempfile::tempdir().unwrap();
-        let rate = Rate {
-            requests: 1,
-            window: Duration::from_secs(60),
-        };
+        let rate = per_minute(1);
         let limit = Duration::from_secs(1);
         let store = FileStore::open(dir.path()).unwrap();
         let huge = vec![b' '; MAX_STATE as usize + 1];

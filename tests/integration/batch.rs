@@ -287,8 +287,54 @@ fn out_of_credits_and_credit_budgets_stop_the_batch_with_exit_4() {
 
 #[test]
 fn max_credits_holds_however_many_jobs_and_says_what_was_consumed() {
-    // -j 8 and a cap: (mock options, items, cap) -> (requests sent, credits consumed).
-    let run = |mock_args: &[&str], items: &[Value], cap: &str| {
+    let cheap = numbered(20);
+    let dear_after_the_first = priced(20, &(1..20).collect::<Vec<_>>());
+    // (mock options, items, --max-credits, items sent, credits they cost, the error after
+    // `--max-credits N reached: `, the summary's counts), each run with -j 8.
+    let cases: [(&[&str], &[Value], &str, usize, f64, &str, &str); 4] = [
+        // Nothing is sent.
+        (
+            &[],
+            &cheap,
+            "0",
+            0,
+            0.0,
+            "this run consumed 0 credits",
+            "0 done, 0 failed, 0 skipped (done before), 20 not started; 0 credits consumed",
+        ),
+        // A credit an answer: the first runs alone, then four at most, never the eight -j allows.
+        (
+            &[],
+            &cheap,
+            "5",
+            5,
+            5.0,
+            "this run consumed 5 credits",
+            "5 done, 0 failed, 0 skipped (done before), 15 not started; 5 credits consumed",
+        ),
+        // Three an answer: 3, then two more (3 + 2 x 3 = 9); a fourth could reach 12.
+        (
+            &["--answer-size", "8000"],
+            &cheap,
+            "10",
+            3,
+            9.0,
+            "this run consumed 9 credits, and another item could cost 3 credits",
+            "3 done, 0 failed, 0 skipped (done before), 17 not started; 9 credits consumed",
+        ),
+        // Answers dearer than any seen before: the overshoot is theirs, and both the error and
+        // the summary give every credit consumed, the items in flight at the cap included.
+        (
+            &[],
+            &dear_after_the_first,
+            "5",
+            5,
+            9.0,
+            "this run consumed 9 credits",
+            "5 done, 0 failed, 0 skipped (done before), 15 not started; 9 credits consumed",
+        ),
+    ];
+    for (mock_args, items, cap, sent, paid, error, summary) in cases {
         let mock = Mock::start(mock_args);
         let items = write_items(mock.dir.path(), items);
         let output = batch(&mock, &items)
@@ -297,65 +343,29 @@ fn max_credits_holds_however_many_jobs_and_says_what_was_consumed() {
             .unwrap();
         let stderr = stderr_of(&output);
         assert_eq!(output.status.code(), Some(4), "{stderr}");
+        assert!(
+            stderr.contains(&format!("bnx: batch: {summary}\n"))
+                && stderr.contains(&format!(
+                    "bnx: error: --max-credits {cap} reached: {error}\n"
+                )),
+            "{stderr}"
+        );
         let lines = lines(&stdout_of(&output));
         assert!(
             lines.iter().all(|l| l["bnx"]["exit_code"] == 0),
             "{lines:?}"
         );
-        let paid: f64 = lines
+        let cost: f64 = lines
             .iter()
             .map(|l| l["bnx"]["credits_consumed"].as_f64().unwrap())
             .sum();
-        (mock, lines.len(), paid, stderr)
-    };
-
-    // 0: nothing is sent.
-    let (mock, sent, _, stderr) = run(&[], &numbered(20), "0");
-    mock.assert_no_requests();
-    assert_eq!(sent, 0);
-    assert!(
-        stderr.contains("bnx: error: --max-credits 0 reached: this run consumed 0 credits\n"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains(
-            "batch: 0 done, 0 failed, 0 skipped (done before), 20 not started; 0 credits consumed"
-        ),
-        "{stderr}"
-    );
-
-    // A credit an answer: the first runs alone, then four at most, never the eight -j allows.
-    let (mock, sent, paid, stderr) = run(&[], &numbered(20), "5");
-    assert_eq!((sent, paid, mock.requests(5).len()), (5, 5.0, 5));
-    assert!(
-        stderr.contains("--max-credits 5 reached: this run consumed 5 credits\n")
-            && stderr.contains(
-                "5 done, 0 failed, 0 skipped (done before), 15 not started; 5 credits consumed"
-            ),
-        "{stderr}"
-    );
-
-    // Three an answer: 3, then two more (3 + 2 x 3 = 9); a fourth could reach 12.
-    let (mock, sent, paid, stderr) = run(&["--answer-size", "8000"], &numbered(20), "10");
-    assert_eq!((sent, paid, mock.requests(3).len()), (3, 9.0, 3));
-    assert!(
-        stderr.contains("--max-credits 10 reached: this run consumed 9 credits, and another item could cost 3 credits\n")
-            && stderr.contains("; 9 credits consumed"),
-        "{stderr}"
-    );
-
-    // Answers dearer than any seen before: the overshoot is theirs, and both the error and
-    // the summary give every credit consumed, the items in flight at the cap included.
-    let costly: Vec<usize> = (1..20).collect();
-    let (mock, sent, paid, stderr) = run(&[], &priced(20, &costly), "5");
-    assert_eq!((sent, paid, mock.requests(5).len()), (5, 9.0, 5));
-    assert!(
-        stderr.contains("--max-credits 5 reached: this run consumed 9 credits\n")
-            && stderr.contains(
-                "5 done, 0 failed, 0 skipped (done before), 15 not started; 9 credits consumed"
-            ),
-        "{stderr}"
-    );
+        assert_eq!((lines.len(), cost), (sent, paid), "--max-credits {cap}");
+        if sent == 0 {
+            mock.assert_no_requests();
+        } else {
+            assert_eq!(mock.requests(sent).len(), sent, "--max-credits {cap}");
+        }
+    }
 }
 
 /// The most requests the mock was answering at one time, from its log's arrival times and
