@@ -38,7 +38,7 @@ Register-ArgumentCompleter -Native -CommandName 'bnx' -ScriptBlock {
             [CompletionResult]::new('--batch', '--batch', [CompletionResultType]::ParameterName, 'Run every line of a JSONL file as its own request ("-" for stdin); see "Batches" below')
             [CompletionResult]::new('-j', '-j', [CompletionResultType]::ParameterName, 'With --batch: requests in flight at once, 1 to 64')
             [CompletionResult]::new('--jobs', '--jobs', [CompletionResultType]::ParameterName, 'With --batch: requests in flight at once, 1 to 64')
-            [CompletionResult]::new('--max-credits', '--max-credits', [CompletionResultType]::ParameterName, 'With --batch: start no new item once the credits this run consumed reach N')
+            [CompletionResult]::new('--max-credits', '--max-credits', [CompletionResultType]::ParameterName, 'With --batch: start no new item once the credits this run consumed reach N, or the items in flight could pass it; 0 sends nothing')
             [CompletionResult]::new('--min-credits', '--min-credits', [CompletionResultType]::ParameterName, 'With --batch: start no new item once X-Credits-Remaining falls below N')
             [CompletionResult]::new('--messages', '--messages', [CompletionResultType]::ParameterName, 'JSON array of {"role","content"} messages to send ("-" for stdin)')
             [CompletionResult]::new('--system', '--system', [CompletionResultType]::ParameterName, 'System message put before the conversation')

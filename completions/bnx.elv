@@ -35,7 +35,7 @@ set edit:completion:arg-completer[bnx] = {|@words|
             cand --batch 'Run every line of a JSONL file as its own request ("-" for stdin); see "Batches" below'
             cand -j 'With --batch: requests in flight at once, 1 to 64'
             cand --jobs 'With --batch: requests in flight at once, 1 to 64'
-            cand --max-credits 'With --batch: start no new item once the credits this run consumed reach N'
+            cand --max-credits 'With --batch: start no new item once the credits this run consumed reach N, or the items in flight could pass it; 0 sends nothing'
             cand --min-credits 'With --batch: start no new item once X-Credits-Remaining falls below N'
             cand --messages 'JSON array of {"role","content"} messages to send ("-" for stdin)'
             cand --system 'System message put before the conversation'

@@ -13,7 +13,7 @@ complete -c bnx -l rate-limit -d 'Pace requests to N per rolling SECS seconds, s
 complete -c bnx -l rate-store -d 'Share the pacing with every machine that names the same Redis server, redis://HOST:PORT[/DB]; unreachable or failing, it costs a warning and this machine paces alone. Empty: this machine alone [env: BLUENEXUS_RATE_STORE]' -r
 complete -c bnx -l batch -d 'Run every line of a JSONL file as its own request ("-" for stdin); see "Batches" below' -r -F
 complete -c bnx -s j -l jobs -d 'With --batch: requests in flight at once, 1 to 64' -r
-complete -c bnx -l max-credits -d 'With --batch: start no new item once the credits this run consumed reach N' -r
+complete -c bnx -l max-credits -d 'With --batch: start no new item once the credits this run consumed reach N, or the items in flight could pass it; 0 sends nothing' -r
 complete -c bnx -l min-credits -d 'With --batch: start no new item once X-Credits-Remaining falls below N' -r
 complete -c bnx -l messages -d 'JSON array of {"role","content"} messages to send ("-" for stdin)' -r -F
 complete -c bnx -l system -d 'System message put before the conversation' -r

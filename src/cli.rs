@@ -158,7 +158,8 @@ pub struct Cli {
           value_parser = parse_jobs, allow_negative_numbers = true)]
     pub jobs: u16,
 
-    /// With --batch: start no new item once the credits this run consumed reach N
+    /// With --batch: start no new item once the credits this run consumed reach N, or the items
+    /// in flight could pass it; 0 sends nothing
     #[arg(long, value_name = "N", requires = "batch", value_parser = parse_credits,
           allow_negative_numbers = true)]
     pub max_credits: Option<f64>,

@@ -84,6 +84,12 @@ impl Request {
         }
     }
 
+    /// The body as sent, byte for byte: what the transport posts, and what a request's digest
+    /// is made of (a batch line's `request`, the cache key), so the two cannot disagree.
+    pub fn body_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.body).expect("a request always serializes")
+    }
+
     /// Whether the answer is asked for as a stream of events.
     pub fn streams(&self) -> bool {
         self.body.stream == Some(true)

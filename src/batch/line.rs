@@ -7,9 +7,11 @@ use serde_json::Value;
 
 use crate::client::Answer;
 use crate::contract::Contract;
+use crate::digest;
 use crate::error::{Error, Kind, Result};
 use crate::extract;
 use crate::redact;
+use crate::request::Request;
 use crate::token::Secret;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -30,6 +32,21 @@ impl Line<'_> {
     pub fn exit_code(&self) -> Option<i64> {
         self.bnx.get("exit_code")?.as_i64()
     }
+
+    /// The digest of the request the item sent ([`request_digest`]); a line written before
+    /// this field existed has none.
+    pub fn request(&self) -> Option<&str> {
+        self.bnx.get("request")?.as_str()
+    }
+}
+
+/// What says whether an item asks the same as when its line was written: the hex SHA-256 of
+/// the API origin, the agent and the request body as sent, joined by NUL bytes (the cache key
+/// without the token), so an edited prompt, a changed file or other options are another
+/// request.
+pub fn request_digest(origin: &str, agent: &str, request: &Request) -> String {
+    let body = request.body_bytes();
+    digest::hex(&[origin.as_bytes(), &[0], agent.as_bytes(), &[0], &body])
 }
 
 /// What a successful item's line holds: its `content` (the text, or what `-x` or
@@ -98,6 +115,38 @@ fn protocol(e: serde_json::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_request_digest_changes_with_the_origin_the_agent_and_every_byte_of_the_body() {
+        use crate::request::Chat;
+        use crate::wire::Message;
+        let request = |text: &str, chat: &Chat| {
+            Request::new("https://h/x", chat, vec![Message::new("user", text)], None)
+        };
+        let plain = Chat::default();
+        let asked = request("hi", &plain);
+        let digest = request_digest("https://h", "a", &asked);
+        assert_eq!(
+            digest,
+            digest::hex(&[b"https://h\0a\0", &asked.body_bytes()])
+        );
+        assert_eq!(
+            digest,
+            request_digest("https://h", "a", &request("hi", &plain))
+        );
+        let warmer = Chat {
+            temperature: Some(0.5),
+            ..Chat::default()
+        };
+        for other in [
+            request_digest("https://other", "a", &asked),
+            request_digest("https://h", "b", &asked),
+            request_digest("https://h", "a", &request("hi!", &plain)),
+            request_digest("https://h", "a", &request("hi", &warmer)),
+        ] {
+            assert_ne!(other, digest);
+        }
+    }
 
     #[test]
     fn a_line_reads_back_as_it_was_written() {

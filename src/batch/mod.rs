@@ -14,6 +14,7 @@ pub mod line;
 pub mod tally;
 pub mod workers;
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::path::Path;
 
@@ -72,10 +73,8 @@ pub fn run(
         .as_mut()
         .map(|j| std::mem::take(&mut j.done))
         .unwrap_or_default();
-    let todo: Vec<&Item> = items
-        .iter()
-        .filter(|item| !done_before.contains(&item.key))
-        .collect();
+    let todo = to_run(&items, &done_before, &composer, &config.origin, printer);
+    drop(done_before);
     let client = Client::new(config, token, printer);
     let workers = Workers {
         config,
@@ -100,6 +99,47 @@ pub fn run(
     printer.finish_progress();
     printer.notice(&tally.summary(items.len() - todo.len()));
     tally.verdict(&todo)
+}
+
+/// The items to run: all but those whose last line says they were done, with the request
+/// they would send now to `origin`, or with no word of their request (a line of an older
+/// `bnx`). Those done before that changed since run again, said in one notice. An item whose
+/// request cannot be composed now runs, and its line says why it failed. The requests are
+/// composed one at a time and dropped, so memory stays that of one item.
+fn to_run<'i>(
+    items: &'i [Item],
+    done: &HashMap<String, Option<String>>,
+    composer: &Composer,
+    origin: &str,
+    printer: &Printer,
+) -> Vec<&'i Item> {
+    let same = |item: &Item, was: &str| {
+        let agent = composer.agent(&item.ask);
+        composer
+            .request(&item.ask)
+            .is_ok_and(|request| line::request_digest(origin, agent, &request) == was)
+    };
+    let mut changed = 0;
+    let todo: Vec<&Item> = items
+        .iter()
+        .filter(|item| match done.get(&item.key) {
+            None => true,
+            Some(None) => false,
+            Some(Some(was)) => {
+                let again = !same(item, was);
+                changed += usize::from(again);
+                again
+            }
+        })
+        .collect();
+    if changed > 0 {
+        let items = if changed == 1 { "item" } else { "items" };
+        printer.notice(&format!(
+            "batch: {changed} {items} done before changed since (prompt, files or options): \
+             running them again"
+        ));
+    }
+    todo
 }
 
 /// What can be checked of the items before anything is sent, so that a mistake on line 900

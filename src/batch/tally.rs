@@ -1,6 +1,7 @@
 //! What the items of a batch run came to: the counts of the progress bar and the summary, and
 //! the run's exit code.
 
+use super::credits::credits;
 use super::items::Item;
 use crate::error::{Error, Kind, Result};
 
@@ -64,7 +65,7 @@ impl Tally {
 
     /// The progress bar's words.
     pub fn status(&self) -> String {
-        format!("done, {} failed, {} credits", self.failed(), self.consumed)
+        format!("done, {} failed, {}", self.failed(), credits(self.consumed))
     }
 
     pub fn summary(&self, skipped: usize) -> String {
@@ -73,8 +74,8 @@ impl Tally {
         let not_started = self.finished.len() - self.finished();
         format!(
             "batch: {done} done, {failed} failed, {skipped} skipped (done before), \
-             {not_started} not started; {} credits consumed",
-            self.consumed
+             {not_started} not started; {} consumed",
+            credits(self.consumed)
         )
     }
 

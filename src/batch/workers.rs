@@ -9,7 +9,7 @@ use std::thread;
 
 use super::credits::Budget;
 use super::items::Item;
-use super::line::{Delivered, Line};
+use super::line::{request_digest, Delivered, Line};
 use super::tally::{Failure, Finished, Tally};
 use crate::client::Client;
 use crate::config::Config;
@@ -49,6 +49,10 @@ impl Workers<'_> {
                 let next = &next;
                 scope.spawn(move || {
                     while !self.client.halted() {
+                        // Counted in flight by the budget until the item has finished.
+                        let Some(_started) = self.budget.admit() else {
+                            break;
+                        };
                         let index = next.fetch_add(1, Ordering::SeqCst);
                         let Some(item) = todo.get(index) else { break };
                         // An item halted before it was sent is never started: no line.
@@ -73,7 +77,7 @@ impl Workers<'_> {
                 printer.progress(tally.finished() as u64, tally.status());
             }
         });
-        tally.reached = self.budget.state().reached.take();
+        tally.reached = self.budget.reached();
         tally
     }
 
@@ -86,7 +90,12 @@ impl Workers<'_> {
         if response {
             out.record();
         }
-        let answer = self.composer.request(&item.ask).and_then(|request| {
+        let request = self.composer.request(&item.ask);
+        let digest = request
+            .as_ref()
+            .ok()
+            .map(|request| request_digest(&config.origin, &report.agent, request));
+        let answer = request.and_then(|request| {
             self.client
                 .ask(&request, &config.delivery, &mut out, &mut report)
         });
@@ -103,7 +112,7 @@ impl Workers<'_> {
         }
         Some(Finished {
             index,
-            line: self.line(item, &delivered, &report),
+            line: self.line(item, &delivered, &report, digest),
             failure: failure.map(|e| Failure {
                 kind: e.kind,
                 hint: e.hint.clone(),
@@ -112,12 +121,22 @@ impl Workers<'_> {
         })
     }
 
-    /// The item's line: what it delivered or its error, and the `bnx` object.
-    fn line(&self, item: &Item, delivered: &Result<Delivered>, report: &Report) -> Vec<u8> {
+    /// The item's line: what it delivered or its error, and the `bnx` object, which says
+    /// what request was sent (`request`, when one was composed) for a rerun to compare.
+    fn line(
+        &self,
+        item: &Item,
+        delivered: &Result<Delivered>,
+        report: &Report,
+        request: Option<String>,
+    ) -> Vec<u8> {
         let code = delivered.as_ref().err().map_or(0, |e| e.kind.exit_code());
         let mut meta = report.to_json();
         meta["exit_code"] = code.into();
         meta["finish_reason"] = report.reply.finish_reason.clone().into();
+        if let Some(request) = request {
+            meta["request"] = request.into();
+        }
         // What the server said of itself may echo the token; the answer is kept as received.
         redact::value(Some(self.token), &mut meta);
         let line = match delivered {

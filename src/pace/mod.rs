@@ -15,7 +15,7 @@ pub mod rule;
 
 use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::thread::sleep;
 use std::time::Duration;
 
@@ -59,17 +59,26 @@ const NOTICEABLE: Duration = Duration::from_millis(100);
 
 /// Paces the attempts of one (origin, token) through a store.
 pub struct Pacer {
-    store: Box<dyn Store>,
-    /// With a fleet's shared store: this machine's file, or why it cannot be used, which takes
-    /// over for the rest of the run once the shared store fails.
-    fallback: Option<std::result::Result<FileStore, String>>,
-    /// Whether the shared store has failed: from then on only the fallback is asked.
-    failed: AtomicBool,
+    /// A fleet's store, used until it fails.
+    shared: Option<Box<dyn Store>>,
+    /// This machine's file, or why it cannot be used. It paces alone without a fleet's store,
+    /// or once that fails; until then it keeps a copy of the slots this machine takes through
+    /// the fleet's, so that taking over starts from what this machine has really sent.
+    local: std::result::Result<FileStore, String>,
+    /// Which store is asked: [`SHARED`], [`LOCAL`] or [`OFF`]. It only ever moves forward.
+    stage: AtomicU8,
+    /// Whether the slots taken through the fleet's store are still copied into the file: not
+    /// once that failed, so that a stuck lock costs its wait once, not on every attempt.
+    mirror: AtomicBool,
     key: String,
     rate: Rate,
     /// The longest wait accepted (`--max-retry-wait`).
     limit: Duration,
 }
+
+const SHARED: u8 = 0;
+const LOCAL: u8 = 1;
+const OFF: u8 = 2;
 
 /// Why an attempt may go now, or may not.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,36 +90,35 @@ pub enum Turn {
 }
 
 impl Pacer {
-    pub fn new(store: Box<dyn Store>, key: String, rate: Rate, limit: Duration) -> Self {
+    /// Paces through `shared`, a fleet's store, while it works, else through `local`.
+    fn new(
+        shared: Option<Box<dyn Store>>,
+        local: std::result::Result<FileStore, String>,
+        key: String,
+        rate: Rate,
+        limit: Duration,
+    ) -> Self {
         Pacer {
-            store,
-            fallback: None,
-            failed: AtomicBool::new(false),
+            stage: AtomicU8::new(if shared.is_some() { SHARED } else { LOCAL }),
+            shared,
+            local,
+            mirror: AtomicBool::new(true),
             key,
             rate,
             limit,
         }
     }
 
-    /// Paces through `shared`, a fleet's store, until it fails, then through `fallback`.
-    pub fn shared(
-        shared: Box<dyn Store>,
-        fallback: std::result::Result<FileStore, String>,
-        key: String,
-        rate: Rate,
-        limit: Duration,
-    ) -> Self {
-        Pacer {
-            fallback: Some(fallback),
-            ..Pacer::new(shared, key, rate, limit)
-        }
-    }
-
     /// Reserves a slot and sleeps until it, with a notice first when the wait is worth one.
     pub fn wait_turn(&self, printer: &Printer) -> Turn {
-        match self.ask(printer, |store| {
-            store.reserve(&self.key, self.rate, self.limit)
-        }) {
+        let reserve = |store: &dyn Store| store.reserve(&self.key, self.rate, self.limit);
+        let mirror = |local: &FileStore, reserved: &std::result::Result<Duration, Duration>| {
+            match reserved {
+                Ok(wait) => local.record(&self.key, self.rate, *wait),
+                Err(_) => Ok(()),
+            }
+        };
+        match self.ask(printer, reserve, mirror) {
             Some(Ok(wait)) => {
                 if wait >= NOTICEABLE {
                     let message =
@@ -127,33 +135,88 @@ impl Pacer {
 
     /// A 429 asked every client to wait `wait`.
     pub fn pause(&self, wait: Duration, printer: &Printer) {
-        self.ask(printer, |store| store.pause(&self.key, wait));
+        let pause = |store: &dyn Store| store.pause(&self.key, wait);
+        self.ask(printer, pause, |local, ()| local.pause(&self.key, wait));
     }
 
     pub fn rate(&self) -> Rate {
         self.rate
     }
 
-    /// Runs `op` on the store in use. A shared store that fails hands over to this machine's
-    /// file for the rest of the run, with one warning, and `op` runs again there. `None` when
-    /// no store answered: the attempt goes unpaced, for pacing is a courtesy to the server,
-    /// never a reason for a run to fail.
-    fn ask<T>(&self, printer: &Printer, op: impl Fn(&dyn Store) -> io::Result<T>) -> Option<T> {
-        let Some(fallback) = &self.fallback else {
-            return op(&*self.store).ok();
-        };
-        if !self.failed.load(Ordering::Acquire) {
-            match op(&*self.store) {
-                Ok(answer) => return Some(answer),
+    /// Runs `op` on the store in use, and `mirror` on this machine's file after the fleet's
+    /// store answered. A store that fails hands over to the next for the rest of the run, with
+    /// one warning: the fleet's to this machine's file, which runs `op` again, and the file to
+    /// none. `None` when no store answered: the attempt goes unpaced, for pacing is a courtesy
+    /// to the server, never a reason for a run to fail.
+    fn ask<T>(
+        &self,
+        printer: &Printer,
+        op: impl Fn(&dyn Store) -> io::Result<T>,
+        mirror: impl Fn(&FileStore, &T) -> io::Result<()>,
+    ) -> Option<T> {
+        if let (SHARED, Some(shared)) = (self.stage.load(Ordering::Acquire), &self.shared) {
+            match op(&**shared) {
+                Ok(answer) => {
+                    self.copy(printer, |local| mirror(local, &answer));
+                    return Some(answer);
+                }
                 // Workers of a batch may fail together; one of them says so.
-                Err(why) if !self.failed.swap(true, Ordering::AcqRel) => printer.notice(&format!(
-                    "warning: the rate store failed ({why}); {}",
-                    alone(fallback)
-                )),
-                Err(_) => {}
+                Err(why) => {
+                    let next = if self.local.is_ok() { LOCAL } else { OFF };
+                    if self.leave(SHARED, next) {
+                        printer.notice(&format!(
+                            "warning: the rate store failed ({why}); {}",
+                            alone(&self.local)
+                        ));
+                    }
+                }
             }
         }
-        op(fallback.as_ref().ok()?).ok()
+        let local = self.local.as_ref().ok()?;
+        if self.stage.load(Ordering::Acquire) != LOCAL {
+            return None;
+        }
+        let answer = op(local);
+        self.tell_reset(local, printer);
+        match answer {
+            Ok(answer) => Some(answer),
+            Err(why) => {
+                if self.leave(LOCAL, OFF) {
+                    let dir = local.dir().display();
+                    printer.notice(&format!("warning: pacing is off ({dir}: {why})"));
+                }
+                None
+            }
+        }
+    }
+
+    /// Runs `mirror` on this machine's file, unless copying has failed before.
+    fn copy(&self, printer: &Printer, mirror: impl FnOnce(&FileStore) -> io::Result<()>) {
+        let Ok(local) = &self.local else { return };
+        if self.mirror.load(Ordering::Acquire) {
+            // The fleet's store paces this attempt; a copy that fails is not worth a warning
+            // until the file has to take over, and then the file says why itself.
+            if mirror(local).is_err() {
+                self.mirror.store(false, Ordering::Release);
+            }
+            self.tell_reset(local, printer);
+        }
+    }
+
+    /// Moves from stage `from` to `to`; `true` for the one caller that made the move.
+    fn leave(&self, from: u8, to: u8) -> bool {
+        self.stage
+            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Warns when `local` had to start a state it could not read afresh.
+    fn tell_reset(&self, local: &FileStore, printer: &Printer) {
+        if let Some(why) = local.take_reset() {
+            printer.notice(&format!(
+                "warning: the pacing state could not be read ({why}); it starts afresh"
+            ));
+        }
     }
 }
 
@@ -194,7 +257,7 @@ pub fn for_run(pacing: Pacing, printer: &Printer) -> Option<Pacer> {
     let local = file::local(state_dir.map(|d| d.join("pace")).as_deref(), &key);
     if let Some(url) = store {
         match RedisStore::connect(url) {
-            Ok(shared) => return Some(Pacer::shared(Box::new(shared), local, key, rate, limit)),
+            Ok(shared) => return Some(Pacer::new(Some(Box::new(shared)), local, key, rate, limit)),
             Err(why) => printer.notice(&format!(
                 "warning: the rate store {url} cannot be reached ({why}); {}",
                 alone(&local)
@@ -203,8 +266,8 @@ pub fn for_run(pacing: Pacing, printer: &Printer) -> Option<Pacer> {
     } else if let Err(why) = &local {
         printer.notice(&format!("warning: pacing is off ({why})"));
     }
-    let store = local.ok()?;
-    Some(Pacer::new(Box::new(store), key, rate, limit))
+    local.as_ref().ok()?;
+    Some(Pacer::new(None, local, key, rate, limit))
 }
 
 /// The error of a refused turn: exit 75 without sending anything.

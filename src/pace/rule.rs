@@ -90,11 +90,25 @@ pub fn reserve(
         return Err(at - now);
     }
     slots.taken.push(at);
+    trim(slots, rate);
+    Ok(at)
+}
+
+/// Forgets all but the last N slots: the rule never looks further back.
+fn trim(slots: &mut Slots, rate: Rate) {
     let keep = rate.requests as usize;
     if slots.taken.len() > keep {
         slots.taken.drain(..slots.taken.len() - keep);
     }
-    Ok(at)
+}
+
+/// Keeps `at`, a slot taken elsewhere (through a fleet's store), among `slots`, in time order,
+/// with only the slots the rule can still need: so that this machine's file, if it has to take
+/// over, knows what this machine has sent.
+pub fn record(slots: &mut Slots, at: Millis, rate: Rate) {
+    let place = slots.taken.partition_point(|&taken| taken <= at);
+    slots.taken.insert(place, at);
+    trim(slots, rate);
 }
 
 #[cfg(test)]
@@ -193,6 +207,21 @@ mod tests {
         ] {
             assert_eq!(bad.as_of(now), Slots::default());
         }
+    }
+
+    #[test]
+    fn recorded_slots_keep_time_order_and_count_for_the_next_reservation() {
+        let mut slots = Slots::default();
+        for at in [1000, 3000, 2000, 1500, 2500, 500, 2800] {
+            record(&mut slots, at, SIX_PER_3S);
+        }
+        assert_eq!(slots.taken, [1000, 1500, 2000, 2500, 2800, 3000]);
+        // Six slots taken elsewhere fill the window as six taken here would.
+        let m = margin(SIX_PER_3S.window);
+        assert_eq!(
+            reserve(&mut slots, 3000, SIX_PER_3S, Duration::MAX),
+            Ok(4000 + m)
+        );
     }
 
     #[test]

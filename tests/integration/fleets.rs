@@ -116,6 +116,34 @@ fn assert_each_answered_once(mock: &Mock, n: usize) {
     );
 }
 
+/// A batch file of `n` items in `mock`'s directory: ids 0..n, prompts `item 0`...
+fn items_file(mock: &Mock, n: usize) -> PathBuf {
+    let items: String = (0..n)
+        .map(|i| format!("{{\"id\": {i}, \"prompt\": \"item {i}\"}}\n"))
+        .collect();
+    let file = mock.dir.path().join("items.jsonl");
+    std::fs::write(&file, items).unwrap();
+    file
+}
+
+/// Waits for a batch whose store died under it, and asserts that it finished (exit 0) after
+/// one warning saying so; its output lines.
+fn finished_alone(batch: Child) -> Vec<Value> {
+    let output = batch.wait_with_output().unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(warnings(&stderr), 1, "{stderr}");
+    assert!(
+        stderr.contains("bnx: warning: the rate store failed (redis://127.0.0.1:")
+            && stderr.contains("); pacing on this machine alone"),
+        "{stderr}"
+    );
+    stdout_of(&output)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 fn warnings(stderr: &str) -> usize {
     stderr.matches("bnx: warning:").count()
 }
@@ -203,35 +231,66 @@ fn a_batch_whose_store_dies_mid_run_warns_once_and_finishes_alone() {
     };
     let mock = Mock::start(&["--rate-limit", RATE]);
     let machine = Machine::new(&mock, "a", Some(&redis));
-    let items: String = (0..12)
-        .map(|i| format!("{{\"id\": {i}, \"prompt\": \"item {i}\"}}\n"))
-        .collect();
-    let file = mock.dir.path().join("items.jsonl");
-    std::fs::write(&file, items).unwrap();
     let mut cmd = machine.bnx(&mock);
-    cmd.arg("--batch").arg(&file).args(["--jobs", "4"]);
+    cmd.arg("--batch")
+        .arg(items_file(&mock, 12))
+        .args(["--jobs", "4"]);
     let batch = spawn(cmd);
     assert!(mock.requests(6).len() >= 6, "the batch never got going");
     redis.kill();
-    let output = batch.wait_with_output().unwrap();
-    let stderr = stderr_of(&output);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
-    assert_eq!(warnings(&stderr), 1, "{stderr}");
-    assert!(
-        stderr.contains("bnx: warning: the rate store failed (redis://127.0.0.1:")
-            && stderr.contains("); pacing on this machine alone"),
-        "{stderr}"
-    );
-    let lines: Vec<Value> = stdout_of(&output)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = finished_alone(batch);
     assert_eq!(lines.len(), 12);
     assert!(
         lines.iter().all(|l| l["bnx"]["exit_code"] == 0),
         "{lines:?}"
     );
     assert_each_answered_once(&mock, 12);
+}
+
+#[test]
+fn a_store_that_dies_hands_over_this_machines_slots_and_no_429_follows() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    // Four a window of 6 s on both sides. Each answer streams for two seconds after the mock
+    // admits it, so the first four items are still in flight when the store dies, and the
+    // next four reserve their slots after it, from this machine's file alone.
+    let mock = Mock::start(&[
+        "--rate-limit",
+        "4/6",
+        "--chunks",
+        "2",
+        "--chunk-delay",
+        "1000",
+    ]);
+    let machine = Machine::new(&mock, "a", Some(&redis));
+    let mut cmd = machine.bnx(&mock);
+    cmd.arg("--batch")
+        .arg(items_file(&mock, 8))
+        .args(["-s", "-j", "4", "--rate-limit", "4/6"]);
+    let batch = spawn(cmd);
+    let mut look = redis.connection();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{PREFIX}*:slots"))
+            .query(&mut look)
+            .unwrap();
+        if keys.len() == 1 && list(&mut look, &keys[0]).len() == 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the batch never took its slots");
+        thread::sleep(Duration::from_millis(5));
+    }
+    redis.kill();
+    assert_eq!(finished_alone(batch).len(), 8);
+    let statuses: Vec<Value> = mock
+        .requests(8)
+        .iter()
+        .map(|r| r["status"].clone())
+        .collect();
+    assert_eq!(statuses, vec![json!(200); 8], "a 429 after the store died");
+    assert_each_answered_once(&mock, 8);
 }
 
 #[test]
