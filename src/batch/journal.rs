@@ -42,7 +42,7 @@ impl Journal {
             return Ok(Journal {
                 file,
                 len: 0,
-                done: HashSet::new(),
+                done: HashMap::new(),
             });
         }
         let mut file = OpenOptions::new()

@@ -370,7 +370,7 @@ fn a_batch_shows_a_progress_bar_that_ends_as_the_summary() {
     let (mut cmd, _, out) = batch_at(&mock, 3);
     cmd.args(["-s", "-j", "1"]);
     let terminal = Terminal::run(cmd);
-    terminal.wait_for_more("1/3 done, 0 failed, 1 credits", 0);
+    terminal.wait_for_more("1/3 done, 0 failed, 1 credit,", 0);
     let (status, screen, written) = terminal.finish();
     assert_frames_leave_room(&written, COLS);
     assert_eq!(status.code(), Some(0));
