@@ -11,7 +11,7 @@
 //! puts together the `bnx` object; `printer` owns stderr.
 //!
 //! Value types are leaves that import no behaviour: `rate`, `duration`, `store_url`, `digest`,
-//! `endpoint`, `mode`, `url`, `wire` (the API's types, shared with `mock`). Beside the flow:
+//! `endpoint`, `mode`, `url`, `timestamp`, `wire` (the API's types, shared with `mock`). Beside the flow:
 //! `chunk` (the common shape of a stream chunk, read fast), `extract` (taking an answer
 //! apart), `atomic` (the file of `-o`), `proxy`, `upload` (an early answer to a large
 //! request), `redact` (the token masked in whatever a server echoes), `state` (saved
@@ -50,6 +50,7 @@ pub mod sse;
 pub mod state;
 pub mod store;
 pub mod store_url;
+pub mod timestamp;
 pub mod token;
 pub mod transport;
 pub mod upload;
