@@ -56,6 +56,30 @@ pub fn written(d: Duration) -> String {
     }
 }
 
+/// A wait as a person reads it, in its two largest units, rounded up: `3h 12m`, `47m`, `59s`,
+/// `1d 2h`.
+pub fn approx(d: Duration) -> String {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    let units = [(DAY, "d"), (3600, "h"), (60, "m"), (1, "s")];
+    let Some(first) = units.iter().position(|&(unit, _)| secs >= unit) else {
+        return "0s".into();
+    };
+    let (unit, name) = units[first];
+    let Some(&(next, next_name)) = units.get(first + 1) else {
+        return format!("{secs}{name}");
+    };
+    // Rounded up to the smaller unit, so that a wait is never said shorter than it is; that
+    // may carry into a larger unit (23h 59m 30s is 1d).
+    let rounded = secs.div_ceil(next) * next;
+    if first > 0 && rounded >= units[first - 1].0 {
+        return approx(Duration::from_secs(rounded));
+    }
+    match (rounded / unit, rounded % unit / next) {
+        (whole, 0) => format!("{whole}{name}"),
+        (whole, rest) => format!("{whole}{name} {rest}{next_name}"),
+    }
+}
+
 /// Seconds for a message: whole when whole, else one decimal.
 pub fn secs(d: Duration) -> String {
     secs_f64(d.as_secs_f64())
@@ -134,6 +158,26 @@ mod tests {
                 err.contains("longer than the longest duration, 365d"),
                 "{text}: {err}"
             );
+        }
+    }
+
+    #[test]
+    fn a_wait_reads_in_its_two_largest_units_never_shorter_than_it_is() {
+        let s = Duration::from_secs;
+        for (wait, text) in [
+            (s(0), "0s"),
+            (Duration::from_millis(1), "1s"),
+            (s(59), "59s"),
+            (s(60), "1m"),
+            (s(61), "1m 1s"),
+            (s(3599), "59m 59s"),
+            (s(3600 + 1), "1h 1m"),
+            (s(3 * 3600 + 12 * 60), "3h 12m"),
+            (s(86_400 - 1), "1d"),
+            (s(86_400 + 2 * 3600), "1d 2h"),
+            (s(31 * 86_400 + 60), "31d 1h"),
+        ] {
+            assert_eq!(approx(wait), text, "{wait:?}");
         }
     }
 

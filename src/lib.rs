@@ -20,6 +20,7 @@
 
 pub mod atomic;
 pub mod batch;
+pub mod budget;
 pub mod chunk;
 pub mod cli;
 pub mod client;
