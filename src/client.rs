@@ -6,6 +6,7 @@
 //! `--expect-json`, and `--fail-on-length`).
 
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{Config, Delivery};
@@ -17,6 +18,7 @@ use crate::redact;
 use crate::report::Report;
 use crate::request::Request;
 use crate::response::{self, Reading};
+use crate::store::Redis;
 use crate::token::Secret;
 use crate::transport::Transport;
 
@@ -41,14 +43,19 @@ pub struct Client<'a> {
 }
 
 impl<'a> Client<'a> {
-    /// The client of a run: its transport, paced as the configuration says.
+    /// The client of a run: its transport, paced as the configuration says. A fleet's store
+    /// is one connection for the run, for whatever shares it.
     pub fn new(config: &Config, token: &'a Secret, printer: &'a Printer) -> Self {
         let network = &config.network;
+        let store = network
+            .store
+            .as_ref()
+            .map(|url| Arc::new(Redis::connect(url)));
         let pacing = Pacing {
             rate: network.pace,
             limit: network.retry.max_wait,
             state_dir: config.state_dir.as_deref(),
-            store: network.store.as_ref(),
+            store: store.as_ref(),
             key: pace::key(&config.origin, token),
         };
         let transport =

@@ -16,6 +16,7 @@ pub mod rule;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread::sleep;
 use std::time::Duration;
 
@@ -24,7 +25,7 @@ use crate::duration::secs;
 use crate::error::{Error, Kind};
 use crate::printer::Printer;
 use crate::rate::Rate;
-use crate::store::StoreUrl;
+use crate::store::Redis;
 use crate::token::Secret;
 pub use file::FileStore;
 use redis::RedisStore;
@@ -60,9 +61,10 @@ const NOTICEABLE: Duration = Duration::from_millis(100);
 /// Paces the attempts of one (origin, token) through a store.
 pub struct Pacer {
     store: Box<dyn Store>,
-    /// With a fleet's shared store: this machine's file, or why it cannot be used, which takes
-    /// over for the rest of the run once the shared store fails.
-    fallback: Option<std::result::Result<FileStore, String>>,
+    /// With a fleet's shared store: its connection, which says when it failed, and this
+    /// machine's file, or why it cannot be used, which takes over for the rest of the run once
+    /// the shared store fails.
+    fallback: Option<(Arc<Redis>, std::result::Result<FileStore, String>)>,
     /// Whether the shared store has failed: from then on only the fallback is asked.
     failed: AtomicBool,
     key: String,
@@ -94,15 +96,16 @@ impl Pacer {
 
     /// Paces through `shared`, a fleet's store, until it fails, then through `fallback`.
     pub fn shared(
-        shared: Box<dyn Store>,
+        shared: Arc<Redis>,
         fallback: std::result::Result<FileStore, String>,
         key: String,
         rate: Rate,
         limit: Duration,
     ) -> Self {
+        let store = Box::new(RedisStore::new(Arc::clone(&shared)));
         Pacer {
-            fallback: Some(fallback),
-            ..Pacer::new(shared, key, rate, limit)
+            fallback: Some((shared, fallback)),
+            ..Pacer::new(store, key, rate, limit)
         }
     }
 
@@ -137,22 +140,20 @@ impl Pacer {
     }
 
     /// Runs `op` on the store in use. A shared store that fails hands over to this machine's
-    /// file for the rest of the run, with one warning, and `op` runs again there. `None` when
-    /// no store answered: the attempt goes unpaced, for pacing is a courtesy to the server,
-    /// never a reason for a run to fail.
+    /// file for the rest of the run, with one warning for the run (the store's), and `op` runs
+    /// again there. `None` when no store answered: the attempt goes unpaced, for pacing is a
+    /// courtesy to the server, never a reason for a run to fail.
     fn ask<T>(&self, printer: &Printer, op: impl Fn(&dyn Store) -> io::Result<T>) -> Option<T> {
-        let Some(fallback) = &self.fallback else {
+        let Some((shared, fallback)) = &self.fallback else {
             return op(&*self.store).ok();
         };
         if !self.failed.load(Ordering::Acquire) {
             match op(&*self.store) {
                 Ok(answer) => return Some(answer),
-                // Workers of a batch may fail together; one of them says so.
-                Err(why) if !self.failed.swap(true, Ordering::AcqRel) => printer.notice(&format!(
-                    "warning: the rate store failed ({why}); {}",
-                    alone(fallback)
-                )),
-                Err(_) => {}
+                Err(why) => {
+                    self.failed.store(true, Ordering::Release);
+                    shared.failed(&why, printer);
+                }
             }
         }
         op(fallback.as_ref().ok()?).ok()
@@ -175,15 +176,15 @@ pub struct Pacing<'a> {
     pub limit: Duration,
     /// Where this machine's state lives, if anywhere.
     pub state_dir: Option<&'a Path>,
-    /// A fleet's store.
-    pub store: Option<&'a StoreUrl>,
+    /// A fleet's store: the run's connection to it.
+    pub store: Option<&'a Arc<Redis>>,
     /// The (origin, token) digest of [`key`].
     pub key: String,
 }
 
 /// The pacing of a run, unless it is off. Whatever falls short costs one warning, never the
 /// run: an unusable state directory turns pacing off, and a fleet's store that cannot be
-/// reached leaves this machine's file to pace alone.
+/// reached (or fails) leaves this machine's file to pace alone.
 pub fn for_run(pacing: Pacing, printer: &Printer) -> Option<Pacer> {
     let Pacing {
         rate,
@@ -194,15 +195,12 @@ pub fn for_run(pacing: Pacing, printer: &Printer) -> Option<Pacer> {
     } = pacing;
     let rate = rate?;
     let local = file::local(state_dir.map(|d| d.join("pace")).as_deref(), &key);
-    if let Some(url) = store {
-        match RedisStore::connect(url) {
-            Ok(shared) => return Some(Pacer::shared(Box::new(shared), local, key, rate, limit)),
-            Err(why) => printer.notice(&format!(
-                "warning: the rate store {url} cannot be reached ({why}); {}",
-                alone(&local)
-            )),
-        }
-    } else if let Err(why) = &local {
+    if let Some(shared) = store {
+        shared.falls_back(alone(&local));
+        let shared = Arc::clone(shared);
+        return Some(Pacer::shared(shared, local, key, rate, limit));
+    }
+    if let Err(why) = &local {
         printer.notice(&format!("warning: pacing is off ({why})"));
     }
     let store = local.ok()?;

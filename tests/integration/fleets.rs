@@ -218,7 +218,7 @@ fn a_batch_whose_store_dies_mid_run_warns_once_and_finishes_alone() {
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert_eq!(warnings(&stderr), 1, "{stderr}");
     assert!(
-        stderr.contains("bnx: warning: the rate store failed (redis://127.0.0.1:")
+        stderr.contains("bnx: warning: the store failed (redis://127.0.0.1:")
             && stderr.contains("); pacing on this machine alone"),
         "{stderr}"
     );
@@ -320,7 +320,7 @@ fn a_store_that_is_gone_or_silent_costs_a_warning_not_a_hang() {
             .stdout("[turn 1] hi\n")
             .stderr(
                 predicate::str::contains(format!(
-                    "bnx: warning: the rate store {url}/0 cannot be reached"
+                    "bnx: warning: the store {url}/0 cannot be reached"
                 ))
                 .count(1),
             )
@@ -428,7 +428,7 @@ fn warned_once(store: &FakeRedis) -> String {
     );
     let stderr = run.stderr;
     let warning = format!(
-        "bnx: warning: the rate store failed (redis://***@127.0.0.1:{}/3: ",
+        "bnx: warning: the store failed (redis://***@127.0.0.1:{}/3: ",
         store.port
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
@@ -535,7 +535,7 @@ fn a_bad_store_url_is_a_configuration_error() {
 fn the_store_runs_the_rule_of_pace_reserve_on_the_servers_clock() {
     let Some(redis) = Redis::start() else { return };
     let url: StoreUrl = redis.url.parse().unwrap();
-    let store = RedisStore::connect(&url).unwrap();
+    let store = RedisStore::new(Arc::new(bnx::store::Redis::connect(&url)));
     let mut look = redis.connection();
     let key = "0".repeat(64);
     let slots_key = format!("{PREFIX}{{{key}}}:slots");
