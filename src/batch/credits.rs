@@ -1,4 +1,6 @@
-//! `--max-credits` and `--min-credits` of one batch run: when to start no new item.
+//! `--max-credits` of one batch run, and the other reasons to start no new item: a budget
+//! reached (the client's `--budget` and `--min-credits` refused a request), or a failure every
+//! other item would meet too.
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -6,10 +8,9 @@ use crate::config::Batch;
 use crate::error::{Error, Kind};
 use crate::report::Report;
 
-/// `--max-credits` and `--min-credits`, and the first budget reached.
+/// `--max-credits`, and the first budget reached.
 pub struct Budget {
     max_credits: Option<f64>,
-    min_credits: Option<f64>,
     state: Mutex<BudgetState>,
 }
 
@@ -24,7 +25,6 @@ impl Budget {
     pub fn new(batch: &Batch) -> Self {
         Budget {
             max_credits: batch.max_credits,
-            min_credits: batch.min_credits,
             state: Mutex::new(BudgetState::default()),
         }
     }
@@ -40,7 +40,6 @@ impl Budget {
     /// (77, 78, 4).
     pub fn settle(&self, failure: Option<&Error>, report: &Report) -> (f64, bool) {
         let consumed = number(report.reply.credits_consumed.as_deref()).unwrap_or(0.0);
-        let remaining = number(report.reply.credits_remaining.as_deref());
         let mut state = self.state();
         state.consumed += consumed;
         if state.reached.is_some() {
@@ -50,8 +49,8 @@ impl Budget {
             return (consumed, true);
         }
         let credits_hint = "add credits, or raise the budget, then rerun: items done are skipped";
-        state.reached = match (self.max_credits, self.min_credits, remaining) {
-            (Some(max), _, _) if state.consumed >= max => Some(
+        state.reached = match self.max_credits {
+            Some(max) if state.consumed >= max => Some(
                 Error::msg(
                     Kind::Credits,
                     format!(
@@ -61,16 +60,15 @@ impl Budget {
                 )
                 .with_hint(credits_hint),
             ),
-            (_, Some(min), Some(left)) if left < min => Some(
-                Error::msg(
-                    Kind::Credits,
-                    format!("--min-credits {min} reached: {left} credits remain"),
-                )
-                .with_hint(credits_hint),
-            ),
             _ => None,
         };
         (consumed, state.reached.is_some())
+    }
+
+    /// The client refused an item before sending it (`--budget`, `--min-credits`): as with
+    /// `--max-credits`, it and the items after it are not started, and `refusal` is why.
+    pub fn refused(&self, refusal: Error) {
+        self.state().reached.get_or_insert(refusal);
     }
 }
 

@@ -1,4 +1,4 @@
-//! Fleets: machines that name the same Redis (`--rate-store`) share one budget, the pause of a
+//! Fleets: machines that name the same Redis (`--store`) share one budget, the pause of a
 //! 429 included, and a store that is gone, silent or broken costs a warning, never a run.
 //! A "machine" is a state directory of its own: all that two hosts share is the store.
 
@@ -44,7 +44,7 @@ impl Machine {
         cmd.env("XDG_STATE_HOME", &self.state)
             .args(["--rate-limit", RATE]);
         if let Some(url) = &self.store {
-            cmd.env("BLUENEXUS_RATE_STORE", url);
+            cmd.env("BLUENEXUS_STORE", url);
         }
         cmd
     }
@@ -325,7 +325,9 @@ fn a_store_that_is_gone_or_silent_costs_a_warning_not_a_hang() {
                 .count(1),
             )
             .stderr(predicate::str::contains(why))
-            .stderr(predicate::str::contains("; pacing on this machine alone\n"));
+            .stderr(predicate::str::contains(
+                "; pacing on this machine alone, credits recorded on this machine only\n",
+            ));
     }
     assert_eq!(mock.requests(2).len(), 2);
 }
@@ -433,7 +435,10 @@ fn warned_once(store: &FakeRedis) -> String {
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
-        stderr.starts_with(&warning) && stderr.ends_with("); pacing on this machine alone\n"),
+        stderr.starts_with(&warning)
+            && stderr.ends_with(
+                "); pacing on this machine alone, credits recorded on this machine only\n"
+            ),
         "{stderr}"
     );
     assert!(!stderr.contains("pw"), "{stderr}");
@@ -514,7 +519,7 @@ fn a_bad_store_url_is_a_configuration_error() {
         .assert()
         .code(78)
         .stderr(predicate::str::starts_with(
-            "bnx: error: bad rate store URL: the scheme must be redis://\nhint: use redis://",
+            "bnx: error: bad store URL: the scheme must be redis://\nhint: use redis://",
         ));
     mock.bnx()
         .env(
