@@ -116,7 +116,10 @@ pub fn counted(header: &str, most: f64, negative: bool) -> Result<f64, String> {
         .trim()
         .parse::<f64>()
         .map_err(|_| "is not a number".to_string())?;
-    if !value.is_finite() || value.abs() > most {
+    if !value.is_finite() {
+        return Err("is not a finite number".into());
+    }
+    if value.abs() > most {
         return Err(format!(
             "is not a credible number of credits (more than {most:e})"
         ));

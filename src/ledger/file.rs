@@ -168,7 +168,7 @@ fn wall() -> Millis {
 }
 
 /// The boot clock now, where the system has one (Linux): see [`Boot`].
-fn boot() -> Option<Boot> {
+pub fn boot() -> Option<Boot> {
     static ID: OnceLock<Option<[u8; 16]>> = OnceLock::new();
     let id = (*ID.get_or_init(boot_id))?;
     boot_clock().map(|clock| Boot { id, clock })
