@@ -1,15 +1,18 @@
 //! The client: one exchange with the API, the same for a single request and a batch item.
 //!
-//! `ask` runs the steps around every request in one place. Before the send: pacing (inside
-//! the transport, before each attempt). The send: the transport, with its retries. After it:
-//! the response read into the output, then the delivery check (the contract of `-x` or
-//! `--expect-json`, and `--fail-on-length`).
+//! `ask` runs the steps around every request in one place. Before the send: the credit
+//! limits (`ledger`), then pacing (inside the transport, before each attempt). The send: the
+//! transport, with its retries. After it: the response read into the output, the ledger told
+//! what it cost, then the delivery check (the contract of `-x` or `--expect-json`, and
+//! `--fail-on-length`).
 
 use std::io::Write;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::config::{Config, Delivery};
 use crate::error::{Error, Kind, Result};
+use crate::ledger::{self, Ledger, Setup};
 use crate::output::Output;
 use crate::pace::{self, Pacing};
 use crate::printer::Printer;
@@ -17,6 +20,7 @@ use crate::redact;
 use crate::report::Report;
 use crate::request::Request;
 use crate::response::{self, Reading};
+use crate::store::Redis;
 use crate::token::Secret;
 use crate::transport::Transport;
 
@@ -38,26 +42,40 @@ pub struct Client<'a> {
     printer: &'a Printer,
     /// A stream's longest silence (`--timeout`).
     timeout: Duration,
+    ledger: Ledger,
 }
 
 impl<'a> Client<'a> {
-    /// The client of a run: its transport, paced as the configuration says.
+    /// The client of a run: its transport, paced as the configuration says, and its ledger.
+    /// A fleet's store is one connection, shared by both.
     pub fn new(config: &Config, token: &'a Secret, printer: &'a Printer) -> Self {
         let network = &config.network;
+        let key = pace::key(&config.origin, token);
+        let store = network
+            .store
+            .as_ref()
+            .map(|url| Arc::new(Redis::connect(url)));
         let pacing = Pacing {
             rate: network.pace,
             limit: network.retry.max_wait,
             state_dir: config.state_dir.as_deref(),
-            store: network.store.as_ref(),
-            key: pace::key(&config.origin, token),
+            store: store.as_ref(),
+            key: key.clone(),
         };
         let transport =
             Transport::new(network, config.chat.stream).paced(pace::for_run(pacing, printer));
+        let ledger = Ledger::for_run(Setup {
+            state_dir: config.state_dir.as_deref(),
+            store: store.as_ref(),
+            key,
+            limits: config.limits,
+        });
         Client {
             transport,
             token,
             printer,
             timeout: network.timeout,
+            ledger,
         }
     }
 
@@ -109,14 +127,27 @@ impl<'a> Client<'a> {
     }
 
     /// The send and the read: the response's facts go to `report`, the answer to `out`; a
-    /// whole answer's body is returned.
+    /// whole answer's body is returned. Every request comes here, each re-ask included, so
+    /// each is checked against the credit limits before it is sent and counted in the ledger
+    /// after. (An answer from the cache never comes here: it costs nothing, and is served
+    /// even past the budget.)
     fn exchange<W: Write>(
         &self,
         request: &Request,
         out: &mut Output<W>,
         report: &mut Report,
     ) -> Result<Option<Vec<u8>>> {
+        let limits = self.ledger.limits();
+        match self.ledger.check() {
+            Ok(spent) => report.budget = limits.budget.map(|b| (b, spent.map(|s| s.consumed))),
+            Err(refused) => {
+                report.attempts.retry_after = refused.retry_after;
+                report.budget = limits.budget.map(|b| (b, refused.consumed));
+                return Err(refused.error);
+            }
+        }
         let (attempts, response) = self.transport.send(request, self.token, self.printer);
+        let arrived = Instant::now();
         report.asks += u32::from(attempts.count > 0);
         report.attempts = attempts;
         let reading = Reading {
@@ -131,6 +162,13 @@ impl<'a> Client<'a> {
         if let (Some(used), Some(left)) = (&reply.credits_consumed, &reply.credits_remaining) {
             self.printer
                 .verbose(&format!("credits consumed {used}, remaining {left}"));
+        }
+        let spent = self.ledger.record(&reply, arrived.elapsed(), self.printer);
+        if let Some(line) = ledger::budget_line(&reply, limits, spent.as_ref()) {
+            self.printer.verbose(&line);
+        }
+        if let Some(budget) = limits.budget {
+            report.budget = Some((budget, spent.map(|s| s.consumed)));
         }
         report.reply = reply;
         // An id that echoes the token is not kept: it would be written into the state file.

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::budget::{Limits, Setting};
 use crate::cli::Cli;
 use crate::contract::Contract;
 use crate::endpoint::{self, Endpoint, DEFAULT_BASE_URL};
@@ -66,7 +67,7 @@ pub struct Network {
     pub proxy: Option<proxy::Chosen>,
     /// Requests per rolling window for this origin and token; `None` when pacing is off.
     pub pace: Option<Rate>,
-    /// The Redis a fleet shares its pacing through; `None`: this machine's file.
+    /// The Redis a fleet shares its pacing and ledger through; `None`: this machine's files.
     pub store: Option<StoreUrl>,
 }
 
@@ -77,7 +78,6 @@ pub struct Batch {
     pub file: PathBuf,
     pub jobs: usize,
     pub max_credits: Option<f64>,
-    pub min_credits: Option<f64>,
     /// Where the item lines go (appended, and read back to resume); stdout without it.
     pub output: Option<PathBuf>,
 }
@@ -102,6 +102,10 @@ pub struct Config {
     /// state: conversations, pacing, the credit ledger.
     pub state_dir: Option<PathBuf>,
     pub batch: Option<Batch>,
+    /// `--budget` and `--min-credits`, checked before every request.
+    pub limits: Limits,
+    /// `--spent`: say what the ledger holds, send nothing.
+    pub spent: bool,
 }
 
 impl Config {
@@ -122,6 +126,13 @@ impl Config {
         refuse_conflicts(&cli)?;
         let action = action(&cli, &env)?;
         let network = network(&cli, &env, proxy)?;
+        let limits = Limits {
+            budget: match flag_or_env(cli.budget, &env, "BLUENEXUS_BUDGET")? {
+                Some(Setting::On(budget)) => Some(budget),
+                Some(Setting::Off) | None => None,
+            },
+            floor: cli.min_credits,
+        };
         let contract = match (cli.extract, cli.expect_json) {
             (true, _) => Some(Contract::CodeBlock),
             (false, true) => Some(Contract::Json),
@@ -138,7 +149,6 @@ impl Config {
             file,
             jobs: usize::from(cli.jobs),
             max_credits: cli.max_credits,
-            min_credits: cli.min_credits,
             output: output.clone(),
         });
         Ok(Config {
@@ -175,6 +185,8 @@ impl Config {
                 ".local/state",
             ),
             batch,
+            limits,
+            spent: cli.spent,
         })
     }
 }
@@ -246,11 +258,17 @@ fn network(
     proxy: Option<proxy::Chosen>,
 ) -> Result<Network> {
     let pace = flag_or_env(cli.rate_limit, env, "BLUENEXUS_RATE_LIMIT")?.unwrap_or(Rate::DEFAULT);
-    let store = flag_or_env(cli.rate_store.clone(), env, "BLUENEXUS_RATE_STORE")?
+    // The new name beats the old one, and a flag beats either variable.
+    let flag = cli.store.clone().or_else(|| cli.rate_store.clone());
+    let variable = match env("BLUENEXUS_STORE") {
+        Some(_) => "BLUENEXUS_STORE",
+        None => "BLUENEXUS_RATE_STORE",
+    };
+    let store = flag_or_env(flag, env, variable)?
         .filter(|url| !url.is_empty())
         .map(|url| {
             url.parse::<StoreUrl>().map_err(|why| {
-                Error::msg(Kind::Config, format!("bad rate store URL: {why}"))
+                Error::msg(Kind::Config, format!("bad store URL: {why}"))
                     .with_hint("use redis://HOST:PORT[/DB], such as redis://10.0.0.5:6379/0")
             })
         })
@@ -484,12 +502,69 @@ mod tests {
         assert_eq!(store(&[], &[]).unwrap(), None);
         let err = store(&[], &[("BLUENEXUS_RATE_STORE", "redis://:hunter2@h:x")]).unwrap_err();
         assert_eq!(err.kind, Kind::Config);
+        assert!(err.line().starts_with("bad store URL: "), "{}", err.line());
+        assert!(!err.line().contains("hunter2"));
+    }
+
+    #[test]
+    fn the_store_is_named_store_and_the_new_name_wins_over_the_old() {
+        let store = |args: &[&str], env: &[(&str, &str)]| {
+            let args = [&["--dry-run"], args].concat();
+            let config = resolve(&args, env).unwrap();
+            config.network.store.map(|u| u.to_string())
+        };
+        let both = [
+            ("BLUENEXUS_STORE", "redis://new:1"),
+            ("BLUENEXUS_RATE_STORE", "redis://old:1"),
+        ];
+        assert_eq!(store(&[], &both).as_deref(), Some("redis://new:1/0"));
+        assert_eq!(
+            store(&[], &both[1..]).as_deref(),
+            Some("redis://old:1/0"),
+            "the older name alone still works"
+        );
+        let flags = [
+            "--store",
+            "redis://f-new:2",
+            "--rate-store",
+            "redis://f-old:2",
+        ];
+        assert_eq!(store(&flags, &both).as_deref(), Some("redis://f-new:2/0"));
+        assert_eq!(
+            store(&flags[2..], &both).as_deref(),
+            Some("redis://f-old:2/0"),
+            "a flag, even the older one, beats the environment"
+        );
+        assert_eq!(store(&["--store", ""], &both), None);
+        let err = resolve(&["--dry-run"], &[("BLUENEXUS_STORE", "http://x")]).unwrap_err();
+        assert_eq!(
+            (err.kind, err.line().contains("bad store URL")),
+            (Kind::Config, true)
+        );
+    }
+
+    #[test]
+    fn the_budget_comes_from_the_flag_then_the_env_and_off_turns_it_off() {
+        let limits = |args: &[&str], env: &[(&str, &str)]| {
+            let args = [&["--dry-run"], args].concat();
+            resolve(&args, env).map(|c| c.limits)
+        };
+        let env = [("BLUENEXUS_BUDGET", "500/1d")];
+        let budget = limits(&[], &env).unwrap().budget.unwrap();
+        assert_eq!((budget.limit, budget.period.as_secs()), (500.0, 86_400));
+        let budget = limits(&["--budget", "2.5/90m"], &env).unwrap().budget;
+        assert_eq!(budget.unwrap().period.as_secs(), 5400);
+        assert_eq!(limits(&["--budget", "off"], &env).unwrap().budget, None);
+        assert_eq!(limits(&[], &[]).unwrap(), Limits::default());
+        let floor = limits(&["--min-credits", "4"], &[]).unwrap();
+        assert_eq!((floor.budget, floor.floor), (None, Some(4.0)));
+        let err = limits(&[], &[("BLUENEXUS_BUDGET", "5/1w")]).unwrap_err();
+        assert_eq!(err.kind, Kind::Config);
         assert!(
-            err.line().starts_with("bad rate store URL: "),
+            err.line().starts_with("BLUENEXUS_BUDGET: "),
             "{}",
             err.line()
         );
-        assert!(!err.line().contains("hunter2"));
     }
 
     #[test]

@@ -4,14 +4,16 @@
 //! The client's flow, one module per step: `cli` (arguments) -> `config` (flags, env and files
 //! into a validated `Config`, the output `mode` decided once) -> `prompt` (every request
 //! composed, a batch item's fields as overrides) -> `request` -> `client` (one exchange, the
-//! same for a single request and a batch item: `pace` inside `transport`, whose retries
-//! `retry` decides; `response`, whole or `sse` streamed; the `contract` of `-x` and
+//! same for a single request and a batch item: the `ledger`'s check of `--budget` and
+//! `--min-credits`; `pace` inside `transport`, whose retries `retry` decides; `response`, whole
+//! or `sse` streamed; the `ledger` told what the answer cost; the `contract` of `-x` and
 //! `--expect-json`) -> `output` (stdout, as the mode says) -> `exit` (the exit code of
-//! `error`'s table). `single` and `batch` drive the client for one request or many; `report`
-//! puts together the `bnx` object; `printer` owns stderr.
+//! `error`'s table). `single` and `batch` drive the client for one request or many, `spent`
+//! reads the ledger for `--spent`; `report` puts together the `bnx` object; `printer` owns
+//! stderr.
 //!
-//! Value types are leaves that import no behaviour: `rate`, `duration`, `store_url`, `digest`,
-//! `endpoint`, `mode`, `url`, `wire` (the API's types, shared with `mock`). Beside the flow:
+//! Value types are leaves that import no behaviour: `rate`, `budget`, `duration`, `store_url`, `digest`,
+//! `endpoint`, `mode`, `url`, `timestamp`, `wire` (the API's types, shared with `mock`). Beside the flow:
 //! `chunk` (the common shape of a stream chunk, read fast), `extract` (taking an answer
 //! apart), `atomic` (the file of `-o`), `proxy`, `upload` (an early answer to a large
 //! request), `redact` (the token masked in whatever a server echoes), `state` (saved
@@ -20,6 +22,7 @@
 
 pub mod atomic;
 pub mod batch;
+pub mod budget;
 pub mod chunk;
 pub mod cli;
 pub mod client;
@@ -32,6 +35,7 @@ pub mod error;
 pub mod exit;
 pub mod extract;
 pub mod interrupt;
+pub mod ledger;
 pub mod mock;
 pub mod mode;
 pub mod output;
@@ -46,10 +50,12 @@ pub mod request;
 pub mod response;
 pub mod retry;
 pub mod single;
+pub mod spent;
 pub mod sse;
 pub mod state;
 pub mod store;
 pub mod store_url;
+pub mod timestamp;
 pub mod token;
 pub mod transport;
 pub mod upload;

@@ -12,7 +12,7 @@ use bnx::error::Result;
 use bnx::output::Output;
 use bnx::printer::{Printer, Verbosity};
 use bnx::report::Report;
-use bnx::{batch, exit, single};
+use bnx::{batch, exit, single, spent};
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -64,6 +64,9 @@ fn run(
         // From here on, whatever a server echoes is shown with the token masked.
         printer.redact(token);
         out.redact(token);
+    }
+    if config.spent {
+        return spent::run(&config, out);
     }
     let mut stdin = io::stdin().lock();
     if let Some(options) = &config.batch {

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use serde_json::{json, Map, Value};
 
+use crate::budget::{rounded, Budget};
 use crate::response::{Reply, StreamFacts};
 use crate::transport::Attempts;
 
@@ -20,6 +21,8 @@ pub struct Report {
     pub asks: u32,
     /// When the answer came from the cache: the time it was stored (RFC 3339).
     pub cached_at: Option<String>,
+    /// `--budget`, and the credits consumed in its period after this answer, when known.
+    pub budget: Option<(Budget, Option<f64>)>,
 }
 
 impl Report {
@@ -35,6 +38,7 @@ impl Report {
             },
             asks: 0,
             cached_at: None,
+            budget: None,
         }
     }
 
@@ -62,11 +66,34 @@ impl Report {
         if let Some(secs) = self.attempts.retry_after {
             meta.insert("retry_after".into(), json!(secs));
         }
+        if let Some((budget, consumed)) = &self.budget {
+            meta.insert("budget".into(), budget_json(budget, *consumed));
+        }
         if let Some(stream) = &reply.stream {
             meta.insert("done".into(), json!(stream.done));
             meta.insert("finish_reason".into(), json!(stream.finish_reason));
         }
         Value::Object(meta)
+    }
+}
+
+/// `{"limit", "period_s", "consumed"}`, as the `bnx` object and `--spent --json` give a budget.
+pub fn budget_json(budget: &Budget, consumed: Option<f64>) -> Value {
+    json!({
+        "limit": credits_json(budget.limit),
+        "period_s": budget.period.as_secs(),
+        "consumed": consumed.map(credits_json),
+    })
+}
+
+/// A number of credits the ledger counted, rounded as messages give it: `500`, not `500.0`;
+/// `0.3`, not `0.30000000000000004`.
+pub fn credits_json(credits: f64) -> Value {
+    let credits = rounded(credits);
+    if credits.fract() == 0.0 && credits.abs() < 9e15 {
+        json!(credits as i64)
+    } else {
+        json!(credits)
     }
 }
 

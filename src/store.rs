@@ -1,18 +1,24 @@
-//! The fleet's store (`--store redis://...`): one connection to Redis, shared by the threads of
-//! a run, for what machines share: the pacing slots, the credit ledger, the answer cache.
+//! The fleet's store (`--store redis://...`): one connection to Redis per run, shared by the
+//! threads of a run and by what machines share through it: the pacing slots, the credit ledger,
+//! the answer cache.
 //!
 //! Whatever the server does, nothing here takes longer than [`LIMIT`] or reads more than
 //! [`MAX_REPLY`] bytes of a reply: a store that is slow, gone, broken or hostile is an error for
-//! the caller to fall back on, never a hang or a memory blow-up.
+//! the caller to fall back on, never a hang or a memory blow-up. Its failure is one warning
+//! for the run, whoever meets it first, saying what each of its users falls back to.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ::redis::{cmd, Cmd, ErrorKind, FromRedisValue, Parser, RedisResult, ServerErrorKind};
+use ::redis::{
+    cmd, Cmd, ErrorKind, FromRedisValue, Parser, RedisResult, ServerErrorKind, ToRedisArgs,
+};
 
+use crate::printer::Printer;
 pub use crate::store_url::StoreUrl;
 
 /// The longest the store may take to connect, or to run one command, its reply read whole.
@@ -34,48 +40,110 @@ impl Script {
     }
 }
 
-/// One connection to the store.
+/// One connection to the store, shared by pacing, the ledger and the cache of a run.
 pub struct Redis {
     url: StoreUrl,
-    /// `None` once a command has failed: a connection in an unknown state is not used again,
-    /// and the callers that queue behind a failure fail at once instead of waiting in turn.
-    link: Mutex<Option<Link>>,
+    /// `Err` once a command has failed, or when the connection could not be made: a
+    /// connection in an unknown state is not used again, and the callers that queue behind a
+    /// failure fail at once instead of waiting in turn.
+    link: Mutex<Result<Link, Down>>,
+    /// What each user of the store does without it, for the one warning of its failure.
+    fallbacks: Mutex<Vec<String>>,
+    warned: AtomicBool,
+}
+
+/// Why the connection is not used.
+enum Down {
+    /// It could not be made: why.
+    Unreachable(String),
+    Failed,
 }
 
 impl Redis {
     /// Connects and sees the server answer, within [`LIMIT`] whatever the network does: the
     /// connection is made on a thread of its own, since resolving a host name has no timeout.
-    pub fn connect(url: &StoreUrl) -> Result<Redis, String> {
+    /// A store that cannot be reached is not an error yet: each command fails, saying why, and
+    /// each user of the store decides what that costs.
+    pub fn connect(url: &StoreUrl) -> Redis {
         let (sender, receiver) = mpsc::channel();
         let to = url.clone();
         thread::spawn(move || sender.send(Link::open(&to)));
         let link = match receiver.recv_timeout(LIMIT) {
-            Ok(result) => result.map_err(|e| url.shown(e))?,
-            Err(_) => return Err(url.shown(too_slow())),
+            Ok(result) => result.map_err(|e| Down::Unreachable(url.shown(e))),
+            Err(_) => Err(Down::Unreachable(url.shown(too_slow()))),
         };
-        Ok(Redis {
+        Redis {
             url: url.clone(),
-            link: Mutex::new(Some(link)),
-        })
+            link: Mutex::new(link),
+            fallbacks: Mutex::new(Vec::new()),
+            warned: AtomicBool::new(false),
+        }
     }
 
     pub fn url(&self) -> &StoreUrl {
         &self.url
     }
 
+    /// `what` is what a user of the store does without it (`pacing on this machine alone`):
+    /// said in the warning of [`Redis::failed`].
+    pub fn falls_back(&self, what: impl Into<String>) {
+        self.fallbacks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(what.into());
+    }
+
+    /// A user of the store met `why` and stops using it for the rest of the run; so does every
+    /// other, and one warning says so for all of them, whoever met the failure first.
+    pub fn failed(&self, why: &io::Error, printer: &Printer) {
+        let mut link = self.link.lock().unwrap_or_else(PoisonError::into_inner);
+        if link.is_ok() {
+            *link = Err(Down::Failed);
+        }
+        drop(link);
+        if self.warned.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let fallbacks = self
+            .fallbacks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut warning = format!("warning: {}", self.trouble(why));
+        if !fallbacks.is_empty() {
+            warning = format!("{warning}; {}", fallbacks.join(", "));
+        }
+        printer.notice(&warning);
+    }
+
+    /// `why`, a command's failure, as a sentence about the store: `the store URL cannot be
+    /// reached (...)`, or `the store failed (URL: ...)`.
+    pub fn trouble(&self, why: &io::Error) -> String {
+        match &*self.link.lock().unwrap_or_else(PoisonError::into_inner) {
+            Err(Down::Unreachable(_)) => format!("the store {}", why),
+            _ => format!("the store failed ({why})"),
+        }
+    }
+
     /// Runs `script` on `keys` by its SHA-1, and by its code when the server does not have it
     /// (a restart, a failover, `SCRIPT FLUSH`), which also caches it again. Both within
     /// [`LIMIT`] in all.
-    pub fn eval<T: FromRedisValue>(
+    pub fn eval<T: FromRedisValue, A: ToRedisArgs>(
         &self,
         script: &Script,
         keys: &[String],
-        args: &[u64],
+        args: &[A],
     ) -> io::Result<T> {
         let mut link = self.link.lock().unwrap_or_else(PoisonError::into_inner);
         let failed = |why: String| io::Error::other(format!("{}: {}", self.url, why));
-        let Some(redis) = link.as_mut() else {
-            return Err(failed("the connection failed earlier".into()));
+        let redis = match link.as_mut() {
+            Ok(redis) => redis,
+            Err(Down::Unreachable(why)) => {
+                return Err(io::Error::other(format!(
+                    "{} cannot be reached ({why})",
+                    self.url
+                )))
+            }
+            Err(Down::Failed) => return Err(failed("the connection failed earlier".into())),
         };
         let deadline = Instant::now() + LIMIT;
         let mut eval = |command: &str, script: &str| {
@@ -90,7 +158,7 @@ impl Redis {
             result => result,
         };
         result.map_err(|e| {
-            *link = None;
+            *link = Err(Down::Failed);
             failed(self.url.shown(e))
         })
     }

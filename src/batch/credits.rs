@@ -1,5 +1,6 @@
-//! `--max-credits` and `--min-credits` of one batch run: when a new item may start, and when
-//! none may.
+//! `--max-credits` of one batch run, and the other reasons to start no new item: a budget
+//! reached (the client's `--budget` and `--min-credits` refused a request), or a failure every
+//! other item would meet too.
 //!
 //! An answer's cost is known only once it arrives. So `--max-credits N` counts every item in
 //! flight at the largest cost seen so far in this run, and starts a new item only while the
@@ -13,10 +14,9 @@ use crate::config::Batch;
 use crate::error::{Error, Kind};
 use crate::report::Report;
 
-/// `--max-credits` and `--min-credits`, what the items consumed, and the first budget reached.
+/// `--max-credits`, what the items consumed, and the first budget reached.
 pub struct Budget {
     max_credits: Option<f64>,
-    min_credits: Option<f64>,
     /// Whether a rerun skips the items done (`-o`), for the hint.
     resumable: bool,
     state: Mutex<BudgetState>,
@@ -40,7 +40,8 @@ enum Reached {
     /// `--max-credits`: its error is made when the batch ends, to give every credit consumed,
     /// the items that were in flight included.
     Max,
-    Floor(Error),
+    /// The client refused an item before sending it: why.
+    Refused(Error),
 }
 
 /// Whether a new item may start under `--max-credits`.
@@ -84,7 +85,6 @@ impl Budget {
     pub fn new(batch: &Batch) -> Self {
         Budget {
             max_credits: batch.max_credits,
-            min_credits: batch.min_credits,
             resumable: batch.output.is_some(),
             state: Mutex::new(BudgetState::default()),
             changed: Condvar::new(),
@@ -134,38 +134,37 @@ impl Budget {
     pub fn settle(&self, failure: Option<&Error>, report: &Report) -> (f64, bool) {
         let cost = number(report.reply.credits_consumed.as_deref());
         let consumed = cost.unwrap_or(0.0);
-        let remaining = number(report.reply.credits_remaining.as_deref());
         let mut state = self.state();
         state.consumed += consumed;
         if let Some(cost) = cost {
             state.largest = Some(state.largest.map_or(cost, |largest| largest.max(cost)));
         }
-        let stop = self.stops(&mut state, failure, remaining);
+        let stop = self.stops(&mut state, failure);
         state.stopped |= stop;
         self.changed.notify_all();
         (consumed, stop)
     }
 
-    fn stops(&self, state: &mut BudgetState, failure: Option<&Error>, left: Option<f64>) -> bool {
+    fn stops(&self, state: &mut BudgetState, failure: Option<&Error>) -> bool {
         if state.reached.is_some() {
             return true;
         }
         if failure.is_some_and(|e| matches!(e.kind, Kind::Auth | Kind::Config | Kind::Credits)) {
             return true;
         }
-        let credits_hint = "add credits, or raise the budget, then rerun: items done are skipped";
-        state.reached = match (self.max_credits, self.min_credits, left) {
-            (Some(max), _, _) if state.consumed >= max => Some(Reached::Max),
-            (_, Some(min), Some(left)) if left < min => Some(Reached::Floor(
-                Error::msg(
-                    Kind::Credits,
-                    format!("--min-credits {min} reached: {left} credits remain"),
-                )
-                .with_hint(credits_hint),
-            )),
-            _ => None,
-        };
+        if self.max_credits.is_some_and(|max| state.consumed >= max) {
+            state.reached = Some(Reached::Max);
+        }
         state.reached.is_some()
+    }
+
+    /// The client refused an item before sending it (`--budget`, `--min-credits`): as with
+    /// `--max-credits`, it and the items after it are not started, and `refusal` is why.
+    pub fn refused(&self, refusal: Error) {
+        let mut state = self.state();
+        state.reached.get_or_insert(Reached::Refused(refusal));
+        state.stopped = true;
+        self.changed.notify_all();
     }
 
     /// The budget reached, if one was: the error the items never started give. Asked once
@@ -175,7 +174,7 @@ impl Budget {
         let consumed = state.consumed;
         let largest = state.largest;
         match state.reached.take()? {
-            Reached::Floor(err) => Some(err),
+            Reached::Refused(err) => Some(err),
             Reached::Max => {
                 let max = self.max_credits?;
                 let mut why = format!("this run consumed {}", credits(consumed));

@@ -13,7 +13,7 @@ use super::line::{request_digest, Delivered, Line};
 use super::tally::{Failure, Finished, Tally};
 use crate::client::Client;
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Result};
 use crate::mode::Mode;
 use crate::output::Output;
 use crate::printer::Printer;
@@ -99,8 +99,16 @@ impl Workers<'_> {
             self.client
                 .ask(&request, &config.delivery, &mut out, &mut report)
         });
-        if report.attempts.count == 0 && self.client.halted() {
-            return None;
+        match answer {
+            // Refused before anything was sent (the client's credit limits): the batch stops
+            // as --max-credits stops it, the item not started.
+            Err(refusal) if report.asks == 0 && refusal.kind == Kind::Credits => {
+                self.budget.refused(refusal);
+                self.client.halt();
+                return None;
+            }
+            _ if report.attempts.count == 0 && self.client.halted() => return None,
+            _ => {}
         }
         let delivered = answer.and_then(|answer| {
             Delivered::new(answer, config.delivery.contract, response, self.token)

@@ -16,6 +16,7 @@ pub mod rule;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::Arc;
 use std::thread::sleep;
 use std::time::Duration;
 
@@ -24,7 +25,7 @@ use crate::duration::secs;
 use crate::error::{Error, Kind};
 use crate::printer::Printer;
 use crate::rate::Rate;
-use crate::store::StoreUrl;
+use crate::store::Redis;
 use crate::token::Secret;
 pub use file::FileStore;
 use redis::RedisStore;
@@ -60,7 +61,7 @@ const NOTICEABLE: Duration = Duration::from_millis(100);
 /// Paces the attempts of one (origin, token) through a store.
 pub struct Pacer {
     /// A fleet's store, used until it fails.
-    shared: Option<Box<dyn Store>>,
+    shared: Option<RedisStore>,
     /// This machine's file, or why it cannot be used. It paces alone without a fleet's store,
     /// or once that fails; until then it keeps a copy of the slots this machine takes through
     /// the fleet's, so that taking over starts from what this machine has really sent.
@@ -92,7 +93,7 @@ pub enum Turn {
 impl Pacer {
     /// Paces through `shared`, a fleet's store, while it works, else through `local`.
     fn new(
-        shared: Option<Box<dyn Store>>,
+        shared: Option<RedisStore>,
         local: std::result::Result<FileStore, String>,
         key: String,
         rate: Rate,
@@ -155,20 +156,16 @@ impl Pacer {
         mirror: impl Fn(&FileStore, &T) -> io::Result<()>,
     ) -> Option<T> {
         if let (SHARED, Some(shared)) = (self.stage.load(Ordering::Acquire), &self.shared) {
-            match op(&**shared) {
+            match op(shared) {
                 Ok(answer) => {
                     self.copy(printer, |local| mirror(local, &answer));
                     return Some(answer);
                 }
-                // Workers of a batch may fail together; one of them says so.
+                // The store's one warning for the run names what pacing falls back to.
                 Err(why) => {
                     let next = if self.local.is_ok() { LOCAL } else { OFF };
-                    if self.leave(SHARED, next) {
-                        printer.notice(&format!(
-                            "warning: the rate store failed ({why}); {}",
-                            alone(&self.local)
-                        ));
-                    }
+                    self.leave(SHARED, next);
+                    shared.redis().failed(&why, printer);
                 }
             }
         }
@@ -236,15 +233,15 @@ pub struct Pacing<'a> {
     pub limit: Duration,
     /// Where this machine's state lives, if anywhere.
     pub state_dir: Option<&'a Path>,
-    /// A fleet's store.
-    pub store: Option<&'a StoreUrl>,
+    /// A fleet's store: the run's connection to it.
+    pub store: Option<&'a Arc<Redis>>,
     /// The (origin, token) digest of [`key`].
     pub key: String,
 }
 
 /// The pacing of a run, unless it is off. Whatever falls short costs one warning, never the
 /// run: an unusable state directory turns pacing off, and a fleet's store that cannot be
-/// reached leaves this machine's file to pace alone.
+/// reached (or fails) leaves this machine's file to pace alone.
 pub fn for_run(pacing: Pacing, printer: &Printer) -> Option<Pacer> {
     let Pacing {
         rate,
@@ -255,19 +252,20 @@ pub fn for_run(pacing: Pacing, printer: &Printer) -> Option<Pacer> {
     } = pacing;
     let rate = rate?;
     let local = file::local(state_dir.map(|d| d.join("pace")).as_deref(), &key);
-    if let Some(url) = store {
-        match RedisStore::connect(url) {
-            Ok(shared) => return Some(Pacer::new(Some(Box::new(shared)), local, key, rate, limit)),
-            Err(why) => printer.notice(&format!(
-                "warning: the rate store {url} cannot be reached ({why}); {}",
-                alone(&local)
-            )),
+    let shared = match store {
+        Some(shared) => {
+            shared.falls_back(alone(&local));
+            Some(RedisStore::new(Arc::clone(shared)))
         }
-    } else if let Err(why) = &local {
-        printer.notice(&format!("warning: pacing is off ({why})"));
-    }
-    local.as_ref().ok()?;
-    Some(Pacer::new(None, local, key, rate, limit))
+        None => {
+            if let Err(why) = &local {
+                printer.notice(&format!("warning: pacing is off ({why})"));
+            }
+            local.as_ref().ok()?;
+            None
+        }
+    };
+    Some(Pacer::new(shared, local, key, rate, limit))
 }
 
 /// The error of a refused turn: exit 75 without sending anything.

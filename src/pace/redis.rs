@@ -7,6 +7,7 @@
 //! digests of [`super::key`] under a prefix, and expire by themselves once they cannot matter.
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ::redis::FromRedisValue;
@@ -14,7 +15,7 @@ use ::redis::FromRedisValue;
 use super::rule::{margin, ms, FURTHEST};
 use super::Store;
 use crate::rate::Rate;
-use crate::store::{Redis, Script, StoreUrl};
+use crate::store::{Redis, Script};
 
 /// What every key starts with; the digest after it is in braces, a Redis Cluster hash tag, so
 /// the two keys of one (origin, token) always live on the same node.
@@ -77,18 +78,24 @@ fn script(body: &str) -> Script {
 
 /// Slots in the fleet's store.
 pub struct RedisStore {
-    redis: Redis,
+    redis: Arc<Redis>,
     reserve: Script,
     pause: Script,
 }
 
 impl RedisStore {
-    pub fn connect(url: &StoreUrl) -> Result<RedisStore, String> {
-        Ok(RedisStore {
-            redis: Redis::connect(url)?,
+    /// Slots kept through `redis`, the run's connection.
+    pub fn new(redis: Arc<Redis>) -> RedisStore {
+        RedisStore {
+            redis,
             reserve: script(RESERVE),
             pause: script(PAUSE),
-        })
+        }
+    }
+
+    /// The run's connection, which says when it failed.
+    pub fn redis(&self) -> &Redis {
+        &self.redis
     }
 
     /// Runs `script` on the two keys of `key`.

@@ -289,53 +289,75 @@ fn out_of_credits_and_credit_budgets_stop_the_batch_with_exit_4() {
 fn max_credits_holds_however_many_jobs_and_says_what_was_consumed() {
     let cheap = numbered(20);
     let dear_after_the_first = priced(20, &(1..20).collect::<Vec<_>>());
-    // (mock options, items, --max-credits, items sent, credits they cost, the error after
-    // `--max-credits N reached: `, the summary's counts), each run with -j 8.
-    let cases: [(&[&str], &[Value], &str, usize, f64, &str, &str); 4] = [
+    /// A run with -j 8 and `--max-credits cap`: the items sent, the credits they cost, the error
+    /// after `--max-credits N reached: `, the summary's counts.
+    struct Case<'a> {
+        mock: &'a [&'a str],
+        items: &'a [Value],
+        cap: &'a str,
+        sent: usize,
+        paid: f64,
+        error: &'a str,
+        summary: &'a str,
+    }
+    let cases = [
         // Nothing is sent.
-        (
-            &[],
-            &cheap,
-            "0",
-            0,
-            0.0,
-            "this run consumed 0 credits",
-            "0 done, 0 failed, 0 skipped (done before), 20 not started; 0 credits consumed",
-        ),
+        Case {
+            mock: &[],
+            items: &cheap,
+            cap: "0",
+            sent: 0,
+            paid: 0.0,
+            error: "this run consumed 0 credits",
+            summary:
+                "0 done, 0 failed, 0 skipped (done before), 20 not started; 0 credits consumed",
+        },
         // A credit an answer: the first runs alone, then four at most, never the eight -j allows.
-        (
-            &[],
-            &cheap,
-            "5",
-            5,
-            5.0,
-            "this run consumed 5 credits",
-            "5 done, 0 failed, 0 skipped (done before), 15 not started; 5 credits consumed",
-        ),
+        Case {
+            mock: &[],
+            items: &cheap,
+            cap: "5",
+            sent: 5,
+            paid: 5.0,
+            error: "this run consumed 5 credits",
+            summary:
+                "5 done, 0 failed, 0 skipped (done before), 15 not started; 5 credits consumed",
+        },
         // Three an answer: 3, then two more (3 + 2 x 3 = 9); a fourth could reach 12.
-        (
-            &["--answer-size", "8000"],
-            &cheap,
-            "10",
-            3,
-            9.0,
-            "this run consumed 9 credits, and another item could cost 3 credits",
-            "3 done, 0 failed, 0 skipped (done before), 17 not started; 9 credits consumed",
-        ),
+        Case {
+            mock: &["--answer-size", "8000"],
+            items: &cheap,
+            cap: "10",
+            sent: 3,
+            paid: 9.0,
+            error: "this run consumed 9 credits, and another item could cost 3 credits",
+            summary:
+                "3 done, 0 failed, 0 skipped (done before), 17 not started; 9 credits consumed",
+        },
         // Answers dearer than any seen before: the overshoot is theirs, and both the error and
         // the summary give every credit consumed, the items in flight at the cap included.
-        (
-            &[],
-            &dear_after_the_first,
-            "5",
-            5,
-            9.0,
-            "this run consumed 9 credits",
-            "5 done, 0 failed, 0 skipped (done before), 15 not started; 9 credits consumed",
-        ),
+        Case {
+            mock: &[],
+            items: &dear_after_the_first,
+            cap: "5",
+            sent: 5,
+            paid: 9.0,
+            error: "this run consumed 9 credits",
+            summary:
+                "5 done, 0 failed, 0 skipped (done before), 15 not started; 9 credits consumed",
+        },
     ];
-    for (mock_args, items, cap, sent, paid, error, summary) in cases {
-        let mock = Mock::start(mock_args);
+    for Case {
+        mock,
+        items,
+        cap,
+        sent,
+        paid,
+        error,
+        summary,
+    } in cases
+    {
+        let mock = Mock::start(mock);
         let items = write_items(mock.dir.path(), items);
         let output = batch(&mock, &items)
             .args(["-j", "8", "--rate-limit", "0", "--max-credits", cap])

@@ -1,4 +1,4 @@
-//! Fleets: machines that name the same Redis (`--rate-store`) share one budget, the pause of a
+//! Fleets: machines that name the same Redis (`--store`) share one budget, the pause of a
 //! 429 included, and a store that is gone, silent or broken costs a warning, never a run.
 //! A "machine" is a state directory of its own: all that two hosts share is the store.
 
@@ -44,7 +44,7 @@ impl Machine {
         cmd.env("XDG_STATE_HOME", &self.state)
             .args(["--rate-limit", RATE]);
         if let Some(url) = &self.store {
-            cmd.env("BLUENEXUS_RATE_STORE", url);
+            cmd.env("BLUENEXUS_STORE", url);
         }
         cmd
     }
@@ -134,7 +134,7 @@ fn finished_alone(batch: Child) -> Vec<Value> {
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert_eq!(warnings(&stderr), 1, "{stderr}");
     assert!(
-        stderr.contains("bnx: warning: the rate store failed (redis://127.0.0.1:")
+        stderr.contains("bnx: warning: the store failed (redis://127.0.0.1:")
             && stderr.contains("); pacing on this machine alone"),
         "{stderr}"
     );
@@ -379,12 +379,14 @@ fn a_store_that_is_gone_or_silent_costs_a_warning_not_a_hang() {
             .stdout("[turn 1] hi\n")
             .stderr(
                 predicate::str::contains(format!(
-                    "bnx: warning: the rate store {url}/0 cannot be reached"
+                    "bnx: warning: the store {url}/0 cannot be reached"
                 ))
                 .count(1),
             )
             .stderr(predicate::str::contains(why))
-            .stderr(predicate::str::contains("; pacing on this machine alone\n"));
+            .stderr(predicate::str::contains(
+                "; pacing on this machine alone, credits recorded on this machine only\n",
+            ));
     }
     assert_eq!(mock.requests(2).len(), 2);
 }
@@ -487,12 +489,15 @@ fn warned_once(store: &FakeRedis) -> String {
     );
     let stderr = run.stderr;
     let warning = format!(
-        "bnx: warning: the rate store failed (redis://***@127.0.0.1:{}/3: ",
+        "bnx: warning: the store failed (redis://***@127.0.0.1:{}/3: ",
         store.port
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
-        stderr.starts_with(&warning) && stderr.ends_with("); pacing on this machine alone\n"),
+        stderr.starts_with(&warning)
+            && stderr.ends_with(
+                "); pacing on this machine alone, credits recorded on this machine only\n"
+            ),
         "{stderr}"
     );
     assert!(!stderr.contains("pw"), "{stderr}");
@@ -573,7 +578,7 @@ fn a_bad_store_url_is_a_configuration_error() {
         .assert()
         .code(78)
         .stderr(predicate::str::starts_with(
-            "bnx: error: bad rate store URL: the scheme must be redis://\nhint: use redis://",
+            "bnx: error: bad store URL: the scheme must be redis://\nhint: use redis://",
         ));
     mock.bnx()
         .env(
@@ -594,7 +599,7 @@ fn a_bad_store_url_is_a_configuration_error() {
 fn the_store_runs_the_rule_of_pace_reserve_on_the_servers_clock() {
     let Some(redis) = Redis::start() else { return };
     let url: StoreUrl = redis.url.parse().unwrap();
-    let store = RedisStore::connect(&url).unwrap();
+    let store = RedisStore::new(Arc::new(bnx::store::Redis::connect(&url)));
     let mut look = redis.connection();
     let key = "0".repeat(64);
     let slots_key = format!("{PREFIX}{{{key}}}:slots");

@@ -9,6 +9,7 @@ mod batch;
 mod bench;
 mod completions;
 mod conversations;
+mod credits;
 mod exit_codes;
 mod fleets;
 mod hostile;
