@@ -5,9 +5,10 @@
 //! into a validated `Config`, the output `mode` decided once) -> `prompt` (every request
 //! composed, a batch item's fields as overrides) -> `request` -> `client` (one exchange, the
 //! same for a single request and a batch item: `pace` inside `transport`, whose retries
-//! `retry` decides; `response`, whole or `sse` streamed; the `contract` of `-x` and
-//! `--expect-json`) -> `output` (stdout, as the mode says) -> `exit` (the exit code of
-//! `error`'s table). `single` and `batch` drive the client for one request or many; `report`
+//! `retry` decides; `response`, whole or `sse` streamed; the `contract` of `-x`,
+//! `--expect-json` and `--schema`, whose JSON Schema `schema` compiles and checks, and the
+//! re-asks of `--reask` that `reask` builds) -> `output` (stdout, as the mode says) -> `exit`
+//! (the exit code of `error`'s table). `single` and `batch` drive the client for one request or many; `report`
 //! puts together the `bnx` object; `printer` owns stderr.
 //!
 //! Value types are leaves that import no behaviour: `rate`, `duration`, `store_url`, `digest`,
@@ -40,11 +41,13 @@ pub mod printer;
 pub mod prompt;
 pub mod proxy;
 pub mod rate;
+pub mod reask;
 pub mod redact;
 pub mod report;
 pub mod request;
 pub mod response;
 pub mod retry;
+pub mod schema;
 pub mod single;
 pub mod sse;
 pub mod state;

@@ -86,15 +86,16 @@ impl Workers<'_> {
         if response {
             out.record();
         }
-        let answer = self.composer.request(&item.ask).and_then(|request| {
-            self.client
-                .ask(&request, &config.delivery, &mut out, &mut report)
-        });
+        let delivery = item.delivery(&config.delivery);
+        let answer = self
+            .composer
+            .request(&item.ask)
+            .and_then(|request| self.client.ask(&request, &delivery, &mut out, &mut report));
         if report.attempts.count == 0 && self.client.halted() {
             return None;
         }
         let delivered = answer.and_then(|answer| {
-            Delivered::new(answer, config.delivery.contract, response, self.token)
+            Delivered::new(answer, delivery.contract.as_ref(), response, self.token)
         });
         let failure = delivered.as_ref().err();
         let (consumed, stop) = self.budget.settle(failure, &report);
