@@ -23,6 +23,7 @@ mod pipeline;
 mod prompt;
 mod proxies;
 mod retries;
+mod schemas;
 mod secrecy;
 mod soak;
 mod terminal;
