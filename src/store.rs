@@ -1,9 +1,9 @@
 //! The fleet's store (`--store redis://...`): one connection to Redis, shared by the threads of
 //! a run, for what machines share: the pacing slots, the credit ledger, the answer cache.
 //!
-//! Whatever the server does, nothing here takes longer than [`LIMIT`] or reads more than
-//! [`MAX_REPLY`] bytes of a reply: a store that is slow, gone, broken or hostile is an error for
-//! the caller to fall back on, never a hang or a memory blow-up.
+//! Whatever the server does, nothing here takes longer than [`LIMIT`] or reads more of a reply
+//! than its caller allows ([`MAX_REPLY`] for a script's): a store that is slow, gone, broken or
+//! hostile is an error for the caller to fall back on, never a hang or a memory blow-up.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -18,8 +18,8 @@ pub use crate::store_url::StoreUrl;
 /// The longest the store may take to connect, or to run one command, its reply read whole.
 pub const LIMIT: Duration = Duration::from_secs(2);
 
-/// The most of a reply that is read: ours are a few numbers, or an error's line.
-const MAX_REPLY: u64 = 64 * 1024;
+/// The most of a script's reply that is read: ours are a few numbers, or an error's line.
+pub const MAX_REPLY: u64 = 64 * 1024;
 
 /// A Lua script, with the SHA-1 that EVALSHA names it by.
 pub struct Script {
@@ -72,24 +72,36 @@ impl Redis {
         keys: &[String],
         args: &[u64],
     ) -> io::Result<T> {
+        self.with_link(|redis, deadline| {
+            let mut eval = |command: &str, script: &str| {
+                let mut eval = cmd(command);
+                eval.arg(script).arg(keys.len()).arg(keys).arg(args);
+                redis.query(&eval, deadline, MAX_REPLY)
+            };
+            match eval("EVALSHA", &script.sha) {
+                Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    eval("EVAL", &script.code)
+                }
+                result => result,
+            }
+        })
+    }
+
+    /// Runs one plain command (`GET`, `SET`), within [`LIMIT`], reading at most `max_reply`
+    /// bytes of its reply: a larger one is an error, not read on.
+    pub fn query<T: FromRedisValue>(&self, command: &Cmd, max_reply: u64) -> io::Result<T> {
+        self.with_link(|redis, deadline| redis.query(command, deadline, max_reply))
+    }
+
+    /// Runs `op` on the connection with a deadline [`LIMIT`] from now. A failure leaves the
+    /// connection unused from then on.
+    fn with_link<T>(&self, op: impl FnOnce(&mut Link, Instant) -> RedisResult<T>) -> io::Result<T> {
         let mut link = self.link.lock().unwrap_or_else(PoisonError::into_inner);
         let failed = |why: String| io::Error::other(format!("{}: {}", self.url, why));
         let Some(redis) = link.as_mut() else {
             return Err(failed("the connection failed earlier".into()));
         };
-        let deadline = Instant::now() + LIMIT;
-        let mut eval = |command: &str, script: &str| {
-            let mut eval = cmd(command);
-            eval.arg(script).arg(keys.len()).arg(keys).arg(args);
-            redis.query(&eval, deadline)
-        };
-        let result = match eval("EVALSHA", &script.sha) {
-            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                eval("EVAL", &script.code)
-            }
-            result => result,
-        };
-        result.map_err(|e| {
+        op(redis, Instant::now() + LIMIT).map_err(|e| {
             *link = None;
             failed(self.url.shown(e))
         })
@@ -97,7 +109,7 @@ impl Redis {
 }
 
 /// A connection to the server that bounds every command: in time, to a deadline, however the
-/// server drips its reply; in memory, to [`MAX_REPLY`] bytes, whatever size a reply announces
+/// server drips its reply; in memory, to the bytes its caller allows, whatever size a reply announces
 /// (`$2000000000`). The redis crate's own connection bounds neither (its timeouts are per read,
 /// and it reads as much as a reply says it holds), so the crate packs the commands and parses
 /// the replies, and the socket is held here.
@@ -124,28 +136,34 @@ impl Link {
         if let Some(password) = &url.password {
             let mut auth = cmd("AUTH");
             auth.arg(url.username.as_deref()).arg(password);
-            link.query::<()>(&auth, deadline)?;
+            link.query::<()>(&auth, deadline, MAX_REPLY)?;
         }
         if url.db != 0 {
-            link.query::<()>(cmd("SELECT").arg(url.db), deadline)?;
+            link.query::<()>(cmd("SELECT").arg(url.db), deadline, MAX_REPLY)?;
         }
         if url.password.is_none() && url.db == 0 {
-            link.query::<()>(&cmd("PING"), deadline)?;
+            link.query::<()>(&cmd("PING"), deadline, MAX_REPLY)?;
         }
         Ok(link)
     }
 
-    /// Sends `command` and reads its reply, both by `deadline`.
-    fn query<T: FromRedisValue>(&mut self, command: &Cmd, deadline: Instant) -> RedisResult<T> {
+    /// Sends `command` and reads its reply, both by `deadline`, the reply up to `max_reply`
+    /// bytes.
+    fn query<T: FromRedisValue>(
+        &mut self,
+        command: &Cmd,
+        deadline: Instant,
+        max_reply: u64,
+    ) -> RedisResult<T> {
         let mut socket = Deadline {
             stream: &self.0,
             deadline,
         };
         socket.write_all(&command.get_packed_command())?;
-        let mut reply = socket.take(MAX_REPLY);
+        let mut reply = socket.take(max_reply);
         let value = Parser::new().parse_value(&mut reply);
         if value.is_err() && reply.limit() == 0 {
-            let why = format!("a reply larger than {} KiB", MAX_REPLY >> 10);
+            let why = format!("a reply larger than {} KiB", max_reply >> 10);
             return Err(io::Error::other(why).into());
         }
         Ok(T::from_redis_value(value?.extract_error()?)?)
