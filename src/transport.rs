@@ -110,7 +110,7 @@ impl Transport {
         token: &Secret,
         printer: &Printer,
     ) -> (Attempts, Result<Response<Body>>) {
-        let body = serde_json::to_vec(&request.body).expect("a request always serializes");
+        let body = request.body_bytes();
         let host = Url::parse(&request.url).map_or_else(|_| String::new(), |u| u.host);
         let mut attempts = Attempts::default();
         // The result of the attempt a retry would follow.
