@@ -1,13 +1,16 @@
 //! The client: one exchange with the API, the same for a single request and a batch item.
 //!
-//! `ask` runs the steps around every request in one place. Before the send: pacing (inside
-//! the transport, before each attempt). The send: the transport, with its retries. After it:
-//! the response read into the output, then the delivery check (the contract of `-x` or
-//! `--expect-json`, and `--fail-on-length`).
+//! `ask` runs the steps around every request in one place. First the cache (`--cache`): a
+//! stored answer is replayed and nothing is sent; else the request is sent (`fresh`) and its
+//! answer stored. Before the send: pacing (inside the transport, before each attempt). The
+//! send: the transport, with its retries. After it: the response read into the output, then
+//! the delivery check (the contract of `-x` or `--expect-json`, and `--fail-on-length`), the
+//! same for a live answer and a stored one (`settle`).
 
 use std::io::Write;
 use std::time::Duration;
 
+use crate::cache::{self, Cache, Hit};
 use crate::config::{Config, Delivery};
 use crate::error::{Error, Kind, Result};
 use crate::output::Output;
@@ -16,9 +19,9 @@ use crate::printer::Printer;
 use crate::redact;
 use crate::report::Report;
 use crate::request::Request;
-use crate::response::{self, Reading};
+use crate::response::{self, Reading, Received};
 use crate::token::Secret;
-use crate::transport::Transport;
+use crate::transport::{Attempts, Transport};
 
 /// What a successful exchange left for the caller to write.
 #[derive(Debug, Default)]
@@ -34,6 +37,7 @@ pub struct Answer {
 
 pub struct Client<'a> {
     transport: Transport,
+    cache: Option<Cache>,
     token: &'a Secret,
     printer: &'a Printer,
     /// A stream's longest silence (`--timeout`).
@@ -55,6 +59,7 @@ impl<'a> Client<'a> {
             Transport::new(network, config.chat.stream).paced(pace::for_run(pacing, printer));
         Client {
             transport,
+            cache: Cache::for_run(config, token, printer),
             token,
             printer,
             timeout: network.timeout,
@@ -70,10 +75,50 @@ impl<'a> Client<'a> {
         self.transport.halted()
     }
 
-    /// One exchange: `request` sent, its answer read into `out` and checked against
-    /// `delivery`. `report` learns what each step found, for the `bnx` object of a success or
-    /// of a failure alike.
+    /// One exchange: `request` answered from the cache, or sent, its answer read into `out`
+    /// and checked against `delivery`. `report` learns what each step found, for the `bnx`
+    /// object of a success or of a failure alike.
     pub fn ask<W: Write>(
+        &self,
+        request: &Request,
+        delivery: &Delivery,
+        out: &mut Output<W>,
+        report: &mut Report,
+    ) -> Result<Answer> {
+        let Some(cache) = &self.cache else {
+            return self.fresh(request, delivery, out, report);
+        };
+        let Some(key) = cache.key(&report.agent, request) else {
+            self.printer
+                .verbose("a request that continues a conversation is not cached");
+            return self.fresh(request, delivery, out, report);
+        };
+        let printer = self.printer;
+        if let Some(hit) = cache.lookup(&key, delivery.contract, printer) {
+            return self.replay(hit, request, delivery, out, report);
+        }
+        // Another process (or worker) sending the same request: its answer, once stored.
+        let flight = cache.flight(&key, self.timeout, printer);
+        if flight.waited {
+            if let Some(hit) = cache.lookup(&key, delivery.contract, printer) {
+                return self.replay(hit, request, delivery, out, report);
+            }
+        }
+        out.record_up_to(cache::MAX_ANSWER);
+        let answer = self.fresh(request, delivery, out, report)?;
+        let received = match &answer.body {
+            Some(body) => Some(Received::Body(body)),
+            None => out
+                .recorded_whole()
+                .then_some(Received::Events(&answer.events)),
+        };
+        cache.store(&key, received, &report.reply, printer);
+        drop(flight);
+        Ok(answer)
+    }
+
+    /// The request sent, its answer read into `out` and settled.
+    fn fresh<W: Write>(
         &self,
         request: &Request,
         delivery: &Delivery,
@@ -84,6 +129,41 @@ impl<'a> Client<'a> {
             out.hold();
         }
         let body = self.exchange(request, out, report)?;
+        self.settle(request, delivery, out, report, body)
+    }
+
+    /// A stored answer written as the live one was, then settled: nothing is sent.
+    fn replay<W: Write>(
+        &self,
+        hit: Hit,
+        request: &Request,
+        delivery: &Delivery,
+        out: &mut Output<W>,
+        report: &mut Report,
+    ) -> Result<Answer> {
+        self.printer.verbose(&hit.said());
+        report.cached_at = Some(hit.stored_at());
+        report.asks = 0;
+        report.attempts = Attempts::default();
+        if delivery.contract.is_some() {
+            out.hold();
+        }
+        let (reply, replayed) = response::replay(hit.entry.received(), hit.reply(), out);
+        report.reply = reply;
+        replayed?;
+        self.settle(request, delivery, out, report, hit.body())
+    }
+
+    /// The end of a complete answer, live or stored: the contract checked, the result
+    /// delivered, `--fail-on-length`.
+    fn settle<W: Write>(
+        &self,
+        request: &Request,
+        delivery: &Delivery,
+        out: &mut Output<W>,
+        report: &mut Report,
+        body: Option<Vec<u8>>,
+    ) -> Result<Answer> {
         let held = out.take_held();
         let content = match (delivery.contract, held) {
             (Some(contract), held) => Some(contract.check(held.as_deref().unwrap_or(""))?),

@@ -20,6 +20,7 @@
 
 pub mod atomic;
 pub mod batch;
+pub mod cache;
 pub mod chunk;
 pub mod cli;
 pub mod client;

@@ -42,7 +42,7 @@ impl Workers<'_> {
     ) -> Tally {
         let next = AtomicUsize::new(0);
         let (finished, results) = mpsc::channel();
-        let mut tally = Tally::new(todo.len());
+        let mut tally = Tally::new(todo.len(), self.config.cache.is_some());
         thread::scope(|scope| {
             for _ in 0..jobs.min(todo.len()) {
                 let finished = finished.clone();
@@ -109,6 +109,7 @@ impl Workers<'_> {
                 hint: e.hint.clone(),
             }),
             consumed,
+            cached: report.cached_at.is_some(),
         })
     }
 
