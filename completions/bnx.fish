@@ -11,6 +11,7 @@ complete -c bnx -l retries -d 'Retries on connect errors, timeouts, 429, 500, 50
 complete -c bnx -l max-retry-wait -d 'Longest single wait before a retry; a longer Retry-After fails at once' -r
 complete -c bnx -l rate-limit -d 'Pace requests to N per rolling SECS seconds, shared by every bnx process of this user for the same API and token; 0 turns pacing off [env: BLUENEXUS_RATE_LIMIT] [default: 30/60]' -r
 complete -c bnx -l rate-store -d 'Share the pacing with every machine that names the same Redis server, redis://HOST:PORT[/DB]; unreachable or failing, it costs a warning and this machine paces alone. Empty: this machine alone [env: BLUENEXUS_RATE_STORE]' -r
+complete -c bnx -l cache -d 'Reuse the answer stored for the same request made within DURATION (90, 10m, 12h, 7d; at most 365d) instead of sending it again; 0 or off: no cache [env: BLUENEXUS_CACHE] [default: off]' -r
 complete -c bnx -l batch -d 'Run every line of a JSONL file as its own request ("-" for stdin); see "Batches" below' -r -F
 complete -c bnx -s j -l jobs -d 'With --batch: requests in flight at once, 1 to 64' -r
 complete -c bnx -l max-credits -d 'With --batch: start no new item once the credits this run consumed reach N' -r
@@ -27,6 +28,7 @@ zsh\t''"
 complete -c bnx -s s -l stream -d 'Stream the answer, writing each piece as it arrives'
 complete -c bnx -l json -d 'Write JSON: the response plus a "bnx" key; with --stream, one line per event'
 complete -c bnx -s c -l continue -d 'Continue this agent\'s last conversation'
+complete -c bnx -l refresh -d 'With --cache: send even when a fresh answer is stored, and store the new one'
 complete -c bnx -s n -l no-stdin -d 'Never read standard input (for `while read` loops, as `ssh -n`)'
 complete -c bnx -s x -l extract -d 'Write only the content of the answer\'s first fenced code block; none is exit 3'
 complete -c bnx -l expect-json -d 'The answer must be one JSON value (one surrounding ``` fence is removed); it is written compact on one line, else exit 3'
