@@ -90,7 +90,8 @@ impl Workers<'_> {
             self.client
                 .ask(&request, &config.delivery, &mut out, &mut report)
         });
-        if report.attempts.count == 0 && self.client.halted() {
+        let answered = report.attempts.count > 0 || report.cached_at.is_some();
+        if !answered && self.client.halted() {
             return None;
         }
         let delivered = answer.and_then(|answer| {
