@@ -14,6 +14,7 @@ complete -c bnx -l store -d 'Share pacing and the credit ledger with every machi
 complete -c bnx -l rate-store -d 'The older name of --store; --store wins when both are given [env: BLUENEXUS_RATE_STORE]' -r
 complete -c bnx -l budget -d 'Credits that all bnx processes of this user (or the fleet, with --store) may consume per rolling PERIOD for this API and token, PERIOD 60s to 31d as 3600, 90m, 12h, 1d or 7d; past it, requests are refused with exit 4. "off" turns off BLUENEXUS_BUDGET [env: BLUENEXUS_BUDGET] [default PERIOD: 1d]' -r
 complete -c bnx -l min-credits -d 'Send no request (a batch: start no new item) once the last X-Credits-Remaining seen for this API and token, by any bnx process of this user (or the fleet), is below N' -r
+complete -c bnx -l cache -d 'Reuse the answer stored for the same request made within DURATION (90, 10m, 12h, 7d; at most 365d) instead of sending it again; 0 or off: no cache [env: BLUENEXUS_CACHE] [default: off]' -r
 complete -c bnx -l batch -d 'Run every line of a JSONL file as its own request ("-" for stdin); see "Batches" below' -r -F
 complete -c bnx -s j -l jobs -d 'With --batch: requests in flight at once, 1 to 64' -r
 complete -c bnx -l max-credits -d 'With --batch: start no new item once the credits this run consumed reach N, or the items in flight could pass it; 0 sends nothing' -r
@@ -32,6 +33,7 @@ complete -c bnx -s s -l stream -d 'Stream the answer, writing each piece as it a
 complete -c bnx -l json -d 'Write JSON: the response plus a "bnx" key; with --stream, one line per event'
 complete -c bnx -s c -l continue -d 'Continue this agent\'s last conversation'
 complete -c bnx -l spent -d 'Print the credits consumed for this API and token in the last hour, day, 7 and 30 days, the last balance seen and the budget; send nothing (with --json, one document)'
+complete -c bnx -l refresh -d 'With --cache: send even when a fresh answer is stored, and store the new one'
 complete -c bnx -s n -l no-stdin -d 'Never read standard input (for `while read` loops, as `ssh -n`)'
 complete -c bnx -s x -l extract -d 'Write only the content of the answer\'s first fenced code block; none is exit 3'
 complete -c bnx -l expect-json -d 'The answer must be one JSON value (one surrounding ``` fence is removed); it is written compact on one line, else exit 3'

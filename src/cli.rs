@@ -23,9 +23,12 @@ Environment:
   BLUENEXUS_BUDGET      credit budget, as --budget
   HTTPS_PROXY, ALL_PROXY, NO_PROXY   proxy settings
   SSL_CERT_FILE         extra CA bundle (the platform store is always used)
+  BLUENEXUS_CACHE       how long stored answers are reused, as --cache
   BLUENEXUS_STATE_DIR   where conversations, pacing and the credit ledger live
                         [default: $XDG_STATE_HOME/bluenexus]
-  XDG_CONFIG_HOME, XDG_STATE_HOME    where the token file and the state directory live
+  BLUENEXUS_CACHE_DIR   where the answer cache lives [default: $XDG_CACHE_HOME/bluenexus]
+  XDG_CONFIG_HOME, XDG_STATE_HOME, XDG_CACHE_HOME   where the token file, the state and the
+                        cache directories live
 
 Token (first found wins): --token-file, --token-cmd, BLUENEXUS_TOKEN, BLUENEXUS_TOKEN_CMD,
   $XDG_CONFIG_HOME/bluenexus/token (else ~/.config/bluenexus/token). Token files must not be
@@ -185,6 +188,15 @@ pub struct Cli {
     /// the last balance seen and the budget; send nothing (with --json, one document)
     #[arg(long, conflicts_with_all = ["prompt", "batch", "dry_run", "messages", "files", "extract", "expect_json", "output"])]
     pub spent: bool,
+    /// Reuse the answer stored for the same request made within DURATION (90, 10m, 12h, 7d; at
+    /// most 365d) instead of sending it again; 0 or off: no cache [env: BLUENEXUS_CACHE]
+    /// [default: off]
+    #[arg(long, value_name = "DURATION", value_parser = parse_cache)]
+    pub cache: Option<Duration>,
+
+    /// With --cache: send even when a fresh answer is stored, and store the new one
+    #[arg(long)]
+    pub refresh: bool,
 
     /// Run every line of a JSONL file as its own request ("-" for stdin); see "Batches"
     /// below
@@ -317,6 +329,14 @@ fn parse_jobs(s: &str) -> Result<u16, String> {
     }
 }
 
+/// `--cache`: a DURATION, where `0` and `off` (zero) turn the cache off.
+pub fn parse_cache(s: &str) -> Result<Duration, String> {
+    match s {
+        "off" => Ok(Duration::ZERO),
+        _ => crate::duration::parse(s),
+    }
+}
+
 /// A positive number of seconds, fractions allowed.
 fn parse_secs(s: &str) -> Result<Duration, String> {
     match parse_wait(s)? {
@@ -358,6 +378,12 @@ mod tests {
         assert!(parse_positive("0").is_err());
         assert!(parse_positive("1.5").is_err());
         assert_eq!(parse_retries("100"), Ok(100));
+        assert_eq!(parse_cache("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_cache("off"), Ok(Duration::ZERO));
+        assert_eq!(parse_cache("0"), Ok(Duration::ZERO));
+        for bad in ["1.5h", "366d", "Off", "-1", ""] {
+            assert!(parse_cache(bad).is_err(), "{bad}");
+        }
         assert!(parse_retries("101").is_err());
     }
 

@@ -1,11 +1,13 @@
 //! The client: one exchange with the API, the same for a single request and a batch item.
 //!
-//! `ask` runs the steps around every request in one place. Before the send: the credit
-//! limits (`ledger`), then pacing (inside the transport, before each attempt). The send: the
-//! transport, with its retries. After it: the response read into the output, the ledger told
-//! what it cost, then the delivery check (the contract of `-x`, `--expect-json` or
-//! `--schema`, with the re-asks of `--reask`, and `--fail-on-length`). Every request, a
-//! re-ask's too, goes through `exchange`: the one place that checks the limits, sends and
+//! `ask` runs the steps around every request in one place. First the cache (`--cache`): a
+//! stored answer is replayed and nothing is sent; else the request is sent (`fresh`) and its
+//! answer stored. Before the send: the credit limits (`ledger`), then pacing (inside the
+//! transport, before each attempt). The send: the transport, with its retries. After it: the
+//! response read into the output, the ledger told what it cost, then the delivery check (the
+//! contract of `-x`, `--expect-json` or `--schema`, with the re-asks of `--reask`, and
+//! `--fail-on-length`), the same for a live answer and a stored one (`settle`). Every request,
+//! a re-ask's too, goes through `exchange`: the one place that checks the limits, sends and
 //! records.
 
 use std::borrow::Cow;
@@ -13,6 +15,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::cache::{self, Cache, Hit};
 use crate::config::{Config, Delivery};
 use crate::contract::Contract;
 use crate::error::{Error, Kind, Result};
@@ -24,10 +27,10 @@ use crate::reask;
 use crate::redact;
 use crate::report::Report;
 use crate::request::Request;
-use crate::response::{self, Reading};
+use crate::response::{self, Reading, Received};
 use crate::store::Redis;
 use crate::token::Secret;
-use crate::transport::Transport;
+use crate::transport::{Attempts, Transport};
 
 /// What a successful exchange left for the caller to write.
 #[derive(Debug, Default)]
@@ -43,6 +46,7 @@ pub struct Answer {
 
 pub struct Client<'a> {
     transport: Transport,
+    cache: Option<Cache>,
     token: &'a Secret,
     printer: &'a Printer,
     /// A stream's longest silence (`--timeout`).
@@ -77,6 +81,7 @@ impl<'a> Client<'a> {
         });
         Client {
             transport,
+            cache: Cache::for_run(config, token, store.as_ref(), printer),
             token,
             printer,
             timeout: network.timeout,
@@ -93,10 +98,51 @@ impl<'a> Client<'a> {
         self.transport.halted()
     }
 
-    /// One exchange: `request` sent, its answer read into `out` and checked against
-    /// `delivery`, asking again as `--reask` allows. `report` learns what each step found, for
-    /// the `bnx` object of a success or of a failure alike.
+    /// One exchange: `request` answered from the cache, or sent, its answer read into `out`
+    /// and checked against `delivery`, asking again as `--reask` allows. `report` learns what
+    /// each step found, for the `bnx` object of a success or of a failure alike.
     pub fn ask<W: Write>(
+        &self,
+        request: &Request,
+        delivery: &Delivery,
+        out: &mut Output<W>,
+        report: &mut Report,
+    ) -> Result<Answer> {
+        let Some(cache) = &self.cache else {
+            return self.fresh(request, delivery, out, report);
+        };
+        let Some(key) = cache.key(&report.agent, request) else {
+            self.printer
+                .verbose("a request that continues a conversation is not cached");
+            return self.fresh(request, delivery, out, report);
+        };
+        let printer = self.printer;
+        if let Some(hit) = cache.lookup(&key, delivery.contract.as_ref(), printer) {
+            return self.replay(hit, request, delivery, out, report);
+        }
+        // Another process (or worker) sending the same request: its answer, once stored.
+        let flight = cache.flight(&key, self.timeout, printer);
+        if flight.waited {
+            if let Some(hit) = cache.lookup(&key, delivery.contract.as_ref(), printer) {
+                return self.replay(hit, request, delivery, out, report);
+            }
+        }
+        out.record_up_to(cache::MAX_ANSWER);
+        let answer = self.fresh(request, delivery, out, report)?;
+        let received = match &answer.body {
+            Some(body) => Some(Received::Body(body)),
+            None => out
+                .recorded_whole()
+                .then_some(Received::Events(&answer.events)),
+        };
+        cache.store(&key, received, &report.reply, printer);
+        drop(flight);
+        Ok(answer)
+    }
+
+    /// The request sent (and asked again as `--reask` allows), its answer read into `out` and
+    /// settled.
+    fn fresh<W: Write>(
         &self,
         request: &Request,
         delivery: &Delivery,
@@ -112,6 +158,52 @@ impl<'a> Client<'a> {
             }
             None => (self.exchange(request, out, report)?, out.take_held()),
         };
+        self.settle(request, delivery, out, report, body, content)
+    }
+
+    /// A stored answer written as the live one was, then settled: nothing is sent.
+    fn replay<W: Write>(
+        &self,
+        hit: Hit,
+        request: &Request,
+        delivery: &Delivery,
+        out: &mut Output<W>,
+        report: &mut Report,
+    ) -> Result<Answer> {
+        self.printer.verbose(&hit.said());
+        report.cached_at = Some(hit.stored_at());
+        report.asks = 0;
+        report.attempts = Attempts::default();
+        if delivery.contract.is_some() {
+            out.hold();
+        }
+        let (reply, replayed) = response::replay(hit.entry.received(), hit.reply(), out);
+        report.reply = reply;
+        replayed?;
+        // The lookup kept only an answer that meets the contract.
+        let held = out.take_held();
+        let content = match &delivery.contract {
+            Some(contract) => Some(
+                contract
+                    .check(held.as_deref().unwrap_or(""))
+                    .map_err(|broken| broken.error(contract))?,
+            ),
+            None => held,
+        };
+        self.settle(request, delivery, out, report, hit.body(), content)
+    }
+
+    /// The end of a complete answer, live or stored, and what its contract made of it: the
+    /// result delivered, `--fail-on-length`.
+    fn settle<W: Write>(
+        &self,
+        request: &Request,
+        delivery: &Delivery,
+        out: &mut Output<W>,
+        report: &mut Report,
+        body: Option<Vec<u8>>,
+        content: Option<String>,
+    ) -> Result<Answer> {
         let has_text = report.reply.no_text.is_none();
         out.deliver(
             content.as_deref().filter(|_| delivery.contract.is_some()),

@@ -75,6 +75,15 @@ pub struct Network {
     pub store: Option<StoreUrl>,
 }
 
+/// `--cache`: answers stored and reused (SPEC 8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caching {
+    /// How old a stored answer may be and still be used.
+    pub ttl: Duration,
+    /// `--refresh`: send all the same, and store the new answer.
+    pub refresh: bool,
+}
+
 /// `--batch` and the options that only make sense with it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
@@ -105,6 +114,10 @@ pub struct Config {
     /// `BLUENEXUS_STATE_DIR`, else `$XDG_STATE_HOME/bluenexus`, if there is anywhere to keep
     /// state: conversations, pacing, the credit ledger.
     pub state_dir: Option<PathBuf>,
+    /// `BLUENEXUS_CACHE_DIR`, else `$XDG_CACHE_HOME/bluenexus`: where the answer cache lives.
+    pub cache_dir: Option<PathBuf>,
+    /// `None`: the cache is off.
+    pub cache: Option<Caching>,
     pub batch: Option<Batch>,
     /// `--budget` and `--min-credits`, checked before every request.
     pub limits: Limits,
@@ -131,6 +144,7 @@ impl Config {
         let contract = contract(&cli)?;
         let action = action(&cli, &env)?;
         let network = network(&cli, &env, proxy)?;
+        let cache = caching(&cli, &env)?;
         let limits = Limits {
             budget: match flag_or_env(cli.budget, &env, "BLUENEXUS_BUDGET")? {
                 Some(Setting::On(budget)) => Some(budget),
@@ -185,6 +199,8 @@ impl Config {
                 "XDG_STATE_HOME",
                 ".local/state",
             ),
+            cache_dir: app_dir(&env, "BLUENEXUS_CACHE_DIR", "XDG_CACHE_HOME", ".cache"),
+            cache,
             batch,
             limits,
             spent: cli.spent,
@@ -307,6 +323,34 @@ fn network(
         pace: Some(pace).filter(|rate| rate.requests > 0),
         store,
     })
+}
+
+/// `--cache`, else `BLUENEXUS_CACHE` (both `0` or `off` for none), and `--refresh`, which
+/// needs one of them.
+fn caching(cli: &Cli, env: &impl Fn(&str) -> Option<OsString>) -> Result<Option<Caching>> {
+    let ttl = match cli.cache {
+        Some(ttl) => ttl,
+        None => env_string(env, "BLUENEXUS_CACHE")?
+            .map(|value| {
+                crate::cli::parse_cache(&value)
+                    .map_err(|why| Error::msg(Kind::Config, format!("BLUENEXUS_CACHE: {why}")))
+            })
+            .transpose()?
+            .unwrap_or(Duration::ZERO),
+    };
+    if ttl.is_zero() {
+        if cli.refresh {
+            return Err(
+                Error::msg(Kind::Usage, "--refresh needs the cache: give --cache")
+                    .with_hint("bnx --cache 1h --refresh ..."),
+            );
+        }
+        return Ok(None);
+    }
+    Ok(Some(Caching {
+        ttl,
+        refresh: cli.refresh,
+    }))
 }
 
 /// The agent id: the flag, else `BLUENEXUS_AGENT`, else `default`.
@@ -466,6 +510,49 @@ mod tests {
             .as_deref()
             .unwrap()
             .contains("/nonexistent-home/.config/bluenexus/token"));
+    }
+
+    #[test]
+    fn the_cache_comes_from_the_flag_then_the_env_and_refresh_needs_it() {
+        let env = [("BLUENEXUS_CACHE", "12h"), ("HOME", "/home/u")];
+        let cache = |args: &[&str], env: &[(&str, &str)]| {
+            let args = [&["--dry-run"], args, &["q"]].concat();
+            resolve(&args, env).map(|c| c.cache)
+        };
+        let hours = |h: u64| Duration::from_secs(h * 3600);
+        let on = |ttl, refresh| Some(Caching { ttl, refresh });
+        assert_eq!(cache(&[], &env).unwrap(), on(hours(12), false));
+        assert_eq!(
+            cache(&["--cache", "1h", "--refresh"], &env).unwrap(),
+            on(hours(1), true)
+        );
+        assert_eq!(cache(&["--cache", "off"], &env).unwrap(), None);
+        assert_eq!(cache(&[], &[("BLUENEXUS_CACHE", "0")]).unwrap(), None);
+        assert_eq!(cache(&[], &[]).unwrap(), None);
+        let bad_env = cache(&[], &[("BLUENEXUS_CACHE", "1.5h")]).unwrap_err();
+        assert_eq!(bad_env.kind, Kind::Config);
+        assert!(
+            bad_env.line().starts_with("BLUENEXUS_CACHE: "),
+            "{}",
+            bad_env.line()
+        );
+        for refresh_alone in [&["--refresh"][..], &["--cache", "0", "--refresh"]] {
+            let err = cache(refresh_alone, &[]).unwrap_err();
+            assert_eq!(err.kind, Kind::Usage, "{refresh_alone:?}");
+        }
+        let c = resolve(&["--dry-run"], &env).unwrap();
+        assert_eq!(
+            c.cache_dir.unwrap(),
+            PathBuf::from("/home/u/.cache/bluenexus")
+        );
+        let c = resolve(&["--dry-run"], &[("HOME", "/h"), ("XDG_CACHE_HOME", "/c")]).unwrap();
+        assert_eq!(c.cache_dir.unwrap(), PathBuf::from("/c/bluenexus"));
+        let c = resolve(
+            &["--dry-run"],
+            &[("XDG_CACHE_HOME", "/c"), ("BLUENEXUS_CACHE_DIR", "/mine")],
+        )
+        .unwrap();
+        assert_eq!(c.cache_dir.unwrap(), PathBuf::from("/mine"));
     }
 
     #[test]

@@ -24,6 +24,7 @@
 pub mod atomic;
 pub mod batch;
 pub mod budget;
+pub mod cache;
 pub mod chunk;
 pub mod cli;
 pub mod client;

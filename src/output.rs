@@ -21,7 +21,8 @@ const MAX_HELD: usize = 64 * 1024 * 1024;
 ///
 /// It also keeps what the run needs of the answer once it is complete: the text, when a
 /// contract (`-x`, `--expect-json`) or a batch line wants it whole (`hold`), and the stream's
-/// events as received, when a batch line's `response` wants them (`record`).
+/// events as received, when a batch line's `response` (`record`) or the cache (`record_up_to`)
+/// wants them.
 pub struct Output<W: Write> {
     out: W,
     mode: Mode,
@@ -31,7 +32,7 @@ pub struct Output<W: Write> {
     /// The answer's text so far, written (if at all) only once it is complete.
     held: Option<String>,
     /// The stream's events as received.
-    events: Option<Vec<String>>,
+    events: Option<Recorded>,
     /// Once known, the token is masked in everything but an answer written as received.
     secret: Option<Secret>,
 }
@@ -68,7 +69,20 @@ impl<W: Write> Output<W> {
 
     /// Keeps a stream's events from now on, for [`Output::take_events`].
     pub fn record(&mut self) {
-        self.events.get_or_insert_with(Vec::new);
+        self.record_up_to(usize::MAX);
+    }
+
+    /// Keeps a stream's events from now on while they hold at most `limit` bytes in all; past
+    /// it, none ([`Output::recorded_whole`] says so). A larger limit asked before stands.
+    pub fn record_up_to(&mut self, limit: usize) {
+        let recorded = self.events.get_or_insert_with(Recorded::default);
+        recorded.limit = recorded.limit.max(limit);
+        recorded.whole = true;
+    }
+
+    /// Whether every event since `record_up_to` was kept.
+    pub fn recorded_whole(&self) -> bool {
+        self.events.as_ref().is_some_and(|r| r.whole)
     }
 
     /// The text held since `hold`; the answer that follows (a re-ask's) starts afresh.
@@ -77,7 +91,11 @@ impl<W: Write> Output<W> {
     }
 
     pub fn take_events(&mut self) -> Vec<String> {
-        self.events.as_mut().map(std::mem::take).unwrap_or_default()
+        let Some(recorded) = &mut self.events else {
+            return Vec::new();
+        };
+        recorded.bytes = 0;
+        std::mem::take(&mut recorded.events)
     }
 
     /// Whether the answer's text goes to this output as text: a notice about an answer without
@@ -161,8 +179,8 @@ impl<W: Write> Output<W> {
     /// echoes the token (then compact, with the token masked in every string, a chunk's content
     /// included). An event that is not JSON is not written: the caller reports it.
     pub fn event(&mut self, text: &str, is_chunk: bool) -> Result<()> {
-        if let Some(events) = &mut self.events {
-            events.push(text.to_string());
+        if let Some(recorded) = &mut self.events {
+            recorded.push(text);
         }
         if self.mode != Mode::Json {
             return Ok(());
@@ -238,6 +256,31 @@ impl<W: Write> Output<W> {
 
     pub fn into_inner(self) -> W {
         self.out
+    }
+}
+
+/// A stream's events, kept up to a limit.
+#[derive(Default)]
+struct Recorded {
+    events: Vec<String>,
+    bytes: usize,
+    limit: usize,
+    /// No event was dropped for the limit.
+    whole: bool,
+}
+
+impl Recorded {
+    fn push(&mut self, event: &str) {
+        if !self.whole {
+            return;
+        }
+        self.bytes = self.bytes.saturating_add(event.len());
+        if self.bytes > self.limit {
+            self.whole = false;
+            self.events = Vec::new();
+            return;
+        }
+        self.events.push(event.to_string());
     }
 }
 
@@ -338,5 +381,29 @@ mod tests {
         assert!(line.out.is_empty(), "a batch item writes its own line");
         assert_eq!(line.take_held().unwrap(), "a");
         assert_eq!(line.take_events(), [chunk]);
+    }
+
+    #[test]
+    fn events_are_kept_up_to_a_limit_or_not_at_all() {
+        let mut out = Output::new(Vec::new(), Mode::Text);
+        assert!(!out.recorded_whole(), "nothing is recorded unless asked");
+        out.record_up_to(10);
+        out.event("12345", false).unwrap();
+        out.event("67890", false).unwrap();
+        assert!(out.recorded_whole());
+        out.event("x", false).unwrap();
+        assert!(!out.recorded_whole());
+        out.event("y", false).unwrap();
+        assert!(
+            out.take_events().is_empty(),
+            "a part of a stream is not kept"
+        );
+
+        let mut batch = Output::new(Vec::new(), Mode::Lines { response: true });
+        batch.record();
+        batch.record_up_to(1);
+        batch.event("12345", false).unwrap();
+        assert!(batch.recorded_whole(), "a larger limit asked before stands");
+        assert_eq!(batch.take_events(), ["12345"]);
     }
 }

@@ -58,6 +58,9 @@ pub struct Request {
     pub url: String,
     pub accept: &'static str,
     pub body: ChatRequest,
+    /// It continues a conversation (`--conversation`, `-c`, an item's `conversation`), even
+    /// one `-c` found nothing saved for: such a request is never answered from the cache.
+    pub continues: bool,
 }
 
 impl Request {
@@ -81,6 +84,7 @@ impl Request {
                 max_tokens: chat.max_tokens,
                 conversation_id,
             },
+            continues: chat.conversation != Conversation::New,
         }
     }
 
@@ -139,6 +143,17 @@ mod tests {
         );
         let plain = Request::new("https://h/x", &Chat::default(), vec![], None);
         assert_eq!(plain.accept, "application/json");
+        assert!(!plain.continues);
+        assert_eq!(plain.body_bytes(), br#"{"messages":[]}"#);
+        let continued = Chat {
+            conversation: Conversation::Continue,
+            ..Chat::default()
+        };
+        let nothing_saved = Request::new("https://h/x", &continued, vec![], None);
+        assert!(
+            nothing_saved.continues,
+            "-c is a conversation even when none was saved"
+        );
         assert_eq!(plain.describe(true)["body"], json!({"messages": []}));
         assert_eq!(
             plain.describe(false)["headers"]["Authorization"],

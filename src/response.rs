@@ -130,6 +130,12 @@ pub fn read<W: Write>(
         reading.timeout,
         out,
     );
+    let result = ended(&mut reply, progress, result).map(|()| None);
+    (reply, result)
+}
+
+/// What a stream came to, told to `reply`: an error unless `[DONE]` arrived.
+fn ended(reply: &mut Reply, progress: StreamFacts, result: Result<()>) -> Result<()> {
     reply.finish_reason = progress.finish_reason.clone();
     let done = progress.done;
     if done && !progress.text {
@@ -139,13 +145,46 @@ pub fn read<W: Write>(
         });
     }
     reply.stream = Some(progress);
-    let result = result.and_then(|()| match done {
-        true => Ok(None),
+    result.and_then(|()| match done {
+        true => Ok(()),
         false => Err(Error::msg(
             Kind::Protocol,
             "the stream ended before [DONE]: the answer is incomplete",
         )),
-    });
+    })
+}
+
+/// An answer as it was received once (the cache keeps it so): a whole answer's body, or a
+/// stream's data payloads, `[DONE]` among them.
+#[derive(Debug, Clone, Copy)]
+pub enum Received<'a> {
+    Body(&'a [u8]),
+    Events(&'a [String]),
+}
+
+/// Decodes an answer received before into `out`, as a live one is decoded (a body by
+/// [`write_answer`], each payload by the event handler of [`pump`]), so that it writes exactly
+/// what the live answer wrote. `reply` holds what its headers said; what the answer says of
+/// itself is added.
+pub fn replay<W: Write>(
+    received: Received,
+    mut reply: Reply,
+    out: &mut Output<W>,
+) -> (Reply, Result<()>) {
+    let result = match received {
+        Received::Body(bytes) => write_answer(bytes, out).map(|answered| {
+            reply.finish_reason = answered.finish_reason;
+            reply.no_text = answered.no_text;
+        }),
+        Received::Events(events) => {
+            let mut handler = Events::default();
+            let result = events
+                .iter()
+                .try_for_each(|data| handler.on_event(data.as_bytes(), out))
+                .and_then(|()| out.flush());
+            ended(&mut reply, handler.progress, result)
+        }
+    };
     (reply, result)
 }
 

@@ -45,6 +45,13 @@ pub fn run(
     }
     if let Some(id) = &reply.conversation_id {
         printer.verbose(&format!("conversation {id}"));
+    }
+    // A stored answer's conversation is an old one: `-c` goes on from the last one sent.
+    if let Some(id) = reply
+        .conversation_id
+        .as_ref()
+        .filter(|_| report.cached_at.is_none())
+    {
         state::remember(
             config.state_dir.as_deref(),
             &config.origin,

@@ -2,10 +2,11 @@
 //! threads of a run and by what machines share through it: the pacing slots, the credit ledger,
 //! the answer cache.
 //!
-//! Whatever the server does, nothing here takes longer than [`LIMIT`] or reads more than
-//! [`MAX_REPLY`] bytes of a reply: a store that is slow, gone, broken or hostile is an error for
-//! the caller to fall back on, never a hang or a memory blow-up. Its failure is one warning
-//! for the run, whoever meets it first, saying what each of its users falls back to.
+//! Whatever the server does, nothing here takes longer than [`LIMIT`] or reads more of a reply
+//! than its caller allows ([`MAX_REPLY`] for a script's): a store that is slow, gone, broken or
+//! hostile is an error for the caller to fall back on, never a hang or a memory blow-up. Its
+//! failure is one warning for the run, whoever meets it first, saying what each of its users
+//! falls back to.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -24,8 +25,8 @@ pub use crate::store_url::StoreUrl;
 /// The longest the store may take to connect, or to run one command, its reply read whole.
 pub const LIMIT: Duration = Duration::from_secs(2);
 
-/// The most of a reply that is read: ours are a few numbers, or an error's line.
-const MAX_REPLY: u64 = 64 * 1024;
+/// The most of a script's reply that is read: ours are a few numbers, or an error's line.
+pub const MAX_REPLY: u64 = 64 * 1024;
 
 /// A Lua script, with the SHA-1 that EVALSHA names it by.
 pub struct Script {
@@ -43,10 +44,11 @@ impl Script {
 /// One connection to the store, shared by pacing, the ledger and the cache of a run.
 pub struct Redis {
     url: StoreUrl,
-    /// `Err` once a command has failed, or when the connection could not be made: a
-    /// connection in an unknown state is not used again, and the callers that queue behind a
-    /// failure fail at once instead of waiting in turn.
-    link: Mutex<Result<Link, Down>>,
+    /// `None` until the first command, so that a run that needs no store (a cache hit) never
+    /// waits for one; `Err` once a command has failed, or when the connection could not be
+    /// made: a connection in an unknown state is not used again, and the callers that queue
+    /// behind a failure fail at once instead of waiting in turn.
+    link: Mutex<Option<Result<Link, Down>>>,
     /// What each user of the store does without it, for the one warning of its failure.
     fallbacks: Mutex<Vec<String>>,
     warned: AtomicBool,
@@ -60,23 +62,27 @@ enum Down {
 }
 
 impl Redis {
-    /// Connects and sees the server answer, within [`LIMIT`] whatever the network does: the
-    /// connection is made on a thread of its own, since resolving a host name has no timeout.
-    /// A store that cannot be reached is not an error yet: each command fails, saying why, and
-    /// each user of the store decides what that costs.
+    /// The store at `url`, connected to at its first command. A store that cannot be reached
+    /// is not an error yet: each command fails, saying why, and each user of the store decides
+    /// what that costs.
     pub fn connect(url: &StoreUrl) -> Redis {
-        let (sender, receiver) = mpsc::channel();
-        let to = url.clone();
-        thread::spawn(move || sender.send(Link::open(&to)));
-        let link = match receiver.recv_timeout(LIMIT) {
-            Ok(result) => result.map_err(|e| Down::Unreachable(url.shown(e))),
-            Err(_) => Err(Down::Unreachable(url.shown(too_slow()))),
-        };
         Redis {
             url: url.clone(),
-            link: Mutex::new(link),
+            link: Mutex::new(None),
             fallbacks: Mutex::new(Vec::new()),
             warned: AtomicBool::new(false),
+        }
+    }
+
+    /// Connects and sees the server answer, within [`LIMIT`] whatever the network does: the
+    /// connection is made on a thread of its own, since resolving a host name has no timeout.
+    fn open(&self) -> Result<Link, Down> {
+        let (sender, receiver) = mpsc::channel();
+        let to = self.url.clone();
+        thread::spawn(move || sender.send(Link::open(&to)));
+        match receiver.recv_timeout(LIMIT) {
+            Ok(result) => result.map_err(|e| Down::Unreachable(self.url.shown(e))),
+            Err(_) => Err(Down::Unreachable(self.url.shown(too_slow()))),
         }
     }
 
@@ -97,8 +103,8 @@ impl Redis {
     /// other, and one warning says so for all of them, whoever met the failure first.
     pub fn failed(&self, why: &io::Error, printer: &Printer) {
         let mut link = self.link.lock().unwrap_or_else(PoisonError::into_inner);
-        if link.is_ok() {
-            *link = Err(Down::Failed);
+        if !matches!(*link, Some(Err(_))) {
+            *link = Some(Err(Down::Failed));
         }
         drop(link);
         if self.warned.swap(true, Ordering::AcqRel) {
@@ -119,7 +125,7 @@ impl Redis {
     /// reached (...)`, or `the store failed (URL: ...)`.
     pub fn trouble(&self, why: &io::Error) -> String {
         match &*self.link.lock().unwrap_or_else(PoisonError::into_inner) {
-            Err(Down::Unreachable(_)) => format!("the store {}", why),
+            Some(Err(Down::Unreachable(_))) => format!("the store {}", why),
             _ => format!("the store failed ({why})"),
         }
     }
@@ -133,9 +139,33 @@ impl Redis {
         keys: &[String],
         args: &[A],
     ) -> io::Result<T> {
+        self.with_link(|redis, deadline| {
+            let mut eval = |command: &str, script: &str| {
+                let mut eval = cmd(command);
+                eval.arg(script).arg(keys.len()).arg(keys).arg(args);
+                redis.query(&eval, deadline, MAX_REPLY)
+            };
+            match eval("EVALSHA", &script.sha) {
+                Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    eval("EVAL", &script.code)
+                }
+                result => result,
+            }
+        })
+    }
+
+    /// Runs one plain command (`GET`, `SET`), within [`LIMIT`], reading at most `max_reply`
+    /// bytes of its reply: a larger one is an error, not read on.
+    pub fn query<T: FromRedisValue>(&self, command: &Cmd, max_reply: u64) -> io::Result<T> {
+        self.with_link(|redis, deadline| redis.query(command, deadline, max_reply))
+    }
+
+    /// Runs `op` on the connection with a deadline [`LIMIT`] from now. A failure leaves the
+    /// connection unused from then on.
+    fn with_link<T>(&self, op: impl FnOnce(&mut Link, Instant) -> RedisResult<T>) -> io::Result<T> {
         let mut link = self.link.lock().unwrap_or_else(PoisonError::into_inner);
         let failed = |why: String| io::Error::other(format!("{}: {}", self.url, why));
-        let redis = match link.as_mut() {
+        let redis = match link.get_or_insert_with(|| self.open()) {
             Ok(redis) => redis,
             Err(Down::Unreachable(why)) => {
                 return Err(io::Error::other(format!(
@@ -145,27 +175,15 @@ impl Redis {
             }
             Err(Down::Failed) => return Err(failed("the connection failed earlier".into())),
         };
-        let deadline = Instant::now() + LIMIT;
-        let mut eval = |command: &str, script: &str| {
-            let mut eval = cmd(command);
-            eval.arg(script).arg(keys.len()).arg(keys).arg(args);
-            redis.query(&eval, deadline)
-        };
-        let result = match eval("EVALSHA", &script.sha) {
-            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                eval("EVAL", &script.code)
-            }
-            result => result,
-        };
-        result.map_err(|e| {
-            *link = Err(Down::Failed);
+        op(redis, Instant::now() + LIMIT).map_err(|e| {
+            *link = Some(Err(Down::Failed));
             failed(self.url.shown(e))
         })
     }
 }
 
 /// A connection to the server that bounds every command: in time, to a deadline, however the
-/// server drips its reply; in memory, to [`MAX_REPLY`] bytes, whatever size a reply announces
+/// server drips its reply; in memory, to the bytes its caller allows, whatever size a reply announces
 /// (`$2000000000`). The redis crate's own connection bounds neither (its timeouts are per read,
 /// and it reads as much as a reply says it holds), so the crate packs the commands and parses
 /// the replies, and the socket is held here.
@@ -192,28 +210,34 @@ impl Link {
         if let Some(password) = &url.password {
             let mut auth = cmd("AUTH");
             auth.arg(url.username.as_deref()).arg(password);
-            link.query::<()>(&auth, deadline)?;
+            link.query::<()>(&auth, deadline, MAX_REPLY)?;
         }
         if url.db != 0 {
-            link.query::<()>(cmd("SELECT").arg(url.db), deadline)?;
+            link.query::<()>(cmd("SELECT").arg(url.db), deadline, MAX_REPLY)?;
         }
         if url.password.is_none() && url.db == 0 {
-            link.query::<()>(&cmd("PING"), deadline)?;
+            link.query::<()>(&cmd("PING"), deadline, MAX_REPLY)?;
         }
         Ok(link)
     }
 
-    /// Sends `command` and reads its reply, both by `deadline`.
-    fn query<T: FromRedisValue>(&mut self, command: &Cmd, deadline: Instant) -> RedisResult<T> {
+    /// Sends `command` and reads its reply, both by `deadline`, the reply up to `max_reply`
+    /// bytes.
+    fn query<T: FromRedisValue>(
+        &mut self,
+        command: &Cmd,
+        deadline: Instant,
+        max_reply: u64,
+    ) -> RedisResult<T> {
         let mut socket = Deadline {
             stream: &self.0,
             deadline,
         };
         socket.write_all(&command.get_packed_command())?;
-        let mut reply = socket.take(MAX_REPLY);
+        let mut reply = socket.take(max_reply);
         let value = Parser::new().parse_value(&mut reply);
         if value.is_err() && reply.limit() == 0 {
-            let why = format!("a reply larger than {} KiB", MAX_REPLY >> 10);
+            let why = format!("a reply larger than {} KiB", max_reply >> 10);
             return Err(io::Error::other(why).into());
         }
         Ok(T::from_redis_value(value?.extract_error()?)?)

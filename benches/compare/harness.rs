@@ -45,6 +45,9 @@ struct Params {
     /// Interleaved pairs of runs for each ledger row, and the requests its full ledger holds.
     ledger_runs: usize,
     ledger_requests: u64,
+    /// Runs of each of the cache rows, and the entries of the full cache.
+    cache_runs: usize,
+    cache_entries: usize,
 }
 
 impl Scale {
@@ -63,6 +66,8 @@ impl Scale {
                 pacing_rate: (6, 1.0),
                 ledger_runs: 3,
                 ledger_requests: 2_000,
+                cache_runs: 3,
+                cache_entries: 50,
             },
             Scale::Full => Params {
                 startup_runs: 200,
@@ -77,6 +82,8 @@ impl Scale {
                 pacing_rate: (10, 1.0),
                 ledger_runs: 150,
                 ledger_requests: 100_000,
+                cache_runs: 200,
+                cache_entries: 10_000,
             },
         }
     }
@@ -616,6 +623,8 @@ pub fn run(scale: Scale) -> Report {
 
     // 8. The credit ledger.
     ledger::rows(&mut report, p.ledger_runs, p.ledger_requests);
+    // 9. The answer cache.
+    cache_rows(&mut report, &p, &small);
 
     if python.is_some() {
         let mut check = sdk(&small.url, "whole");
@@ -628,8 +637,8 @@ pub fn run(scale: Scale) -> Report {
     }
     let _ = std::fs::remove_file(&sdk_script);
     report.notes.push(format!(
-        "Peak RSS comes from wait4, which cannot read below the harness's own peak resident size \
-         ({:.1} MiB).",
+        "Peak RSS comes from wait4, or, where that may be the harness's own peak resident size \
+         ({:.1} MiB), from the child's VmHWM sampled until it exits.",
         own_peak_rss_kib() as f64 / 1024.0
     ));
     report
@@ -751,6 +760,75 @@ fn schema_rows(report: &mut Report, p: &Params) {
         Some(ratio(with_schema.wall, without.wall)),
         "+ < 3 ms",
         Some(added < Duration::from_millis(3)),
+    );
+}
+
+/// The answer cache (row 9): a hit (`bnx --cache 1h hi`, answered from a warm entry) against
+/// the same request sent to the mock and against start-up, the three interleaved run for run;
+/// then a hit in a cache of `cache_entries` entries against one in a cache of one, interleaved.
+fn cache_rows(report: &mut Report, p: &Params, mock: &Mock) {
+    let dirs = tempfile::tempdir().unwrap();
+    let (one, full) = (dirs.path().join("one"), dirs.path().join("full"));
+    let hit = |cache_dir: &Path| {
+        let mut cmd = mock.bnx_to_null(&["--cache", "1h", "hi"]);
+        cmd.env("BLUENEXUS_CACHE_DIR", cache_dir);
+        cmd
+    };
+    for dir in [&one, &full] {
+        cost(&mut hit(dir));
+    }
+    // Entries of other requests, each a file of the size of the real one.
+    let answers = full.join("answers");
+    let entry = std::fs::read_dir(&answers)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_none())
+        .unwrap();
+    let bytes = std::fs::read(&entry).unwrap();
+    for i in 0..p.cache_entries {
+        let name = bnx::digest::hex(&[format!("other request {i}").as_bytes()]);
+        std::fs::write(answers.join(&name), &bytes).unwrap();
+        std::fs::write(answers.join(format!("{name}.lock")), "").unwrap();
+    }
+    let (mut hits, mut trips, mut starts) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..p.cache_runs {
+        hits.push(cost(&mut hit(&one)));
+        trips.push(cost(&mut mock.bnx_to_null(&["hi"])));
+        let mut version = Command::new(BNX);
+        version.arg("--version").stdout(Stdio::null());
+        starts.push(cost(&mut version));
+    }
+    let (hit_cost, trip, start) = (median(hits), median(trips), median(starts));
+    let r = ratio(hit_cost.wall, trip.wall);
+    report.row(
+        "cache hit: `bnx --cache 1h hi` vs the round trip `bnx hi`",
+        ms(hit_cost.wall),
+        ms(trip.wall),
+        Some(r),
+        "<= 0.5",
+        Some(r <= 0.5),
+    );
+    let r = ratio(hit_cost.wall, start.wall);
+    report.row(
+        "cache hit: `bnx --cache 1h hi` vs start-up `bnx --version`",
+        ms(hit_cost.wall),
+        ms(start.wall),
+        Some(r),
+        "<= 1.5",
+        Some(r <= 1.5),
+    );
+    let (in_full, in_one) = interleaved(p.cache_runs, || hit(&full), || hit(&one));
+    let r = ratio(in_full.wall, in_one.wall);
+    report.row(
+        &format!(
+            "cache hit among {} entries vs in a cache of 1",
+            p.cache_entries
+        ),
+        ms(in_full.wall),
+        ms(in_one.wall),
+        Some(r),
+        "<= 1.1",
+        Some(r <= 1.1),
     );
 }
 

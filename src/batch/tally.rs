@@ -13,6 +13,8 @@ pub struct Finished {
     /// `None` when it succeeded.
     pub failure: Option<Failure>,
     pub consumed: f64,
+    /// It was answered from the cache.
+    pub cached: bool,
 }
 
 /// How an item failed: enough to say so again when the batch ends.
@@ -30,6 +32,8 @@ pub struct Tally {
     done_or_failed: usize,
     failed: usize,
     consumed: f64,
+    /// Items answered from the cache; `None` when the run has no cache.
+    cached: Option<usize>,
     /// A budget reached, the reason items were never started.
     pub reached: Option<Error>,
     /// The first failure to write a line.
@@ -37,12 +41,14 @@ pub struct Tally {
 }
 
 impl Tally {
-    pub fn new(items: usize) -> Self {
+    /// The tally of `items`; with `cache`, the summary counts those answered from it.
+    pub fn new(items: usize, cache: bool) -> Self {
         Tally {
             finished: vec![None; items],
             done_or_failed: 0,
             failed: 0,
             consumed: 0.0,
+            cached: cache.then_some(0),
             reached: None,
             unwritten: None,
         }
@@ -53,6 +59,9 @@ impl Tally {
         self.done_or_failed += 1;
         self.failed += usize::from(result.failure.is_some());
         self.consumed += result.consumed;
+        if let Some(cached) = &mut self.cached {
+            *cached += usize::from(result.cached);
+        }
     }
 
     pub fn finished(&self) -> usize {
@@ -72,9 +81,13 @@ impl Tally {
         let failed = self.failed();
         let done = self.finished() - failed;
         let not_started = self.finished.len() - self.finished();
+        let cached = self
+            .cached
+            .map(|n| format!(", {n} from the cache"))
+            .unwrap_or_default();
         format!(
             "batch: {done} done, {failed} failed, {skipped} skipped (done before), \
-             {not_started} not started; {} consumed",
+             {not_started} not started; {} consumed{cached}",
             credits(self.consumed)
         )
     }

@@ -42,7 +42,7 @@ impl Workers<'_> {
     ) -> Tally {
         let next = AtomicUsize::new(0);
         let (finished, results) = mpsc::channel();
-        let mut tally = Tally::new(todo.len());
+        let mut tally = Tally::new(todo.len(), self.config.cache.is_some());
         thread::scope(|scope| {
             for _ in 0..jobs.min(todo.len()) {
                 let finished = finished.clone();
@@ -98,6 +98,7 @@ impl Workers<'_> {
             .map(|request| request_digest(&config.origin, &report.agent, request));
         let answer =
             request.and_then(|request| self.client.ask(&request, &delivery, &mut out, &mut report));
+        let answered = report.attempts.count > 0 || report.cached_at.is_some();
         match answer {
             // Refused before anything was sent (the client's credit limits): the batch stops
             // as --max-credits stops it, the item not started.
@@ -106,7 +107,7 @@ impl Workers<'_> {
                 self.client.halt();
                 return None;
             }
-            _ if report.attempts.count == 0 && self.client.halted() => return None,
+            _ if !answered && self.client.halted() => return None,
             _ => {}
         }
         let delivered = answer.and_then(|answer| {
@@ -125,6 +126,7 @@ impl Workers<'_> {
                 hint: e.hint.clone(),
             }),
             consumed,
+            cached: report.cached_at.is_some(),
         })
     }
 

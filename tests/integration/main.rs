@@ -7,6 +7,7 @@
 mod base_url;
 mod batch;
 mod bench;
+mod caching;
 mod completions;
 mod conversations;
 mod credits;
