@@ -90,14 +90,23 @@ pub enum Admission {
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Charge {
-    /// The answer may be sent: its conversation id, credits consumed and remaining.
-    Granted {
-        conversation: String,
-        consumed: u64,
-        remaining: u64,
-    },
+    /// The answer may be sent.
+    Granted(Granted),
     UnknownConversation,
     NoCredits,
+}
+
+/// What a paid answer tells its client: its conversation id, credits consumed and remaining.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Granted {
+    pub conversation: String,
+    pub consumed: u64,
+    pub remaining: u64,
+}
+
+/// The mock's price of an answer: 1 credit, and 1 more per 1000 completion tokens.
+pub fn price(completion_tokens: u64) -> u64 {
+    1 + completion_tokens / 1000
 }
 
 #[derive(Debug)]
@@ -161,14 +170,14 @@ impl Accounts {
         Admission::Admitted
     }
 
-    /// Opens or continues a conversation and charges for the answer (at least 1 credit). Call it
-    /// under the same lock as `next_turn`, whose turn the answer shows.
+    /// Opens or continues a conversation and charges `cost` for the answer. Call it under the
+    /// same lock as `next_turn`, whose turn the answer shows.
     pub fn charge(
         &mut self,
         token: &str,
         agent: &str,
         conversation: Option<&str>,
-        completion_tokens: u64,
+        cost: u64,
     ) -> Charge {
         let id = match conversation {
             Some(id) => match self.conversations.get(id) {
@@ -181,7 +190,6 @@ impl Accounts {
             .accounts
             .get_mut(token)
             .expect("admitted before charged");
-        let cost = 1 + completion_tokens / 1000;
         if account.credits < cost {
             return Charge::NoCredits;
         }
@@ -199,11 +207,11 @@ impl Accounts {
                 turns: 0,
             });
         entry.turns += 1;
-        Charge::Granted {
+        Charge::Granted(Granted {
             conversation: id,
             consumed: cost,
             remaining,
-        }
+        })
     }
 
     /// The turn the next answer in `conversation` would have, if it exists for this caller.
@@ -288,18 +296,18 @@ mod tests {
     fn conversations_count_turns_and_belong_to_their_caller() {
         let mut a = accounts(0);
         assert_eq!(a.next_turn("good", "default", None), Some(1));
-        let Charge::Granted {
+        let Charge::Granted(Granted {
             conversation,
             consumed: 1,
             remaining: 2,
-        } = a.charge("good", "default", None, 10)
+        }) = a.charge("good", "default", None, price(10))
         else {
             panic!()
         };
         assert_eq!(a.next_turn("good", "default", Some(&conversation)), Some(2));
         assert!(matches!(
-            a.charge("good", "default", Some(&conversation), 10),
-            Charge::Granted { remaining: 1, .. }
+            a.charge("good", "default", Some(&conversation), price(10)),
+            Charge::Granted(Granted { remaining: 1, .. })
         ));
         assert_eq!(a.next_turn("good", "default", Some(&conversation)), Some(3));
         assert_eq!(
@@ -314,6 +322,10 @@ mod tests {
             a.charge("good", "default", Some("conv-nope"), 1),
             Charge::UnknownConversation
         );
-        assert_eq!(a.charge("good", "default", None, 5000), Charge::NoCredits);
+        assert_eq!(
+            a.charge("good", "default", None, price(5000)),
+            Charge::NoCredits
+        );
+        assert_eq!((price(0), price(999), price(1000)), (1, 1, 2));
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use super::accounts::{RateLimit, TokenSpec};
-use super::fault::{seconds, Fault, FAULT_HELP};
+use super::fault::{self, seconds, Fault};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -26,7 +26,7 @@ over 64 MiB in total are 503. Exit codes: COMMAND's own with -- COMMAND; 2 usage
 71 cannot listen on the address; 74 cannot write the log.";
 
 fn after_help() -> String {
-    format!("{FAULT_HELP}\n\n{EXAMPLES}")
+    format!("{}\n\n{EXAMPLES}", fault::help())
 }
 
 #[derive(Debug, Parser)]
@@ -123,6 +123,7 @@ fn timeout(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mock::fault::Kind;
     use clap::CommandFactory;
 
     #[test]
@@ -148,7 +149,8 @@ mod tests {
             "exit 3",
         ])
         .unwrap();
-        assert_eq!(cli.faults, [Fault::Status(503), Fault::Cut { chunks: 2 }]);
+        let kinds: Vec<&Kind> = cli.faults.iter().map(|f| &f.kind).collect();
+        assert_eq!(kinds, [&Kind::Status(503), &Kind::Cut { chunks: 2 }]);
         assert_eq!(cli.tokens[1].scopes, ["agents-read"]);
         assert_eq!(cli.command, ["sh", "-c", "exit 3"]);
         assert!(MockCli::try_parse_from(["bnx-mock", "--fault", "teapot"]).is_err());

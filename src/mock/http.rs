@@ -19,6 +19,12 @@ pub const MAX_BODY: usize = 8 * 1024 * 1024;
 /// Request bodies held at once, across all connections; past this a request gets 503.
 pub const MAX_BODIES_IN_FLIGHT: usize = 64 * 1024 * 1024;
 
+/// Header names of HTTP itself, in lower case as `wire` gives the API's own.
+pub const CONTENT_TYPE: &str = "content-type";
+pub const CACHE_CONTROL: &str = "cache-control";
+pub const ALLOW: &str = "allow";
+pub const LOCATION: &str = "location";
+
 /// When the first byte of a request arrived: the wall clock for the log, the monotonic one for
 /// its duration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -353,13 +359,37 @@ fn write_head(
 ) -> io::Result<()> {
     write!(out, "HTTP/1.1 {status} {}\r\n", reason(status))?;
     for (name, value) in headers {
-        write!(out, "{name}: {value}\r\n")?;
+        write!(out, "{}: {value}\r\n", Canonical(name))?;
     }
     if let Some(framing) = framing {
         write!(out, "{framing}\r\n")?;
     }
     let connection = if close { "close" } else { "keep-alive" };
     write!(out, "Connection: {connection}\r\n\r\n")
+}
+
+/// A header name as most servers write it, each word capitalised (`X-Credits-Consumed`),
+/// whatever its case in the code.
+pub struct Canonical<'a>(pub &'a str);
+
+impl std::fmt::Display for Canonical<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, word) in self.0.split('-').enumerate() {
+            if i > 0 {
+                f.write_str("-")?;
+            }
+            let mut chars = word.chars();
+            if let Some(first) = chars.next() {
+                write!(
+                    f,
+                    "{}{}",
+                    first.to_ascii_uppercase(),
+                    chars.as_str().to_ascii_lowercase()
+                )?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A whole response, `body` sent with its length.
@@ -438,9 +468,14 @@ pub struct Stream<'a, W: Write> {
 }
 
 impl<'a, W: Write> Stream<'a, W> {
-    pub fn start(out: &'a mut W, headers: &[(&str, String)], http10: bool) -> io::Result<Self> {
+    pub fn start(
+        out: &'a mut W,
+        status: u16,
+        headers: &[(&str, String)],
+        http10: bool,
+    ) -> io::Result<Self> {
         let framing = (!http10).then_some("Transfer-Encoding: chunked");
-        write_head(out, 200, headers, framing, http10)?;
+        write_head(out, status, headers, framing, http10)?;
         Ok(Stream {
             out,
             chunked: !http10,
@@ -650,6 +685,15 @@ mod tests {
     }
 
     #[test]
+    fn header_names_are_written_in_their_usual_case() {
+        let canonical = |name| Canonical(name).to_string();
+        assert_eq!(canonical("x-credits-consumed"), "X-Credits-Consumed");
+        assert_eq!(canonical("CONTENT-type"), "Content-Type");
+        assert_eq!(canonical("retry-after-ms"), "Retry-After-Ms");
+        assert_eq!(canonical("a--b-"), "A--B-");
+    }
+
+    #[test]
     fn reason_phrases_come_from_the_http_crate() {
         assert_eq!(reason(200), "OK");
         assert_eq!(reason(431), "Request Header Fields Too Large");
@@ -680,7 +724,7 @@ mod tests {
     #[test]
     fn chunked_stream_framing() {
         let mut out = Vec::new();
-        let mut stream = Stream::start(&mut out, &[("A", "b".into())], false).unwrap();
+        let mut stream = Stream::start(&mut out, 200, &[("a", "b".into())], false).unwrap();
         stream.send(&[b"data: x", b"\n\n"]).unwrap();
         stream.finish().unwrap();
         let text = String::from_utf8(out).unwrap();

@@ -2,8 +2,10 @@
 //! contract, with injectable faults, for tests, demos and users' own CI.
 //!
 //! `cli` (arguments) -> `server` (sockets, threads, limits, exec mode) -> `http` (framing) ->
-//! `api` (the endpoint), which uses `accounts` (tokens, rate limits, credits, conversations),
-//! `answer` (deterministic content), `fault` and `log`.
+//! `api` (the endpoint and its order of checks), which uses `accounts` (tokens, rate limits,
+//! credits, conversations), `validate` (the request body), `fault` (injected failures),
+//! `answer` (deterministic content), `reply` (errors and whole answers), `stream` (SSE) and
+//! `log`.
 
 pub mod accounts;
 pub mod answer;
@@ -12,19 +14,54 @@ pub mod cli;
 pub mod fault;
 pub mod http;
 pub mod log;
+pub mod reply;
 pub mod server;
+pub mod stream;
+pub mod validate;
 
 use std::collections::VecDeque;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use accounts::{Accounts, TokenSpec, DEFAULT_TOKEN};
-use api::{AnswerOptions, Shared};
 use cli::MockCli;
+use fault::Fault;
 use server::Limits;
+
+/// How answers are shaped, from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct AnswerOptions {
+    /// Pad every answer to at least this many bytes.
+    pub answer_size: usize,
+    /// Stream this many content chunks instead of one per word.
+    pub chunks: Option<usize>,
+    /// Pause before each streamed content chunk.
+    pub chunk_delay: Duration,
+}
+
+/// What all connections share.
+pub struct Shared {
+    pub accounts: Mutex<Accounts>,
+    pub faults: Mutex<VecDeque<Fault>>,
+    pub log: Option<log::Log>,
+    /// What error messages that quote the client must mask.
+    pub secrets: log::Secrets,
+    pub options: AnswerOptions,
+    pub completions: AtomicU64,
+    /// Request bodies held across all connections.
+    pub bodies: http::Budget,
+}
+
+impl Shared {
+    /// A completion id, new for every answer.
+    pub fn next_id(&self) -> String {
+        let n = self.completions.fetch_add(1, Ordering::Relaxed) + 1;
+        format!("chatcmpl-mock-{n}")
+    }
+}
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
 /// The address cannot be listened on: a code `bnx` never uses, so a script tells "the mock did

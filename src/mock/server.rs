@@ -10,9 +10,11 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::api::{self, Next, Shared};
+use super::api;
 use super::http::{self, Arrival, Head, Refusal};
 use super::log::Exchange;
+use super::reply::{self, Next};
+use super::Shared;
 use crate::interrupt;
 
 /// What a client may cost: connections, and how long it may keep one busy without progress.
@@ -135,7 +137,7 @@ fn refuse(out: &mut impl Write, refusal: Refusal, shared: &Shared) {
         let reason = shared.secrets.redact(&refusal.reason);
         let body = crate::wire::ErrorBody::new(kind, reason.as_ref(), None);
         let body = serde_json::to_vec(&body).expect("serializes");
-        let headers = [("Content-Type", "application/json".to_string())];
+        let headers = [(http::CONTENT_TYPE, reply::JSON.to_string())];
         let _ = http::respond(out, status, &headers, &body, true);
     }
     if let Some(log) = &shared.log {
