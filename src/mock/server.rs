@@ -32,6 +32,7 @@ pub struct Limits {
 }
 
 pub fn serve(listener: TcpListener, shared: Arc<Shared>, limits: Limits) {
+    widen_backlog(&listener);
     let open = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
         let Ok(stream) = stream else {
@@ -39,6 +40,7 @@ pub fn serve(listener: TcpListener, shared: Arc<Shared>, limits: Limits) {
             thread::sleep(Duration::from_millis(10));
             continue;
         };
+        let accepted = Instant::now();
         // Only this thread adds to `open`, so the check cannot race past the cap.
         if open.load(Ordering::SeqCst) >= limits.max_connections {
             refuse_connection(stream, &shared, limits.max_connections);
@@ -50,10 +52,21 @@ pub fn serve(listener: TcpListener, shared: Arc<Shared>, limits: Limits) {
             .stack_size(256 * 1024)
             .spawn(move || {
                 let _slot = slot;
-                let _ = connection(&stream, &shared, limits);
+                let _ = connection(&stream, &shared, limits, accepted);
                 let _ = stream.shutdown(Shutdown::Both);
             });
     }
+}
+
+/// The queue of connections the kernel completes before they are accepted, as long as the
+/// system allows (std asks for 128). Past it, a client's handshake waits for a retransmission,
+/// a second or more, which its deadlines would then seem to lose: hundreds of clients
+/// connecting at once must each get their full time.
+fn widen_backlog(listener: &TcpListener) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: listen(2) on a socket this listener owns, already listening; on failure the
+    // backlog stays as it was.
+    unsafe { libc::listen(listener.as_raw_fd(), libc::SOMAXCONN) };
 }
 
 /// One open connection, counted until dropped, even if its thread panics.
@@ -89,19 +102,23 @@ fn refuse_connection(stream: TcpStream, shared: &Shared, max: usize) {
     let _ = stream.shutdown(Shutdown::Both);
 }
 
-fn connection(stream: &TcpStream, shared: &Shared, limits: Limits) -> io::Result<()> {
+/// Serves the requests of one connection, the first one's deadlines counted from `accepted`.
+fn connection(
+    stream: &TcpStream,
+    shared: &Shared,
+    limits: Limits,
+    accepted: Instant,
+) -> io::Result<()> {
     stream.set_nodelay(true)?;
-    // Each write must move some bytes within the timeout: a client that stops reading its
-    // answer is dropped.
-    stream.set_write_timeout(Some(limits.progress_timeout))?;
     let mut input = BufReader::new(Timed {
         socket: stream,
         first_byte_by: None,
         head_by: None,
     });
-    let mut out = BufWriter::with_capacity(64 * 1024, stream);
+    let mut out = BufWriter::with_capacity(64 * 1024, Drained::new(stream, limits));
+    let mut since = accepted;
     loop {
-        input.get_mut().await_request(limits);
+        input.get_mut().await_request(limits, since);
         let (request, length) = match http::read_head(&mut input)? {
             Head::Closed => return Ok(()),
             Head::Refused(refusal) => {
@@ -122,7 +139,98 @@ fn connection(stream: &TcpStream, shared: &Shared, limits: Limits) -> io::Result
         if api::handle(&request, &mut out, stream, shared) == Next::Close {
             return Ok(());
         }
+        since = Instant::now();
     }
+}
+
+/// The socket's writes, within the progress deadline: a client that takes no byte of its
+/// answer for `progress_timeout` is dropped. Taking bytes is what the kernel says of them: its
+/// count of bytes sent and not yet acknowledged (`SIOCOUTQ`) going down, or reaching zero. A
+/// write that merely waits its timeout out is not progress: while the client reads nothing,
+/// the kernel still grows the send buffer now and then, to megabytes, and each time a write
+/// that timed out returns with some bytes taken. Counting that as progress let a client that
+/// read nothing hold its connection for several timeouts.
+struct Drained<'a> {
+    socket: &'a TcpStream,
+    timeout: Duration,
+    /// What the kernel held unacknowledged just after the last write.
+    queued: usize,
+    /// When the client last took bytes, or had taken them all.
+    progress: Instant,
+    /// A write missed the deadline: every later one fails at once, so that flushing what is
+    /// left on the way out does not wait a whole timeout more.
+    stalled: bool,
+}
+
+impl<'a> Drained<'a> {
+    fn new(socket: &'a TcpStream, limits: Limits) -> Self {
+        Drained {
+            socket,
+            timeout: limits.progress_timeout,
+            queued: 0,
+            progress: Instant::now(),
+            stalled: false,
+        }
+    }
+}
+
+impl Write for Drained<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.stalled {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        let now = Instant::now();
+        let unacked = unacknowledged(self.socket);
+        // Without the kernel's count, a write that did not have to wait is progress.
+        if unacked.is_none_or(|n| n == 0 || n < self.queued) {
+            self.progress = now;
+        }
+        let left = self
+            .progress
+            .checked_add(self.timeout)
+            .map_or(self.timeout, |deadline| {
+                deadline.saturating_duration_since(now)
+            });
+        if left.is_zero() {
+            self.stalled = true;
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        self.socket.set_write_timeout(Some(left))?;
+        match (&mut &*self.socket).write(buf) {
+            Ok(n) => {
+                self.queued = unacked.unwrap_or(0) + n;
+                if unacked.is_none() && now.elapsed() >= left {
+                    self.stalled = true;
+                }
+                Ok(n)
+            }
+            // A socket write timeout surfaces as WouldBlock on Unix.
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                self.stalled = true;
+                Err(io::ErrorKind::TimedOut.into())
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The bytes sent on `socket` that its peer has not yet acknowledged.
+#[cfg(target_os = "linux")]
+fn unacknowledged(socket: &TcpStream) -> Option<usize> {
+    use std::os::fd::AsRawFd;
+    let mut queued: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ writes one int through the pointer, which points to one.
+    let done = unsafe { libc::ioctl(socket.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+    (done == 0).then(|| usize::try_from(queued).unwrap_or(0))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn unacknowledged(_socket: &TcpStream) -> Option<usize> {
+    None
 }
 
 /// Answers a request this server will not serve, logs it, and leaves the connection to close.
@@ -162,11 +270,12 @@ struct Timed<'a> {
 }
 
 impl Timed<'_> {
-    fn await_request(&mut self, limits: Limits) {
-        let now = Instant::now();
+    /// Deadlines for the next request, counted from `since`: when the connection was accepted,
+    /// or when the last answer was sent.
+    fn await_request(&mut self, limits: Limits, since: Instant) {
         // A timeout too large for the clock is no deadline.
-        self.first_byte_by = now.checked_add(limits.idle_timeout);
-        self.head_by = now.checked_add(limits.header_timeout);
+        self.first_byte_by = since.checked_add(limits.idle_timeout);
+        self.head_by = since.checked_add(limits.header_timeout);
     }
 
     fn await_body(&mut self, limits: Limits) -> io::Result<()> {
