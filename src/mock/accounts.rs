@@ -65,6 +65,16 @@ impl FromStr for RateLimit {
     }
 }
 
+/// As `--rate-limit` and `bnx`'s `BLUENEXUS_RATE_LIMIT` take it.
+impl std::fmt::Display for RateLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.requests == 0 {
+            return f.write_str("0");
+        }
+        write!(f, "{}/{}", self.requests, self.window.as_secs())
+    }
+}
+
 #[derive(Debug)]
 struct Account {
     scopes: Vec<String>,
@@ -252,6 +262,9 @@ mod tests {
         assert_eq!(parsed("0"), Ok((0, Duration::from_secs(60))));
         for bad in ["", "x", "-1", "+1/", "3/0", "3/1.5", "3/x"] {
             assert!(bad.parse::<RateLimit>().is_err(), "{bad}");
+        }
+        for (spec, shown) in [("30", "30/60"), ("3/2", "3/2"), ("0/9", "0")] {
+            assert_eq!(spec.parse::<RateLimit>().unwrap().to_string(), shown);
         }
     }
 

@@ -22,11 +22,12 @@ pub mod validate;
 use std::collections::VecDeque;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use accounts::{Accounts, TokenSpec, DEFAULT_TOKEN};
+use accounts::{Accounts, RateLimit, TokenSpec, DEFAULT_TOKEN};
 use cli::MockCli;
 use fault::Fault;
 use server::Limits;
@@ -87,7 +88,8 @@ pub fn run(cli: MockCli) -> i32 {
         None => None,
         Some(Ok(log)) => Some(log),
         Some(Err(err)) => {
-            eprintln!("bnx-mock: error: cannot write the log file: {err}");
+            let path = cli.log.as_deref().unwrap_or(Path::new("")).display();
+            eprintln!("bnx-mock: error: cannot write the log file {path}: {err}");
             return EXIT_CANNOT_LOG;
         }
     };
@@ -125,29 +127,47 @@ pub fn run(cli: MockCli) -> i32 {
         idle_timeout: cli.idle_timeout,
         progress_timeout: cli.progress_timeout,
     };
+    let exported = exported(addr, &tokens, cli.rate_limit);
     if exec {
         std::thread::spawn(move || server::serve(listener, shared, limits));
-        return server::run_command(&cli.command, addr, &tokens[0].token);
+        return server::run_command(&cli.command, &exported);
     }
     // One write: a reader that takes only the first line (tests parse it) gets all of it at once.
-    let _ = std::io::stderr().write_all(startup(addr, &tokens).as_bytes());
+    let _ = std::io::stderr().write_all(startup(addr, &tokens, &exported).as_bytes());
     server::serve(listener, shared, limits);
     0
 }
 
+/// What a client of the mock is given in its environment: the URL, the token, and the rate
+/// limit to pace to.
+fn exported(
+    addr: SocketAddr,
+    tokens: &[TokenSpec],
+    rate: RateLimit,
+) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "BLUENEXUS_BASE_URL",
+            format!("http://{}", server::reachable(addr)),
+        ),
+        ("BLUENEXUS_TOKEN", tokens[0].token.clone()),
+        ("BLUENEXUS_RATE_LIMIT", rate.to_string()),
+    ]
+}
+
 /// What a user needs to point a client at a standalone mock. The first line's form is parsed by
 /// scripts and tests: keep it.
-fn startup(addr: SocketAddr, tokens: &[TokenSpec]) -> String {
-    let url = format!("http://{}", server::reachable(addr));
+fn startup(addr: SocketAddr, tokens: &[TokenSpec], exported: &[(&str, String)]) -> String {
     let mut text = format!("bnx-mock: listening on http://{addr}\n");
     for spec in tokens {
         let scopes = spec.scopes.join(",");
         text.push_str(&format!("bnx-mock: token {} ({scopes})\n", spec.token));
     }
-    let token = shell_quoted(&tokens[0].token);
-    text.push_str(&format!(
-        "export BLUENEXUS_BASE_URL={url} BLUENEXUS_TOKEN={token}\n"
-    ));
+    let line: Vec<String> = exported
+        .iter()
+        .map(|(name, value)| format!("{name}={}", shell_quoted(value)))
+        .collect();
+    text.push_str(&format!("export {}\n", line.join(" ")));
     text
 }
 
@@ -171,13 +191,16 @@ mod tests {
             "bnx-mock-token".parse().unwrap(),
             "it's$:agents-read".parse().unwrap(),
         ];
-        let text = startup("0.0.0.0:8787".parse().unwrap(), &tokens);
+        let addr = "0.0.0.0:8787".parse().unwrap();
+        let rate = "3/2".parse().unwrap();
+        let text = startup(addr, &tokens, &exported(addr, &tokens, rate));
         assert_eq!(
             text,
             "bnx-mock: listening on http://0.0.0.0:8787\n\
              bnx-mock: token bnx-mock-token (agents-all)\n\
              bnx-mock: token it's$ (agents-read)\n\
-             export BLUENEXUS_BASE_URL=http://127.0.0.1:8787 BLUENEXUS_TOKEN=bnx-mock-token\n"
+             export BLUENEXUS_BASE_URL=http://127.0.0.1:8787 BLUENEXUS_TOKEN=bnx-mock-token \
+             BLUENEXUS_RATE_LIMIT=3/2\n"
         );
         assert_eq!(shell_quoted("it's$"), r"'it'\''s$'");
     }

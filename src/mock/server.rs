@@ -1,16 +1,19 @@
 //! Accepting connections, one thread each, bounded in number and in time, and the exec mode
 //! that runs a command against the mock.
 
+use std::ffi::OsString;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use super::api;
+use super::api::lock;
 use super::http::{self, Arrival, Head, Refusal};
 use super::log::Exchange;
 use super::reply::{self, Next};
@@ -320,28 +323,54 @@ pub fn reachable(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(ip, addr.port())
 }
 
-/// Runs `command` with the mock's URL and token in its environment; its exit code, or 128+N
-/// when a signal ended it.
-pub fn run_command(command: &[std::ffi::OsString], addr: SocketAddr, token: &str) -> i32 {
+/// Runs `command` with `vars` in its environment, and BLUENEXUS_STATE_DIR and
+/// BLUENEXUS_CACHE_DIR in a fresh temporary directory (unless the caller set them), removed when
+/// it exits; its exit code, or 128+N when a signal ended it.
+pub fn run_command(command: &[OsString], vars: &[(&str, String)]) -> i32 {
+    let scratch = match Scratch::new() {
+        Ok(scratch) => scratch,
+        Err(err) => {
+            eprintln!("bnx-mock: error: cannot make a temporary directory for COMMAND: {err}");
+            return 74;
+        }
+    };
+    let state = Arc::new((Mutex::new(Child::Running), Condvar::new()));
     let started = interrupt::started(|| {
         let child = Command::new(&command[0])
             .args(&command[1..])
-            .env("BLUENEXUS_BASE_URL", format!("http://{}", reachable(addr)))
-            .env("BLUENEXUS_TOKEN", token)
+            .envs(vars.iter().map(|(name, value)| (name, value)))
+            .envs(scratch.vars())
             .spawn()?;
         let pid = child.id() as libc::pid_t;
+        let state = Arc::clone(&state);
         // A SIGTERM for the mock alone (a CI runner cancelling a job, `kill`) is passed on, so
         // that COMMAND does not run on against a server that is gone. Not a SIGINT: Ctrl-C
         // reaches COMMAND from the terminal already, and a second one could cut its clean-up.
+        // Either way the mock serves on until COMMAND has exited and its directory is gone.
         Ok((child, move |signal| {
-            if signal == libc::SIGTERM {
-                // SAFETY: kill(2) only. The guard is dropped just after the child is reaped,
-                // so the pid cannot have been reused but in that instant.
+            let (child, ended) = &*state;
+            let mut child = lock(child);
+            if signal == libc::SIGTERM && *child == Child::Running {
+                // SAFETY: kill(2) only, of a child not yet reaped: its pid is still its own.
                 unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+            while *child != Child::Gone {
+                child = ended.wait(child).unwrap_or_else(|p| p.into_inner());
             }
         }))
     });
-    let status = started.and_then(|(mut child, _on_signal)| child.wait());
+    let status = match started {
+        Ok((mut child, guard)) => {
+            let status = child.wait();
+            set(&state, Child::Reaped);
+            drop(scratch);
+            set(&state, Child::Gone);
+            drop(guard);
+            status
+        }
+        Err(err) => Err(err),
+    };
+    interrupt::hold_if_interrupted();
     match status {
         Ok(status) => status
             .code()
@@ -355,6 +384,64 @@ pub fn run_command(command: &[std::ffi::OsString], addr: SocketAddr, token: &str
                 126
             }
         }
+    }
+}
+
+/// Where COMMAND is, for a signal that comes while it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Child {
+    Running,
+    Reaped,
+    /// Reaped, and its directory removed: the mock may end.
+    Gone,
+}
+
+fn set(state: &(Mutex<Child>, Condvar), to: Child) {
+    *lock(&state.0) = to;
+    state.1.notify_all();
+}
+
+/// COMMAND's own state and cache directories, so that a test run neither reads nor leaves the
+/// user's: a temporary directory, removed when this is dropped.
+struct Scratch {
+    /// Held for its removal on drop.
+    _dir: Option<tempfile::TempDir>,
+    vars: Vec<(&'static str, std::path::PathBuf)>,
+}
+
+impl Scratch {
+    const VARS: [(&'static str, &'static str); 2] = [
+        ("BLUENEXUS_STATE_DIR", "state"),
+        ("BLUENEXUS_CACHE_DIR", "cache"),
+    ];
+
+    fn new() -> io::Result<Scratch> {
+        let unset: Vec<_> = Self::VARS
+            .into_iter()
+            .filter(|(name, _)| std::env::var_os(name).is_none())
+            .collect();
+        if unset.is_empty() {
+            return Ok(Scratch {
+                _dir: None,
+                vars: vec![],
+            });
+        }
+        let dir = tempfile::Builder::new().prefix("bnx-mock-").tempdir()?;
+        let mut vars = Vec::new();
+        for (name, sub) in unset {
+            let path = dir.path().join(sub);
+            // 0700, as the directory around it: a cache holds answers.
+            std::fs::DirBuilder::new().mode(0o700).create(&path)?;
+            vars.push((name, path));
+        }
+        Ok(Scratch {
+            _dir: Some(dir),
+            vars,
+        })
+    }
+
+    fn vars(&self) -> impl Iterator<Item = (&str, &std::path::Path)> {
+        self.vars.iter().map(|(name, path)| (*name, path.as_path()))
     }
 }
 

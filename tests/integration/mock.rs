@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -1217,4 +1218,78 @@ fn a_repeated_header_is_logged_with_every_value() {
     let line = mock.only_request();
     assert_eq!(line["headers"]["x-trace"], "one, two", "{line}");
     assert_eq!(line["headers"]["accept"], "a", "{line}");
+}
+
+#[test]
+fn exec_mode_exports_its_rate_limit_and_a_scratch_state_removed_after() {
+    let home = tempfile::tempdir().unwrap();
+    let script = "echo \"$BLUENEXUS_RATE_LIMIT $BLUENEXUS_STATE_DIR $BLUENEXUS_CACHE_DIR\"; \
+                  i=0; while [ $i -lt 7 ]; do bnx -q \"run $i\" || exit $?; i=$((i+1)); done";
+    let bin = Path::new(BNX).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log.jsonl");
+    let output = Command::new(BNX_MOCK)
+        .env_clear()
+        .env("HOME", home.path())
+        .env("PATH", path)
+        .arg("--log")
+        .arg(&log)
+        .args(["--rate-limit", "3/2", "--", "sh", "-c", script])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let stdout = stdout_of(&output);
+    let first: Vec<&str> = stdout.lines().next().unwrap().split(' ').collect();
+    assert_eq!(first[0], "3/2", "{stdout}");
+    let (state, cache) = (Path::new(first[1]), Path::new(first[2]));
+    assert_eq!(
+        state.parent(),
+        cache.parent(),
+        "one scratch directory: {stdout}"
+    );
+    assert!(
+        !state.parent().unwrap().exists(),
+        "removed when COMMAND exited"
+    );
+    let statuses: Vec<u64> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["status"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(statuses, [200; 7], "bnx paced to the mock's limit: no 429");
+
+    let mine = tempfile::tempdir().unwrap();
+    let kept = Command::new(BNX_MOCK)
+        .env("BLUENEXUS_STATE_DIR", mine.path())
+        .args(["--", "sh", "-c", "echo \"$BLUENEXUS_STATE_DIR\""])
+        .output()
+        .unwrap();
+    assert_eq!(
+        stdout_of(&kept).trim_end(),
+        mine.path().to_str().unwrap(),
+        "the caller's own"
+    );
+}
+
+#[test]
+fn a_log_file_that_cannot_be_written_is_named() {
+    let output = Command::new(BNX_MOCK)
+        .args(["--log", "/proc/x/y", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(74));
+    assert!(
+        stderr_of(&output).starts_with("bnx-mock: error: cannot write the log file /proc/x/y: "),
+        "{}",
+        stderr_of(&output)
+    );
 }
