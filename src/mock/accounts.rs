@@ -224,6 +224,27 @@ impl Accounts {
         })
     }
 
+    /// Takes `cost` from the balance of `token` for an answer that opens no conversation of the
+    /// mock's own (a recorded one); the credits remaining, or `None` when it cannot pay.
+    pub fn pay(&mut self, token: &str, cost: u64) -> Option<u64> {
+        let account = self.accounts.get_mut(token)?;
+        account.credits = account.credits.checked_sub(cost)?;
+        Some(account.credits)
+    }
+
+    /// Makes the conversation `id`, which a reply named, known to this caller as being at
+    /// `turn`, so that the requests continuing it are accepted.
+    pub fn register(&mut self, token: &str, agent: &str, id: &str, turn: u64) {
+        self.conversations.insert(
+            id.to_string(),
+            Conversation {
+                token: token.to_string(),
+                agent: agent.to_string(),
+                turns: turn,
+            },
+        );
+    }
+
     /// The turn the next answer in `conversation` would have, if it exists for this caller.
     pub fn next_turn(&self, token: &str, agent: &str, conversation: Option<&str>) -> Option<u64> {
         match conversation {
@@ -340,5 +361,17 @@ mod tests {
             Charge::NoCredits
         );
         assert_eq!((price(0), price(999), price(1000)), (1, 1, 2));
+    }
+
+    #[test]
+    fn a_registered_conversation_continues_from_its_turn_and_pay_takes_credits() {
+        let mut a = accounts(0);
+        a.register("good", "default", "conv-rec", 2);
+        assert_eq!(a.next_turn("good", "default", Some("conv-rec")), Some(3));
+        assert_eq!(a.next_turn("user", "default", Some("conv-rec")), None);
+        assert_eq!(a.pay("good", 2), Some(1));
+        assert_eq!(a.pay("good", 2), None);
+        assert_eq!(a.pay("good", 1), Some(0));
+        assert_eq!(a.pay("nobody", 0), None);
     }
 }

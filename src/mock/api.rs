@@ -7,21 +7,22 @@
 
 use std::io::{self, Write};
 use std::net::TcpStream;
-use std::sync::Mutex;
 use std::time::Instant;
 
 use percent_encoding::percent_decode_str;
 
 use super::accounts::{price, Admission, Charge};
 use super::answer::{tokens, Content};
+use super::answers::Query;
 use super::fault::{self, Fault, Injected};
 use super::http::{self, Request, ALLOW};
 use super::log::Exchange;
-use super::reply::{self, error, no_credits, Answer, Next, Outcome};
+use super::replay::{self, Replayed};
+use super::reply::{self, error, no_conversation, no_credits, Answer, Asked, Next, Outcome};
 use super::stream::{self, Ending};
 use super::validate::{validate, Chat, Invalid};
-use super::Shared;
-use crate::wire;
+use super::{lock, Shared};
+use crate::wire::{self, ErrorBody};
 
 /// Answers one request; logs it when done.
 pub fn handle(
@@ -36,30 +37,55 @@ pub fn handle(
     exchange(request, out, socket, shared)
 }
 
+/// What the log says of an exchange besides its request and status.
+#[derive(Default)]
+pub struct Trace {
+    pub fault: Option<String>,
+    pub rule: Option<String>,
+    pub reason: Option<String>,
+    /// The client's own credential, masked in the log of a recording mock.
+    pub secret: Option<String>,
+}
+
 fn exchange(request: &Request, out: &mut impl Write, socket: &TcpStream, shared: &Shared) -> Next {
     let agent = route(&request.path);
-    let fault = agent
-        .as_ref()
-        .and_then(|_| lock(&shared.faults).pop_front());
-    let injected = match &fault {
-        Some(fault) => fault::inject(fault, request, out, socket, shared),
-        None => Injected::Delayed,
+    let mut trace = Trace::default();
+    let outcome = match (&shared.recorder, agent) {
+        (Some(recorder), Some(agent)) if request.method == "POST" => {
+            recorder.proxy(request, &agent, out, shared, &mut trace)
+        }
+        (_, agent) => {
+            let fault = agent
+                .as_ref()
+                .filter(|_| shared.recorder.is_none())
+                .and_then(|_| lock(&shared.faults).pop_front());
+            trace.fault = fault.as_ref().map(Fault::to_string);
+            let injected = match &fault {
+                Some(fault) => fault::inject(fault, request, out, socket, shared),
+                None => Injected::Delayed,
+            };
+            match injected {
+                Injected::Sent(outcome) => outcome,
+                Injected::Delayed => answer(request, agent, out, socket, shared, &mut trace),
+            }
+        }
     };
-    let outcome = match injected {
-        Injected::Sent(outcome) => outcome,
-        Injected::Delayed => answer(request, agent, out, shared),
-    };
-    let (status, reason, next) = match outcome {
-        Ok((status, next)) => (status, None, next),
-        Err(err) => (None, Some(undelivered(&err)), Next::Close),
+    let (status, next) = match outcome {
+        Ok((status, next)) => (status, next),
+        Err(err) => {
+            trace.reason = Some(undelivered(&err));
+            (None, Next::Close)
+        }
     };
     if let Some(log) = &shared.log {
         log.record(&Exchange {
             arrived: request.arrived,
             request: Some(request),
             status,
-            reason,
-            fault: fault.as_ref().map(Fault::to_string),
+            reason: trace.reason,
+            fault: trace.fault,
+            rule: trace.rule,
+            secret: trace.secret.as_deref(),
         });
     }
     if request.close {
@@ -80,14 +106,8 @@ fn undelivered(err: &io::Error) -> String {
     }
 }
 
-pub fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 /// The agent id of a chat path.
-fn route(path: &str) -> Option<String> {
+pub fn route(path: &str) -> Option<String> {
     let agent = path
         .strip_prefix("/api/v1/agents/")?
         .strip_suffix("/chat/completions")?;
@@ -108,12 +128,59 @@ fn answer(
     request: &Request,
     agent: Option<String>,
     out: &mut impl Write,
+    socket: &TcpStream,
     shared: &Shared,
+    trace: &mut Trace,
 ) -> Outcome {
-    match admit(request, agent, shared) {
-        Ok(admitted) => echo(&admitted, request.http10, out, shared),
-        Err(refusal) => refusal.send(out, shared),
+    let admitted = match admit(request, agent, shared) {
+        Ok(admitted) => admitted,
+        Err(refusal) => return refusal.send(out, shared),
+    };
+    let asked = Asked {
+        request,
+        agent: &admitted.agent,
+        token: admitted.token,
+        chat: &admitted.chat,
+    };
+    let Some(answers) = &shared.answers else {
+        return echo(&asked, out, shared);
+    };
+    let conversation = asked.chat.conversation_id.as_deref();
+    let turn = lock(&shared.accounts).next_turn(asked.token, asked.agent, conversation);
+    let Some(turn) = turn else {
+        return no_conversation(out, asked.chat, &shared.secrets);
+    };
+    let query = Query::new(asked.agent, asked.chat, turn, &request.body);
+    if let Some(rule) = answers.choose(&query) {
+        trace.rule = Some(rule.origin.clone());
+        return match replay::send(rule, &asked, turn, out, socket, shared) {
+            Replayed::Sent(outcome) => outcome,
+            Replayed::Echo => echo(&asked, out, shared),
+        };
     }
+    let unmatched = unmatched(&query, shared);
+    if answers.strict {
+        trace.reason = Some(unmatched.clone());
+        let mut body = ErrorBody::new("invalid_request_error", unmatched, None);
+        body.error.code = Some("no_matching_answer".into());
+        return reply::error_body(out, 400, &body, vec![]);
+    }
+    trace.reason = Some(format!("{unmatched}: the echo answer"));
+    echo(&asked, out, shared)
+}
+
+/// Which request no scripted answer matched: its agent and the start of its last user message.
+fn unmatched(query: &Query, shared: &Shared) -> String {
+    let prompt = query.prompt().unwrap_or("");
+    let mut start: String = prompt.chars().take(40).collect();
+    if start.len() < prompt.len() {
+        start.push_str("...");
+    }
+    let message = format!(
+        "no scripted answer matches this request: agent {:?}, last user message {start:?}",
+        query.agent
+    );
+    shared.secrets.redact(&message).into_owned()
 }
 
 /// Why a request gets no answer: the error response it gets instead.
@@ -187,19 +254,12 @@ fn admit<'r>(
     Ok(Admitted { agent, token, chat })
 }
 
-/// The 404 of a conversation this caller does not have.
-fn no_conversation(out: &mut impl Write, chat: &Chat, shared: &Shared) -> Outcome {
-    let id = chat.conversation_id.as_deref().unwrap_or("");
-    let message = format!("conversation {id:?} not found");
-    let message = shared.secrets.redact(&message);
-    let param = Some("conversationId");
-    error(out, 404, "not_found_error", &message, param, vec![])
-}
-
 /// The deterministic answer: the conversation's turn and the last user message, charged by
 /// its length.
-fn echo(admitted: &Admitted, http10: bool, out: &mut impl Write, shared: &Shared) -> Outcome {
-    let Admitted { agent, token, chat } = admitted;
+fn echo(asked: &Asked, out: &mut impl Write, shared: &Shared) -> Outcome {
+    let Asked {
+        agent, token, chat, ..
+    } = asked;
     let conversation = chat.conversation_id.as_deref();
     // One lock: the turn is part of the answer, whose length sets the charge.
     let charged = {
@@ -213,12 +273,12 @@ fn echo(admitted: &Admitted, http10: bool, out: &mut impl Write, shared: &Shared
         })
     };
     let Some((content, finish_reason, charge)) = charged else {
-        return no_conversation(out, chat, shared);
+        return no_conversation(out, chat, &shared.secrets);
     };
     let headers = match charge {
         Charge::Granted(granted) => reply::charged(granted),
         Charge::NoCredits => return no_credits(out, ""),
-        Charge::UnknownConversation => return no_conversation(out, chat, shared),
+        Charge::UnknownConversation => return no_conversation(out, chat, &shared.secrets),
     };
     let answer = Answer {
         headers,
@@ -233,13 +293,13 @@ fn echo(admitted: &Admitted, http10: bool, out: &mut impl Write, shared: &Shared
             finish_reason,
             usage,
         };
-        stream::echo(out, http10, answer, ending, &shared.options)
+        stream::echo(out, asked.request.http10, answer, ending, &shared.options)
     } else {
         reply::whole(out, answer, finish_reason, prompt_tokens)
     }
 }
 
-fn bearer(request: &Request) -> Option<&str> {
+pub fn bearer(request: &Request) -> Option<&str> {
     let value = request.header("authorization")?;
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();

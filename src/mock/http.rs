@@ -265,6 +265,23 @@ pub struct Reservation<'a> {
     bytes: usize,
 }
 
+impl Reservation<'_> {
+    /// Takes `more` bytes besides, if they are left.
+    pub fn grow(&mut self, more: usize) -> bool {
+        let taken = self
+            .budget
+            .0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(more)
+            })
+            .is_ok();
+        if taken {
+            self.bytes += more;
+        }
+        taken
+    }
+}
+
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
         self.budget.0.fetch_add(self.bytes, Ordering::SeqCst);
@@ -673,6 +690,9 @@ mod tests {
         let refusal = read_body(&mut input, &mut Vec::new(), request, 5, &budget).unwrap_err();
         assert_eq!(refusal.status, Some(503));
         drop(first);
+        let mut growing = budget.reserve(4).unwrap();
+        assert!(growing.grow(6) && !growing.grow(1));
+        drop(growing);
         assert!(budget.reserve(10).is_some());
     }
 

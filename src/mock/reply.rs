@@ -9,14 +9,24 @@ use serde_json::value::RawValue;
 
 use super::accounts::Granted;
 use super::answer::{tokens, Content};
-use super::http::{self, CONTENT_TYPE};
+use super::http::{self, Request, CONTENT_TYPE};
+use super::log::Secrets;
+use super::validate::Chat;
 use crate::wire::{self, ErrorBody, Text, Usage};
 
 pub const MODEL: &str = "bluenexus/mock-1";
 pub const JSON: &str = "application/json";
 
 /// Response headers: lower-case names (`http` writes them in their usual case).
-pub type Headers = Vec<(&'static str, String)>;
+pub type Headers<'a> = Vec<(&'a str, String)>;
+
+/// A request that passed every check before its answer, and what of it an answer needs.
+pub struct Asked<'r> {
+    pub request: &'r Request,
+    pub agent: &'r str,
+    pub token: &'r str,
+    pub chat: &'r Chat<'r>,
+}
 
 /// Whether the connection may carry another request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +62,15 @@ pub fn error_body(
     Ok((Some(status), Next::KeepAlive))
 }
 
+/// The 404 of a conversation this caller does not have.
+pub fn no_conversation(out: &mut impl Write, chat: &Chat, secrets: &Secrets) -> Outcome {
+    let id = chat.conversation_id.as_deref().unwrap_or("");
+    let message = format!("conversation {id:?} not found");
+    let message = secrets.redact(&message);
+    let param = Some("conversationId");
+    error(out, 404, "not_found_error", &message, param, vec![])
+}
+
 /// The 402 of an empty balance; `why` tells a real one from an injected one.
 pub fn no_credits(out: &mut impl Write, why: &str) -> Outcome {
     let message = format!("not enough credits left for this request{why}");
@@ -65,7 +84,7 @@ pub struct Answer {
     pub content: Content,
     /// A JSON array; with it, an empty content is sent as `null`.
     pub tool_calls: Option<Box<RawValue>>,
-    pub headers: Headers,
+    pub headers: Headers<'static>,
 }
 
 impl Answer {
@@ -89,7 +108,7 @@ impl Answer {
 }
 
 /// The headers of a paid answer.
-pub fn charged(granted: Granted) -> Headers {
+pub fn charged(granted: Granted) -> Headers<'static> {
     vec![
         (wire::HEADER_CREDITS_CONSUMED, granted.consumed.to_string()),
         (

@@ -13,11 +13,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::api;
-use super::api::lock;
 use super::http::{self, Arrival, Head, Refusal};
 use super::log::Exchange;
 use super::reply::{self, Next};
-use super::Shared;
+use super::{lock, Shared};
 use crate::interrupt;
 
 /// What a client may cost: connections, and how long it may keep one busy without progress.
@@ -258,6 +257,8 @@ fn refuse(out: &mut impl Write, refusal: Refusal, shared: &Shared) {
             status: refusal.status,
             reason: Some(refusal.reason),
             fault: None,
+            rule: None,
+            secret: None,
         });
     }
 }

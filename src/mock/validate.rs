@@ -16,6 +16,10 @@ use crate::wire::{self, Text};
 pub struct Chat<'a> {
     /// The text of the last user message, or of the last message when no user spoke.
     pub echo: Cow<'a, str>,
+    /// Whether `echo` is a user's message.
+    pub from_user: bool,
+    /// The texts of the system and developer messages, in order.
+    pub system: Vec<Cow<'a, str>>,
     /// The text of all messages, in bytes.
     pub prompt_bytes: usize,
     pub stream: bool,
@@ -139,10 +143,12 @@ pub fn validate(body: &[u8]) -> Result<Chat<'_>, Invalid> {
         "conversationId",
         "conversationId must be a string",
     )?;
-    let (echo, prompt_bytes) = messages(fields.messages)?;
+    let texts = messages(fields.messages)?;
     Ok(Chat {
-        echo,
-        prompt_bytes,
+        echo: texts.echo,
+        from_user: texts.from_user,
+        system: texts.system,
+        prompt_bytes: texts.prompt_bytes,
         stream: stream.unwrap_or(false),
         include_usage,
         max_tokens,
@@ -160,14 +166,28 @@ fn typed<'a, T: Deserialize<'a>>(
         .transpose()
 }
 
-/// Checks the messages one at a time; returns the text the answer echoes and the size of all.
-fn messages(raw: Option<&RawValue>) -> Result<(Cow<'_, str>, usize), Invalid> {
+/// What the messages say, as far as an answer needs it.
+struct Texts<'a> {
+    echo: Cow<'a, str>,
+    from_user: bool,
+    system: Vec<Cow<'a, str>>,
+    prompt_bytes: usize,
+}
+
+/// Checks the messages one at a time; returns the text the answer echoes, the system texts and
+/// the size of all.
+fn messages(raw: Option<&RawValue>) -> Result<Texts<'_>, Invalid> {
     let raw = raw.ok_or_else(|| invalid("messages is required", "messages"))?;
     let mut echo: Option<(bool, Cow<str>)> = None;
+    let mut system = Vec::new();
     let mut prompt_bytes = 0;
     let count = each_element(raw, |i, message| {
-        let (from_user, text) = check_message(i, message)?;
+        let (role, text) = check_message(i, message)?;
         prompt_bytes += text.len();
+        let from_user = role == "user";
+        if role == "system" || role == "developer" {
+            system.push(text.clone());
+        }
         // A later user message replaces the echo; any message does until a user has spoken.
         if from_user || !echo.as_ref().is_some_and(|(user, _)| *user) {
             echo = Some((from_user, text));
@@ -176,17 +196,22 @@ fn messages(raw: Option<&RawValue>) -> Result<(Cow<'_, str>, usize), Invalid> {
     })
     .map_err(|failed| failed.unwrap_or_else(|| invalid("messages must be an array", "messages")))?;
     match echo {
-        Some((_, text)) if count > 0 => Ok((text, prompt_bytes)),
+        Some((from_user, echo)) if count > 0 => Ok(Texts {
+            echo,
+            from_user,
+            system,
+            prompt_bytes,
+        }),
         _ => Err(invalid("messages must not be empty", "messages")),
     }
 }
 
-/// One message: whether a user sent it, and its text.
-fn check_message(i: usize, raw: &RawValue) -> Result<(bool, Cow<'_, str>), Invalid> {
+/// One message: its role, and its text.
+fn check_message(i: usize, raw: &RawValue) -> Result<(&'static str, Cow<'_, str>), Invalid> {
     // Not an object: no role, which is what the error will say.
     let fields: MessageFields = object(raw).unwrap_or_default();
     let role: Option<String> = fields.role.and_then(|r| serde_json::from_str(r.get()).ok());
-    let Some(role) = role.filter(|r| wire::ROLES.contains(&r.as_str())) else {
+    let Some(role) = role.and_then(|r| wire::ROLES.into_iter().find(|known| *known == r)) else {
         let message = format!(
             "messages[{i}].role must be one of {}",
             wire::ROLES.join(", ")
@@ -209,7 +234,7 @@ fn check_message(i: usize, raw: &RawValue) -> Result<(bool, Cow<'_, str>), Inval
         );
         return Err(invalid(message, format!("messages[{i}].content")));
     };
-    Ok((role == "user", text))
+    Ok((role, text))
 }
 
 /// A message's content as text: a string, or the text of its parts joined.
@@ -420,6 +445,14 @@ mod tests {
         assert_eq!(echo(&format!("[{s},{u1},{a},{u2}]")), "héllo");
         assert_eq!(echo(&format!("[{s},{u1},{a}]")), "first");
         assert_eq!(echo(&format!("[{s},{a}]")), "a");
+        let body = format!(r#"{{"messages":[{s},{u1},{},{u2}]}}"#, m("developer", "d"));
+        let chat = validate(body.as_bytes()).unwrap();
+        assert_eq!(
+            (chat.from_user, chat.system),
+            (true, vec!["s".into(), "d".into()])
+        );
+        let body = format!(r#"{{"messages":[{s},{a}]}}"#);
+        assert!(!validate(body.as_bytes()).unwrap().from_user);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::util::*;
 use serde_json::{json, Value};
 
 /// A raw HTTP/1.1 exchange: the full response as text (the connection is closed by us asking).
-fn raw(mock: &Mock, request: &[u8]) -> String {
+pub fn raw(mock: &Mock, request: &[u8]) -> String {
     let mut stream = TcpStream::connect(&mock.addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -33,26 +33,26 @@ pub fn content_length(head: &str) -> usize {
         .unwrap()
 }
 
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
 }
 
 impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
 
-    fn json(&self) -> Value {
+    pub fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
     }
 
     /// The SSE data payloads, in order.
-    fn events(&self) -> Vec<String> {
+    pub fn events(&self) -> Vec<String> {
         self.body
             .split("\n\n")
             .filter_map(|e| e.strip_prefix("data: "))
@@ -62,7 +62,7 @@ impl Reply {
 }
 
 /// A request with ureq, which de-chunks the body for us. No proxy, no redirects.
-fn call(mock: &Mock, method: &str, path: &str, token: Option<&str>, body: &str) -> Reply {
+pub fn call(mock: &Mock, method: &str, path: &str, token: Option<&str>, body: &str) -> Reply {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
@@ -91,13 +91,13 @@ fn call(mock: &Mock, method: &str, path: &str, token: Option<&str>, body: &str) 
     }
 }
 
-const CHAT: &str = "/api/v1/agents/default/chat/completions";
+pub const CHAT: &str = "/api/v1/agents/default/chat/completions";
 
-fn chat(mock: &Mock, body: Value) -> Reply {
+pub fn chat(mock: &Mock, body: Value) -> Reply {
     call(mock, "POST", CHAT, Some(TOKEN), &body.to_string())
 }
 
-fn user(text: &str) -> Value {
+pub fn user(text: &str) -> Value {
     json!({"messages": [{"role": "user", "content": text}]})
 }
 

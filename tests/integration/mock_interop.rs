@@ -55,7 +55,7 @@ seen["auth"] = failure(lambda: ask(wrong))
 print(json.dumps(seen))
 "#;
 
-fn python_with_openai() -> bool {
+pub fn python_with_openai() -> bool {
     Command::new("python3")
         .args(["-c", "import openai"])
         .output()
