@@ -1,6 +1,11 @@
 //! `-o FILE`: the output goes to a temporary file in FILE's directory, which replaces FILE only
-//! when the run succeeds. On any failure, Ctrl-C included, FILE keeps what it had and the
-//! temporary file is removed, so a cron job's last good answer survives a failed run.
+//! when the run succeeds. On any failure, Ctrl-C included, FILE keeps what it had and no
+//! temporary file is left, so a cron job's last good answer survives a failed run.
+//!
+//! On Linux the temporary file has no name (`O_TMPFILE`) until the commit links it in and
+//! renames it over FILE, so not even a SIGKILL leaves one behind. Where that is not possible (a
+//! file system without `O_TMPFILE`, no `/proc` to link it through, another system), it is a
+//! named file, removed when the run ends and on Ctrl-C.
 //!
 //! A FILE that is not a regular file (`/dev/null`, a FIFO, a terminal) cannot be replaced
 //! without destroying it: it is written directly, as the shell's `>` would.
@@ -23,10 +28,9 @@ pub struct AtomicFile {
 
 enum Destination {
     Replacing {
-        file: BufWriter<NamedTempFile>,
+        file: BufWriter<Temporary>,
         /// The file to replace: FILE, or what it links to.
         target: PathBuf,
-        _on_interrupt: interrupt::Guard,
     },
     /// A device or a FIFO, written in place.
     Direct(BufWriter<File>),
@@ -73,20 +77,10 @@ impl AtomicFile {
             .rev()
             .find(|&at| file_name.is_char_boundary(at))
             .unwrap_or(0);
+        let prefix = format!(".{}.", &file_name[..kept]);
+        let file = Temporary::new(dir, &prefix).map_err(|e| failed(without_temporary_name(e)))?;
         // Created as any new file is, 0666 less the umask; an existing file's bits are copied
-        // exactly below (open(2) would have the umask narrow them).
-        let (file, on_interrupt) = interrupt::started(|| {
-            let file = tempfile::Builder::new()
-                .prefix(&format!(".{}.", &file_name[..kept]))
-                .suffix(".tmp")
-                .permissions(Permissions::from_mode(0o666))
-                .tempfile_in(dir)?;
-            let temporary = file.path().to_path_buf();
-            Ok((file, move |_| {
-                let _ = fs::remove_file(&temporary);
-            }))
-        })
-        .map_err(|e| failed(without_temporary_name(e)))?;
+        // exactly (open(2) would have the umask narrow them).
         if let Some(mode) = mode {
             file.as_file()
                 .set_permissions(Permissions::from_mode(mode))
@@ -96,7 +90,6 @@ impl AtomicFile {
             file: Destination::Replacing {
                 file: BufWriter::with_capacity(64 * 1024, file),
                 target,
-                _on_interrupt: on_interrupt,
             },
             name,
         })
@@ -107,15 +100,178 @@ impl AtomicFile {
     pub fn commit(self) -> Result<()> {
         let failed = |e: io::Error| Error::write(e, &self.name);
         match self.file {
-            Destination::Replacing { file, target, .. } => {
+            Destination::Replacing { file, target } => {
                 let file = file.into_inner().map_err(|e| failed(e.into_error()))?;
                 file.as_file().sync_all().map_err(failed)?;
-                file.persist(&target).map_err(|e| failed(e.error))?;
+                file.persist(&target).map_err(failed)?;
             }
             Destination::Direct(mut file) => file.flush().map_err(failed)?,
         }
         Ok(())
     }
+}
+
+/// Where the output waits for the commit: in FILE's directory, since a rename cannot cross
+/// file systems.
+enum Temporary {
+    /// No name until the commit: whatever ends the run leaves nothing behind.
+    #[cfg(target_os = "linux")]
+    Unnamed {
+        file: File,
+        dir: PathBuf,
+        /// The start of the name it gets at the commit, for the moment before the rename.
+        prefix: String,
+    },
+    /// Removed when dropped, and by the clean-up if Ctrl-C comes first.
+    Named {
+        file: NamedTempFile,
+        _on_interrupt: interrupt::Guard,
+    },
+}
+
+impl Temporary {
+    fn new(dir: &Path, prefix: &str) -> io::Result<Temporary> {
+        #[cfg(target_os = "linux")]
+        match unnamed(dir) {
+            Ok(file) => {
+                return Ok(Temporary::Unnamed {
+                    file,
+                    dir: dir.to_path_buf(),
+                    prefix: prefix.to_string(),
+                })
+            }
+            // The file system (or the kernel) has no O_TMPFILE: the named file is the way left.
+            Err(e)
+                if !matches!(
+                    e.raw_os_error(),
+                    Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
+                ) =>
+            {
+                return Err(e)
+            }
+            Err(_) => {}
+        }
+        Temporary::named(dir, prefix)
+    }
+
+    fn named(dir: &Path, prefix: &str) -> io::Result<Temporary> {
+        let (file, on_interrupt) = interrupt::started(|| {
+            let file = tempfile::Builder::new()
+                .prefix(prefix)
+                .suffix(".tmp")
+                .permissions(Permissions::from_mode(0o666))
+                .tempfile_in(dir)?;
+            let temporary = file.path().to_path_buf();
+            Ok((file, move |_| {
+                let _ = fs::remove_file(&temporary);
+            }))
+        })?;
+        Ok(Temporary::Named {
+            file,
+            _on_interrupt: on_interrupt,
+        })
+    }
+
+    fn as_file(&self) -> &File {
+        match self {
+            #[cfg(target_os = "linux")]
+            Temporary::Unnamed { file, .. } => file,
+            Temporary::Named { file, .. } => file.as_file(),
+        }
+    }
+
+    /// Renames the file over `target`. An unnamed one is first linked in under a name of its
+    /// own, which the rename then takes away: only a kill between the two can leave it.
+    fn persist(self, target: &Path) -> io::Result<()> {
+        match self {
+            #[cfg(target_os = "linux")]
+            Temporary::Unnamed { file, dir, prefix } => {
+                let (linked, _on_interrupt) = interrupt::started(|| {
+                    let linked = link_in(&file, &dir, &prefix)?;
+                    let temporary = linked.clone();
+                    Ok((linked, move |_| {
+                        let _ = fs::remove_file(&temporary);
+                    }))
+                })?;
+                fs::rename(&linked, target).inspect_err(|_| {
+                    let _ = fs::remove_file(&linked);
+                })
+            }
+            Temporary::Named { file, .. } => file.persist(target).map(drop).map_err(|e| e.error),
+        }
+    }
+}
+
+/// Where an unnamed file is linked in from.
+#[cfg(target_os = "linux")]
+const PROC_FD: &str = "/proc/self/fd";
+
+/// An `O_TMPFILE` in `dir`, created as any new file is (0666 less the umask).
+#[cfg(target_os = "linux")]
+fn unnamed(dir: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // Without /proc, linking it in needs a privilege (AT_EMPTY_PATH) a user rarely has.
+    if !Path::new(PROC_FD).is_dir() {
+        return Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP));
+    }
+    File::options()
+        .write(true)
+        .custom_flags(libc::O_TMPFILE)
+        .mode(0o666)
+        .open(dir)
+}
+
+/// Gives the unnamed `file` a name in `dir` that no other file has: `PREFIX` and six random
+/// characters, then `.tmp`.
+#[cfg(target_os = "linux")]
+fn link_in(file: &File, dir: &Path, prefix: &str) -> io::Result<PathBuf> {
+    use std::ffi::CString;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = |path: &Path| {
+        CString::new(path.as_os_str().as_bytes())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+    };
+    let from = c_path(&Path::new(PROC_FD).join(file.as_raw_fd().to_string()))?;
+    loop {
+        let path = dir.join(format!("{prefix}{}.tmp", random_letters()));
+        let to = c_path(&path)?;
+        // SAFETY: both paths are NUL-terminated strings that outlive the call.
+        let linked = unsafe {
+            libc::linkat(
+                libc::AT_FDCWD,
+                from.as_ptr(),
+                libc::AT_FDCWD,
+                to.as_ptr(),
+                libc::AT_SYMLINK_FOLLOW,
+            )
+        };
+        if linked == 0 {
+            return Ok(path);
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EEXIST) {
+            return Err(err);
+        }
+    }
+}
+
+/// Six letters or digits, different at every call.
+#[cfg(target_os = "linux")]
+fn random_letters() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    // Each RandomState has keys of its own: an empty hash under them is a random number.
+    let mut n = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    (0..6)
+        .map(|_| {
+            let letter = ALPHABET[(n % 36) as usize] as char;
+            n /= 36;
+            letter
+        })
+        .collect()
 }
 
 /// What `path` names once its symbolic links are followed, whether that exists or not: `>`
@@ -163,6 +319,16 @@ impl Write for AtomicFile {
     }
 }
 
+impl Write for Temporary {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.as_file().write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.as_file().flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,7 +348,7 @@ mod tests {
         file.write_all(b"new\n").unwrap();
         file.flush().unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), "old\n");
-        assert_eq!(entries(dir.path()), 2, "the temporary file sits beside it");
+        assert_eq!(entries(dir.path()), 1, "the temporary file has no name");
         file.commit().unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), "new\n");
         assert_eq!(entries(dir.path()), 1);
@@ -191,6 +357,34 @@ mod tests {
 
         let mut dropped = AtomicFile::create(&path).unwrap();
         dropped.write_all(b"lost").unwrap();
+        drop(dropped);
+        assert_eq!(fs::read_to_string(&path).unwrap(), "new\n");
+        assert_eq!(entries(dir.path()), 1);
+    }
+
+    /// Where there is no O_TMPFILE, the named temporary file: beside FILE until the commit,
+    /// which renames it over FILE, and removed when dropped.
+    #[test]
+    fn the_named_fallback_replaces_the_file_on_commit_and_is_removed_when_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.txt");
+        fs::write(&path, "old\n").unwrap();
+        let mut file = Temporary::named(dir.path(), ".out.txt.").unwrap();
+        file.write_all(b"new\n").unwrap();
+        let mut names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(names[0].starts_with(".out.txt.") && names[0].ends_with(".tmp"));
+        file.persist(&path).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "new\n");
+        assert_eq!(entries(dir.path()), 1);
+
+        let mut dropped = Temporary::named(dir.path(), ".out.txt.").unwrap();
+        dropped.write_all(b"lost").unwrap();
+        assert_eq!(entries(dir.path()), 2);
         drop(dropped);
         assert_eq!(fs::read_to_string(&path).unwrap(), "new\n");
         assert_eq!(entries(dir.path()), 1);

@@ -7,8 +7,9 @@ use std::time::Duration;
 use clap::{ArgAction, Parser};
 use clap_complete::Shell;
 
+use crate::budget::Setting;
 use crate::error::EXIT_CODES;
-use crate::pace::Rate;
+use crate::rate::Rate;
 
 const ENVIRONMENT: &str = "\
 Environment:
@@ -17,14 +18,26 @@ Environment:
   BLUENEXUS_AGENT       agent id, as --agent
   BLUENEXUS_BASE_URL    API origin, as --base-url
   BLUENEXUS_RATE_LIMIT  request pacing, as --rate-limit
-  BLUENEXUS_RATE_STORE  Redis that a fleet of machines shares its pacing through, as --rate-store
+  BLUENEXUS_STORE       Redis that a fleet of machines shares pacing and credits through, as
+                        --store (BLUENEXUS_RATE_STORE, its older name, still works)
+  BLUENEXUS_BUDGET      credit budget, as --budget
   HTTPS_PROXY, ALL_PROXY, NO_PROXY   proxy settings
   SSL_CERT_FILE         extra CA bundle (the platform store is always used)
-  XDG_CONFIG_HOME, XDG_STATE_HOME    where the token file, conversations and pacing live
+  BLUENEXUS_STATE_DIR   where conversations, pacing and the credit ledger live
+                        [default: $XDG_STATE_HOME/bluenexus]
+  XDG_CONFIG_HOME, XDG_STATE_HOME    where the token file and the state directory live
 
 Token (first found wins): --token-file, --token-cmd, BLUENEXUS_TOKEN, BLUENEXUS_TOKEN_CMD,
   $XDG_CONFIG_HOME/bluenexus/token (else ~/.config/bluenexus/token). Token files must not be
   readable by group or others (chmod 600). No flag takes the token itself: argv is public.";
+
+const FILES: &str = "\
+Files:
+  ~/.config/bluenexus/token   the access token, when no flag or variable gives one (mode 600)
+  ~/.local/state/bluenexus/   conversations-by-api/, the last conversation of each API and agent
+                              (for -c), and pace/, the pacing every bnx of this user shares
+  $XDG_CONFIG_HOME and $XDG_STATE_HOME, when set, take the place of ~/.config and ~/.local/state;
+  BLUENEXUS_STATE_DIR, when set, that of the whole state directory.";
 
 const BATCHES: &str = "\
 Batches:
@@ -40,17 +53,18 @@ const EXAMPLES: &str = "\
 Examples:
   git diff | bnx \"write a commit message for this diff\"
   bnx -f src/main.rs -f Cargo.toml \"why does this not build?\"
-  bnx -x \"a shell one-liner that counts lines of Rust\" > count.sh
+  bnx -x -o count.sh \"a shell one-liner that counts lines of Rust\"   # no block: exit 3, no file
   bnx --expect-json \"three risks as a JSON array of strings\" | jq -r '.[]'
   bnx -q -o ~/today.txt \"Summarize my calendar for today\"   # cron: keeps the old file on failure
   while read -r f; do bnx -n -f \"$f\" \"summarize this\"; done < list.txt
   bnx --json \"What meetings do I have today?\" | jq -r '.choices[0].message.content'
   bnx -s --system \"Answer in one line\" \"What is SSE?\"
   bnx -c \"and the one after that?\"
+  bnx --spent --json | jq .consumed          # credits consumed: last hour, day, 7 and 30 days
   bnx-mock -- bnx \"hi\"          # offline, no account";
 
 fn after_help() -> String {
-    format!("{ENVIRONMENT}\n\n{BATCHES}\n\n{EXIT_CODES}\n\n{EXAMPLES}")
+    format!("{ENVIRONMENT}\n\n{FILES}\n\n{BATCHES}\n\n{EXIT_CODES}\n\n{EXAMPLES}")
 }
 
 #[derive(Debug, Parser)]
@@ -133,11 +147,33 @@ pub struct Cli {
     #[arg(long, value_name = "N[/SECS]", allow_negative_numbers = true)]
     pub rate_limit: Option<Rate>,
 
-    /// Share the pacing with every machine that names the same Redis server,
-    /// redis://HOST:PORT[/DB]; unreachable or failing, it costs a warning and this machine
-    /// paces alone. Empty: this machine alone [env: BLUENEXUS_RATE_STORE]
+    /// Share pacing and the credit ledger with every machine that names the same Redis
+    /// server, redis://HOST:PORT[/DB]; unreachable or failing, it costs a warning and this
+    /// machine paces and counts alone, except that --budget and --min-credits refuse to send.
+    /// Empty: this machine alone [env: BLUENEXUS_STORE]
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+
+    /// The older name of --store; --store wins when both are given [env: BLUENEXUS_RATE_STORE]
     #[arg(long, value_name = "URL")]
     pub rate_store: Option<String>,
+
+    /// Credits that all bnx processes of this user (or the fleet, with --store) may consume
+    /// per rolling PERIOD for this API and token, PERIOD 60s to 31d as 3600, 90m, 12h, 1d or
+    /// 7d; past it, requests are refused with exit 4. "off" turns off BLUENEXUS_BUDGET
+    /// [env: BLUENEXUS_BUDGET] [default PERIOD: 1d]
+    #[arg(long, value_name = "N[/PERIOD]", allow_negative_numbers = true)]
+    pub budget: Option<Setting>,
+
+    /// Send no request (a batch: start no new item) once the last X-Credits-Remaining seen
+    /// for this API and token, by any bnx process of this user (or the fleet), is below N
+    #[arg(long, value_name = "N", value_parser = parse_credits, allow_negative_numbers = true)]
+    pub min_credits: Option<f64>,
+
+    /// Print the credits consumed for this API and token in the last hour, day, 7 and 30 days,
+    /// the last balance seen and the budget; send nothing (with --json, one document)
+    #[arg(long, conflicts_with_all = ["prompt", "batch", "dry_run", "messages", "files", "extract", "expect_json", "output"])]
+    pub spent: bool,
 
     /// Run every line of a JSONL file as its own request ("-" for stdin); see "Batches"
     /// below
@@ -149,15 +185,11 @@ pub struct Cli {
           value_parser = parse_jobs, allow_negative_numbers = true)]
     pub jobs: u16,
 
-    /// With --batch: start no new item once the credits this run consumed reach N
+    /// With --batch: start no new item once the credits this run consumed reach N, or the items
+    /// in flight could pass it; 0 sends nothing
     #[arg(long, value_name = "N", requires = "batch", value_parser = parse_credits,
           allow_negative_numbers = true)]
     pub max_credits: Option<f64>,
-
-    /// With --batch: start no new item once X-Credits-Remaining falls below N
-    #[arg(long, value_name = "N", requires = "batch", value_parser = parse_credits,
-          allow_negative_numbers = true)]
-    pub min_credits: Option<f64>,
 
     /// Never read standard input (for `while read` loops, as `ssh -n`)
     #[arg(short = 'n', long)]
@@ -214,14 +246,14 @@ pub struct Cli {
 }
 
 fn parse_agent(s: &str) -> Result<String, String> {
-    crate::config::check_agent(s)
+    crate::endpoint::check_agent(s)
         .map(|()| s.to_string())
         .map_err(str::to_string)
 }
 
 fn parse_temperature(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(t) if (0.0..=2.0).contains(&t) => Ok(t),
+        Ok(t) if crate::wire::TEMPERATURE.contains(&t) => Ok(t),
         _ => Err("must be between 0 and 2".into()),
     }
 }

@@ -3,44 +3,24 @@
 
 use std::ffi::OsString;
 use std::fmt;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use ureq::http::Uri;
-
+use crate::budget::{Limits, Setting};
 use crate::cli::Cli;
+use crate::contract::Contract;
+use crate::endpoint::{self, Endpoint, DEFAULT_BASE_URL};
 use crate::error::{Error, Kind, Result};
-use crate::extract::Extract;
-use crate::pace::redis::StoreUrl;
-use crate::pace::Rate;
+use crate::mode::Mode;
 use crate::proxy;
+use crate::rate::Rate;
+use crate::request::{Chat, Conversation};
 use crate::retry::Policy;
+use crate::store::StoreUrl;
 use crate::token::{self, Secret};
-use crate::url::{self, Url};
-use crate::wire;
 
-pub const DEFAULT_BASE_URL: &str = "https://api.bluenexus.ai";
 pub const DEFAULT_AGENT: &str = "default";
-
-/// Everything but RFC 3986's unreserved characters is encoded, `/` included, so an agent id is
-/// always exactly one path segment.
-const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum Conversation {
-    #[default]
-    New,
-    Id(String),
-    /// The agent's last conversation, if one was saved.
-    Continue,
-}
 
 /// Where the prompt comes from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -72,18 +52,9 @@ pub struct Delivery {
     /// `-o`: a file replaced on success, instead of stdout.
     pub file: Option<PathBuf>,
     /// `-x` or `--expect-json`.
-    pub extract: Option<Extract>,
+    pub contract: Option<Contract>,
     /// `--fail-on-length`: a cut answer is exit 3.
     pub fail_on_length: bool,
-}
-
-/// What the request asks of the agent.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Chat {
-    pub stream: bool,
-    pub temperature: Option<f64>,
-    pub max_tokens: Option<u64>,
-    pub conversation: Conversation,
 }
 
 /// How the request travels: timeouts, retries, proxy.
@@ -94,12 +65,10 @@ pub struct Network {
     pub retry: Policy,
     /// The proxy from `HTTPS_PROXY`/`ALL_PROXY`, when one applies (`proxy.rs`).
     pub proxy: Option<proxy::Chosen>,
-    /// A streamed answer: `timeout` bounds the silence between reads, not the whole body.
-    pub stream: bool,
     /// Requests per rolling window for this origin and token; `None` when pacing is off.
     pub pace: Option<Rate>,
-    /// The Redis a fleet shares its pacing through; `None`: this machine's file.
-    pub rate_store: Option<StoreUrl>,
+    /// The Redis a fleet shares its pacing and ledger through; `None`: this machine's files.
+    pub store: Option<StoreUrl>,
 }
 
 /// `--batch` and the options that only make sense with it.
@@ -109,7 +78,6 @@ pub struct Batch {
     pub file: PathBuf,
     pub jobs: usize,
     pub max_credits: Option<f64>,
-    pub min_credits: Option<f64>,
     /// Where the item lines go (appended, and read back to resume); stdout without it.
     pub output: Option<PathBuf>,
 }
@@ -127,12 +95,17 @@ pub struct Config {
     pub action: Action,
     pub chat: Chat,
     pub network: Network,
-    pub json: bool,
+    pub mode: Mode,
     pub delivery: Delivery,
     pub prompt: PromptSources,
-    /// `$XDG_STATE_HOME/bluenexus`, if there is anywhere to keep state.
+    /// `BLUENEXUS_STATE_DIR`, else `$XDG_STATE_HOME/bluenexus`, if there is anywhere to keep
+    /// state: conversations, pacing, the credit ledger.
     pub state_dir: Option<PathBuf>,
     pub batch: Option<Batch>,
+    /// `--budget` and `--min-credits`, checked before every request.
+    pub limits: Limits,
+    /// `--spent`: say what the ledger holds, send nothing.
+    pub spent: bool,
 }
 
 impl Config {
@@ -148,13 +121,21 @@ impl Config {
         let base_url = flag_or_env(cli.base_url.clone(), &env, "BLUENEXUS_BASE_URL")?
             .unwrap_or_else(|| DEFAULT_BASE_URL.into());
         let endpoint = endpoint(&base_url, &agent)?;
+        let mode = mode(&cli);
         let proxy = proxy::choose(&env, &endpoint.host, endpoint.loopback)?;
         refuse_conflicts(&cli)?;
         let action = action(&cli, &env)?;
         let network = network(&cli, &env, proxy)?;
-        let extract = match (cli.extract, cli.expect_json) {
-            (true, _) => Some(Extract::CodeBlock),
-            (false, true) => Some(Extract::Json),
+        let limits = Limits {
+            budget: match flag_or_env(cli.budget, &env, "BLUENEXUS_BUDGET")? {
+                Some(Setting::On(budget)) => Some(budget),
+                Some(Setting::Off) | None => None,
+            },
+            floor: cli.min_credits,
+        };
+        let contract = match (cli.extract, cli.expect_json) {
+            (true, _) => Some(Contract::CodeBlock),
+            (false, true) => Some(Contract::Json),
             (false, false) => None,
         };
         let conversation = match (cli.conversation, cli.continue_) {
@@ -168,7 +149,6 @@ impl Config {
             file,
             jobs: usize::from(cli.jobs),
             max_credits: cli.max_credits,
-            min_credits: cli.min_credits,
             output: output.clone(),
         });
         Ok(Config {
@@ -184,11 +164,11 @@ impl Config {
                 conversation,
             },
             network,
-            json: cli.json,
+            mode,
             delivery: Delivery {
                 // A batch appends to its output instead: see `batch`.
                 file: output.filter(|_| batch.is_none()),
-                extract,
+                contract,
                 fail_on_length: cli.fail_on_length,
             },
             prompt: PromptSources {
@@ -198,11 +178,33 @@ impl Config {
                 system: cli.system,
                 files: cli.files,
             },
-            state_dir: base_dir(&env, "XDG_STATE_HOME", ".local/state")
-                .map(|d| d.join("bluenexus")),
+            state_dir: app_dir(
+                &env,
+                "BLUENEXUS_STATE_DIR",
+                "XDG_STATE_HOME",
+                ".local/state",
+            ),
             batch,
+            limits,
+            spent: cli.spent,
         })
     }
+}
+
+/// The output mode, which a failure document needs even when the configuration fails.
+pub fn mode(cli: &Cli) -> Mode {
+    Mode::new(cli.json, cli.batch.is_some())
+}
+
+/// The endpoint of `agent`; what it refuses is a configuration error (exit 78).
+pub fn endpoint(base_url: &str, agent: &str) -> Result<Endpoint> {
+    endpoint::endpoint(base_url, agent).map_err(|refused| {
+        let err = Error::msg(Kind::Config, refused.message);
+        match refused.hint {
+            Some(hint) => err.with_hint(hint),
+            None => err,
+        }
+    })
 }
 
 /// Combinations of options that clap's rules cannot refuse by themselves.
@@ -256,11 +258,17 @@ fn network(
     proxy: Option<proxy::Chosen>,
 ) -> Result<Network> {
     let pace = flag_or_env(cli.rate_limit, env, "BLUENEXUS_RATE_LIMIT")?.unwrap_or(Rate::DEFAULT);
-    let rate_store = flag_or_env(cli.rate_store.clone(), env, "BLUENEXUS_RATE_STORE")?
+    // The new name beats the old one, and a flag beats either variable.
+    let flag = cli.store.clone().or_else(|| cli.rate_store.clone());
+    let variable = match env("BLUENEXUS_STORE") {
+        Some(_) => "BLUENEXUS_STORE",
+        None => "BLUENEXUS_RATE_STORE",
+    };
+    let store = flag_or_env(flag, env, variable)?
         .filter(|url| !url.is_empty())
         .map(|url| {
             url.parse::<StoreUrl>().map_err(|why| {
-                Error::msg(Kind::Config, format!("bad rate store URL: {why}"))
+                Error::msg(Kind::Config, format!("bad store URL: {why}"))
                     .with_hint("use redis://HOST:PORT[/DB], such as redis://10.0.0.5:6379/0")
             })
         })
@@ -273,20 +281,9 @@ fn network(
             max_wait: cli.max_retry_wait,
         },
         proxy,
-        stream: cli.stream,
         pace: Some(pace).filter(|rate| rate.requests > 0),
-        rate_store,
+        store,
     })
-}
-
-/// An agent id is one path segment: never empty, `.` or `..`, nor holding a control character.
-pub fn check_agent(agent: &str) -> std::result::Result<(), &'static str> {
-    match agent {
-        "" => Err("it is empty"),
-        "." | ".." => Err("it would name another path"),
-        _ if agent.chars().any(char::is_control) => Err("it holds a control character"),
-        _ => Ok(()),
-    }
 }
 
 /// The agent id: the flag, else `BLUENEXUS_AGENT`, else `default`.
@@ -325,6 +322,18 @@ fn env_string(env: &impl Fn(&str) -> Option<OsString>, name: &str) -> Result<Opt
         .transpose()
 }
 
+/// `$OWN` as given, else `bluenexus` in the XDG base directory of [`base_dir`].
+fn app_dir(
+    env: &impl Fn(&str) -> Option<OsString>,
+    own: &str,
+    xdg_var: &str,
+    fallback: &str,
+) -> Option<PathBuf> {
+    env(own)
+        .map(PathBuf::from)
+        .or_else(|| base_dir(env, xdg_var, fallback).map(|d| d.join("bluenexus")))
+}
+
 /// `$XDG_VAR` when it is an absolute path (as the XDG spec requires), else `$HOME/fallback`.
 fn base_dir(
     env: &impl Fn(&str) -> Option<OsString>,
@@ -340,116 +349,6 @@ fn base_dir(
                 .filter(|p| p.is_absolute())
                 .map(|home| home.join(fallback))
         })
-}
-
-/// The chat endpoint's URL, and whether its host is loopback.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    pub url: String,
-    /// The API origin, normalised (`scheme://host[:port][/prefix]`, the port only when it is not
-    /// the scheme's default): what tells one API from another.
-    pub origin: String,
-    pub host: String,
-    pub loopback: bool,
-}
-
-/// The chat endpoint for `agent` under the API origin `base_url` (SPEC "Base URL").
-pub fn endpoint(base_url: &str, agent: &str) -> Result<Endpoint> {
-    let bad_url = |why: &str| {
-        Error::msg(
-            Kind::Config,
-            format!("bad base URL {:?}: {why}", url::masked(base_url)),
-        )
-        .with_hint("use the API origin, such as https://api.bluenexus.ai")
-    };
-    let parsed = Url::parse(base_url).map_err(|why| bad_url(&why))?;
-    if parsed.userinfo.is_some() {
-        return Err(bad_url(
-            "a user name or password does not belong in it (the token is sent as a header)",
-        ));
-    }
-    if parsed.query.is_some() || parsed.fragment.is_some() {
-        return Err(bad_url(
-            "a query or fragment has no place in the API origin",
-        ));
-    }
-    let loopback = is_loopback(&parsed.host);
-    match parsed.scheme.as_str() {
-        "https" => {}
-        "http" if loopback => {}
-        "http" => {
-            return Err(Error::msg(
-                Kind::Config,
-                format!(
-                    "refusing plain http:// to {}: the token would cross the network unencrypted",
-                    parsed.host
-                ),
-            )
-            .with_hint("use https://, or http:// only for 127.0.0.1, [::1] or localhost"))
-        }
-        _ => return Err(bad_url("the scheme must be https")),
-    }
-    let prefix = parsed.path.trim_end_matches('/');
-    let origin = format!("{}{prefix}", parsed.origin());
-    if let Some(before) = api_path_start(prefix) {
-        return Err(
-            bad_url("the path already holds /api/v1, which bnx adds").with_hint(format!(
-                "use the origin {}{}",
-                parsed.origin(),
-                &prefix[..before]
-            )),
-        );
-    }
-    if let Err(why) = check_agent(agent) {
-        return Err(Error::msg(
-            Kind::Config,
-            format!("bad agent id {agent:?}: {why}"),
-        ));
-    }
-    let agent = utf8_percent_encode(agent, PATH_SEGMENT).to_string();
-    let port = parsed.port.map(|p| format!(":{p}")).unwrap_or_default();
-    let url = format!(
-        "{}://{}{port}{prefix}{}",
-        parsed.scheme,
-        parsed.host,
-        wire::chat_path(&agent)
-    );
-    // The HTTP stack reads the URL again: it must find the same host and port, or the token
-    // could go where no check above looked.
-    let uri: Uri = url.parse().map_err(|_| bad_url("not a URL"))?;
-    if uri.host() != Some(parsed.host.as_str()) || uri.port_u16() != parsed.port {
-        return Err(bad_url("the host or port is ambiguous"));
-    }
-    Ok(Endpoint {
-        url,
-        origin,
-        host: parsed.bare_host().to_string(),
-        loopback,
-    })
-}
-
-/// Where `/api/v1` starts in `path`, if it holds it as whole segments, in any case and even
-/// percent-encoded (`/%61pi/v1`, which a server reads as `/api/v1`).
-fn api_path_start(path: &str) -> Option<usize> {
-    let is = |segment: &str, name: &str| {
-        percent_decode_str(segment)
-            .decode_utf8_lossy()
-            .eq_ignore_ascii_case(name)
-    };
-    let mut starts = path.match_indices('/').map(|(at, _)| at).peekable();
-    let mut segments = path.split('/').skip(1).peekable();
-    while let (Some(at), Some(segment)) = (starts.next(), segments.next()) {
-        if is(segment, "api") && segments.peek().is_some_and(|next| is(next, "v1")) {
-            return Some(at);
-        }
-    }
-    None
-}
-
-fn is_loopback(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    bare.eq_ignore_ascii_case("localhost")
-        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
@@ -502,67 +401,12 @@ mod tests {
     }
 
     #[test]
-    fn agent_is_one_encoded_path_segment() {
-        assert_eq!(
-            endpoint("https://h", "a/b c?d#é").unwrap().url,
-            "https://h/api/v1/agents/a%2Fb%20c%3Fd%23%C3%A9/chat/completions"
-        );
+    fn a_refused_endpoint_is_a_configuration_error_with_its_hint() {
+        let env = [("BLUENEXUS_BASE_URL", "https://h/api/v1")];
+        let err = resolve(&["--dry-run"], &env).unwrap_err();
+        assert_eq!(err.kind, Kind::Config);
+        assert_eq!(err.hint.as_deref(), Some("use the origin https://h"));
         assert_eq!(endpoint("https://h", "..").unwrap_err().kind, Kind::Config);
-        assert_eq!(endpoint("https://h", "").unwrap_err().kind, Kind::Config);
-    }
-
-    #[test]
-    fn base_url_rules() {
-        assert_eq!(
-            endpoint("https://h.example/prefix/", "x").unwrap().url,
-            "https://h.example/prefix/api/v1/agents/x/chat/completions"
-        );
-        for ok in [
-            "http://127.0.0.1:8787",
-            "http://[::1]:1",
-            "http://LOCALHOST",
-            "http://127.3.4.5",
-        ] {
-            assert!(endpoint(ok, "x").unwrap().loopback, "{ok}");
-        }
-        assert!(endpoint("https://localhost:8443", "x").unwrap().loopback);
-        assert!(!endpoint("https://api.bluenexus.ai", "x").unwrap().loopback);
-        for bad in [
-            "http://example.com",
-            "http://10.0.0.1",
-            "ftp://h",
-            "h.example",
-            "https://user:pw@h",
-            "https://h/?q=1",
-            "https://h/#f",
-            "",
-        ] {
-            assert_eq!(endpoint(bad, "x").unwrap_err().kind, Kind::Config, "{bad}");
-        }
-    }
-
-    #[test]
-    fn a_path_holding_api_v1_in_any_spelling_is_refused_with_the_origin_to_use() {
-        for (pasted, origin) in [
-            ("https://h/api/v1", "https://h"),
-            ("https://h/t%20m/API/V1/agents/x", "https://h/t%20m"),
-            ("https://h/team/%61pi/v%31/", "https://h/team"),
-        ] {
-            let err = endpoint(pasted, "x").unwrap_err();
-            assert!(err.line().contains("already holds /api/v1"), "{pasted}");
-            assert_eq!(
-                err.hint.as_deref(),
-                Some(format!("use the origin {origin}").as_str())
-            );
-        }
-        for fine in [
-            "https://h/apiv1",
-            "https://h/api/v10",
-            "https://h/my-api/v1",
-            "https://h/v1/api",
-        ] {
-            assert!(endpoint(fine, "x").is_ok(), "{fine}");
-        }
     }
 
     #[test]
@@ -587,6 +431,12 @@ mod tests {
             c.state_dir.unwrap(),
             PathBuf::from("/home/u/.local/state/bluenexus")
         );
+        let c = resolve(
+            &["--dry-run"],
+            &[("XDG_STATE_HOME", "/s"), ("BLUENEXUS_STATE_DIR", "/mine")],
+        )
+        .unwrap();
+        assert_eq!(c.state_dir.unwrap(), PathBuf::from("/mine"));
         let err = resolve(&[], &[("HOME", "/nonexistent-home")]).unwrap_err();
         assert!(err
             .hint
@@ -635,7 +485,7 @@ mod tests {
         let env = [("BLUENEXUS_RATE_STORE", "redis://env-host:7000/1")];
         let store = |args: &[&str], env: &[(&str, &str)]| {
             let args = [&["--dry-run"], args].concat();
-            resolve(&args, env).map(|c| c.network.rate_store.map(|u| u.to_string()))
+            resolve(&args, env).map(|c| c.network.store.map(|u| u.to_string()))
         };
         assert_eq!(
             store(&[], &env).unwrap().unwrap(),
@@ -652,19 +502,68 @@ mod tests {
         assert_eq!(store(&[], &[]).unwrap(), None);
         let err = store(&[], &[("BLUENEXUS_RATE_STORE", "redis://:hunter2@h:x")]).unwrap_err();
         assert_eq!(err.kind, Kind::Config);
-        assert!(
-            err.line().starts_with("bad rate store URL: "),
-            "{}",
-            err.line()
-        );
+        assert!(err.line().starts_with("bad store URL: "), "{}", err.line());
         assert!(!err.line().contains("hunter2"));
     }
 
     #[test]
-    fn agent_with_control_characters_is_refused() {
+    fn the_store_is_named_store_and_the_new_name_wins_over_the_old() {
+        let store = |args: &[&str], env: &[(&str, &str)]| {
+            let args = [&["--dry-run"], args].concat();
+            let config = resolve(&args, env).unwrap();
+            config.network.store.map(|u| u.to_string())
+        };
+        let both = [
+            ("BLUENEXUS_STORE", "redis://new:1"),
+            ("BLUENEXUS_RATE_STORE", "redis://old:1"),
+        ];
+        assert_eq!(store(&[], &both).as_deref(), Some("redis://new:1/0"));
         assert_eq!(
-            endpoint("https://h", "a\r\nX-Evil: 1").unwrap_err().kind,
-            Kind::Config
+            store(&[], &both[1..]).as_deref(),
+            Some("redis://old:1/0"),
+            "the older name alone still works"
+        );
+        let flags = [
+            "--store",
+            "redis://f-new:2",
+            "--rate-store",
+            "redis://f-old:2",
+        ];
+        assert_eq!(store(&flags, &both).as_deref(), Some("redis://f-new:2/0"));
+        assert_eq!(
+            store(&flags[2..], &both).as_deref(),
+            Some("redis://f-old:2/0"),
+            "a flag, even the older one, beats the environment"
+        );
+        assert_eq!(store(&["--store", ""], &both), None);
+        let err = resolve(&["--dry-run"], &[("BLUENEXUS_STORE", "http://x")]).unwrap_err();
+        assert_eq!(
+            (err.kind, err.line().contains("bad store URL")),
+            (Kind::Config, true)
+        );
+    }
+
+    #[test]
+    fn the_budget_comes_from_the_flag_then_the_env_and_off_turns_it_off() {
+        let limits = |args: &[&str], env: &[(&str, &str)]| {
+            let args = [&["--dry-run"], args].concat();
+            resolve(&args, env).map(|c| c.limits)
+        };
+        let env = [("BLUENEXUS_BUDGET", "500/1d")];
+        let budget = limits(&[], &env).unwrap().budget.unwrap();
+        assert_eq!((budget.limit, budget.period.as_secs()), (500.0, 86_400));
+        let budget = limits(&["--budget", "2.5/90m"], &env).unwrap().budget;
+        assert_eq!(budget.unwrap().period.as_secs(), 5400);
+        assert_eq!(limits(&["--budget", "off"], &env).unwrap().budget, None);
+        assert_eq!(limits(&[], &[]).unwrap(), Limits::default());
+        let floor = limits(&["--min-credits", "4"], &[]).unwrap();
+        assert_eq!((floor.budget, floor.floor), (None, Some(4.0)));
+        let err = limits(&[], &[("BLUENEXUS_BUDGET", "5/1w")]).unwrap_err();
+        assert_eq!(err.kind, Kind::Config);
+        assert!(
+            err.line().starts_with("BLUENEXUS_BUDGET: "),
+            "{}",
+            err.line()
         );
     }
 
@@ -698,13 +597,13 @@ mod tests {
     }
 
     #[test]
-    fn extract_and_output_options_reach_the_delivery() {
+    fn contract_and_output_options_reach_the_delivery() {
         let c = resolve(&["--dry-run", "-x", "-o", "out.txt", "q"], &[]).unwrap();
         assert_eq!(
             c.delivery,
             Delivery {
                 file: Some("out.txt".into()),
-                extract: Some(Extract::CodeBlock),
+                contract: Some(Contract::CodeBlock),
                 fail_on_length: false
             }
         );
@@ -715,7 +614,7 @@ mod tests {
             &[],
         )
         .unwrap();
-        assert_eq!(c.delivery.extract, Some(Extract::Json));
+        assert_eq!(c.delivery.contract, Some(Contract::Json));
         assert!(c.delivery.fail_on_length);
     }
 }

@@ -16,7 +16,8 @@ pub enum Kind {
     /// The answer arrived but is not what was asked for (no code block for `-x`, no JSON for
     /// `--expect-json`, cut with `--fail-on-length`).
     Unexpected,
-    /// Out of credits (402), or a credit budget reached.
+    /// Out of credits (402), or a credit limit reached (`--budget`, `--min-credits`,
+    /// `--max-credits`), or one that cannot be checked.
     Credits,
     Input,
     Unavailable,
@@ -95,14 +96,15 @@ Exit codes:
   1   request refused or failed: 400, 404, other 4xx, a redirect, an SSE error event
   2   usage error: unknown flag, bad value, no prompt
   3   the answer arrived but is not what was asked for (-x, --expect-json, --fail-on-length)
-  4   out of credits (402), or a credit budget reached
+  4   out of credits (402), or a credit limit reached: --budget or --min-credits refused a
+      request, --max-credits stopped a batch
   65  bad input data: stdin not UTF-8 or over 64 MiB, --messages not valid
   69  service unavailable: connect/DNS/TLS failure, timeout, 5xx after retries
   74  local I/O error: writing stdout or the --output file failed
   75  rate limited (429) after retries; try again later
   76  protocol error: the answer is not the documented API, or it was cut off
   77  authentication or permission refused (401, 403)
-  78  configuration error: no token, token file readable by others, bad base or rate store URL
+  78  configuration error: no token, token file readable by others, bad base or store URL
   130 interrupted (SIGINT)";
 
 /// A failure: its kind decides the exit code, its message is the one line on stderr. Boxed,

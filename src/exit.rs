@@ -13,6 +13,7 @@ use crate::cli::Cli;
 use crate::config::DEFAULT_AGENT;
 use crate::error::{Error, Kind, Result};
 use crate::interrupt;
+use crate::mode::Mode;
 use crate::output::Output;
 use crate::printer::{Printer, Verbosity};
 use crate::report::Report;
@@ -23,7 +24,7 @@ use crate::usage;
 /// failure to write is the file's: stdout can still take the document); and the exit code.
 pub fn finish(
     result: Result<()>,
-    json: bool,
+    mode: Mode,
     to_file: bool,
     report: &Report,
     out: &mut Output<impl Write>,
@@ -36,7 +37,7 @@ pub fn finish(
     if err.kind == Kind::ClosedPipe {
         return ExitCode::SUCCESS;
     }
-    if json && (err.kind != Kind::LocalIo || to_file) {
+    if mode.documents() && (err.kind != Kind::LocalIo || to_file) {
         let _ = out.failure(&err, &report.to_json());
     }
     printer.error(&err);
@@ -44,33 +45,36 @@ pub fn finish(
 }
 
 /// Standard output and stderr for what ends before a run starts.
-fn plain() -> (Output<impl Write>, Printer) {
-    let out = Output::new(BufWriter::new(io::stdout().lock()));
+fn plain(mode: Mode) -> (Output<impl Write>, Printer) {
+    let out = Output::new(BufWriter::new(io::stdout().lock()), mode);
     (out, Printer::new(Verbosity::Normal))
 }
 
 /// What clap stopped at: `--help` or `--version` (printed, and a failure to print them is
 /// exit 74), or a usage error in `bnx`'s own form, with the failure document under `--json`.
 pub fn refused_arguments(err: &clap::Error) -> ExitCode {
-    let (mut out, printer) = plain();
+    let mode = match usage::wants_json(std::env::args_os()) {
+        true => Mode::Json,
+        false => Mode::Text,
+    };
+    let (mut out, printer) = plain(mode);
     let result = if err.use_stderr() {
         Err(usage::from_clap(err))
     } else {
         err.print().map_err(|e| Error::write(e, "standard output"))
     };
-    let json = usage::wants_json(std::env::args_os());
     let report = Report::new(DEFAULT_AGENT, false);
-    finish(result, json, false, &report, &mut out, &printer)
+    finish(result, mode, false, &report, &mut out, &printer)
 }
 
 /// `--completions SHELL`: the script on stdout, where a failed write is exit 74 like any other.
 pub fn completions(shell: Shell) -> ExitCode {
-    let (mut out, printer) = plain();
+    let (mut out, printer) = plain(Mode::Text);
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut Cli::command(), "bnx", &mut script);
     let result = out
         .text(&String::from_utf8_lossy(&script))
         .and_then(|()| out.flush());
     let report = Report::new(DEFAULT_AGENT, false);
-    finish(result, false, false, &report, &mut out, &printer)
+    finish(result, Mode::Text, false, &report, &mut out, &printer)
 }

@@ -1,5 +1,6 @@
-//! `-x` and `--expect-json`: what a script asked of the answer, taken from it once it is
-//! complete, or exit 3 saying why the answer is not that.
+//! Taking a complete answer apart for `-x` and `--expect-json` (the rules `contract.rs`
+//! applies): its first fenced code block, the text inside one surrounding fence, JSON made
+//! compact. A leaf: it imports nothing of the crate.
 //!
 //! Fences follow CommonMark: a line of at least three backticks or tildes opens a block (an
 //! info string may follow; after backticks it holds no backtick), and the block ends at a line
@@ -7,39 +8,6 @@
 //! of the answer. One deviation: a fence may be indented by any number of spaces, not at most
 //! three, because answers nest code blocks in list items, whose indentation CommonMark would
 //! have removed first. The block's lines lose as many leading spaces as its opening fence had.
-
-use crate::error::{Error, Kind, Result};
-
-/// What the script wants written instead of the answer's text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Extract {
-    /// `-x`: the content of the first fenced code block.
-    CodeBlock,
-    /// `--expect-json`: one JSON value, compact.
-    Json,
-}
-
-impl Extract {
-    /// What to write for the complete `answer` (the caller ends it with a newline).
-    pub fn apply(self, answer: &str) -> Result<String> {
-        if answer.trim().is_empty() {
-            return Err(unexpected("the answer is empty"));
-        }
-        match self {
-            Extract::CodeBlock => first_code_block(answer)
-                .ok_or_else(|| unexpected("the answer holds no fenced code block (-x)")),
-            Extract::Json => compact_json(unfenced(answer)).map_err(|e| {
-                unexpected(format!(
-                    "the answer is not one JSON value (--expect-json): {e}"
-                ))
-            }),
-        }
-    }
-}
-
-fn unexpected(message: impl std::fmt::Display) -> Error {
-    Error::msg(Kind::Unexpected, message)
-}
 
 /// An opening fence: its character, its length and its indentation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +56,7 @@ pub fn first_code_block(text: &str) -> Option<String> {
 
 /// The text inside one fenced block that is the whole of `text` (surrounding whitespace aside),
 /// else `text` itself.
-fn unfenced(text: &str) -> &str {
+pub fn unfenced(text: &str) -> &str {
     let trimmed = text.trim();
     let Some((first, inner)) = trimmed.split_once('\n') else {
         return text;
@@ -101,6 +69,60 @@ fn unfenced(text: &str) -> &str {
         None if closes(inner, fence) => "",
         _ => text,
     }
+}
+
+/// Why `json`, the part of `answer` that had to be one JSON value, is not: where parsing
+/// stopped (`err`), counted in the answer's lines, and how the answer starts, on one line:
+/// `parsing stopped at line 1, column 3 (expected ident); the answer starts "[turn 1] hi"`.
+pub fn not_json(err: &serde_json::Error, answer: &str, json: &str) -> String {
+    let text = err.to_string();
+    let why = text
+        .strip_suffix(&format!(" at line {} column {}", err.line(), err.column()))
+        .unwrap_or(&text);
+    // A fenced block's text starts on a line of its own, after the lines before it.
+    let start = (json.as_ptr() as usize).saturating_sub(answer.as_ptr() as usize);
+    let before = answer
+        .get(..start)
+        .map_or(0, |head| head.matches('\n').count());
+    format!(
+        "parsing stopped at line {}, column {} ({why}); {}",
+        err.line() + before,
+        err.column(),
+        opening(answer)
+    )
+}
+
+/// How the answer starts, on one line: its first words, up to 40 characters, whitespace and
+/// control characters as single spaces. Only whole words are shown: a token holds no
+/// whitespace, so an occurrence of it is shown whole, where the token is masked as in every
+/// message, or not at all, never in part.
+fn opening(answer: &str) -> String {
+    const SHOWN: usize = 40;
+    let mut words = answer
+        .split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|word| !word.is_empty());
+    let Some(first) = words.next() else {
+        return "the answer is only whitespace".into();
+    };
+    let first_len = first.chars().count();
+    if first_len > SHOWN {
+        return format!("the answer starts with a word of {first_len} characters");
+    }
+    let mut shown = first.to_string();
+    let mut len = first_len;
+    let mut all = true;
+    for word in words {
+        let word_len = word.chars().count();
+        if len + 1 + word_len > SHOWN {
+            all = false;
+            break;
+        }
+        shown.push(' ');
+        shown.push_str(word);
+        len += 1 + word_len;
+    }
+    let more = if all { "" } else { "..." };
+    format!("the answer starts \"{shown}\"{more}")
 }
 
 /// `text` as one JSON value without the whitespace between tokens: key order, number text and
@@ -131,6 +153,35 @@ pub fn compact_json(text: &str) -> serde_json::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `not_json` says of `answer`, as `--expect-json` reads it.
+    fn refusal(answer: &str) -> String {
+        let json = unfenced(answer);
+        not_json(&compact_json(json).unwrap_err(), answer, json)
+    }
+
+    #[test]
+    fn a_refusal_says_where_parsing_stopped_and_how_the_answer_starts() {
+        assert_eq!(
+            refusal("[turn 1] hi"),
+            "parsing stopped at line 1, column 3 (expected ident); the answer starts \
+             \"[turn 1] hi\""
+        );
+        let prose = "Sure!\tHere is\r\nthe JSON you asked for, as requested:\n{\"a\": 1}";
+        assert_eq!(
+            refusal(prose),
+            "parsing stopped at line 1, column 1 (expected value); \
+             the answer starts \"Sure! Here is the JSON you asked for, as\"..."
+        );
+        // Counted in the answer's lines, the fence's included.
+        assert!(refusal("```json\n{\"a\": 1,\n\"b\"}\n```")
+            .starts_with("parsing stopped at line 3, column 4"));
+        let long = format!("Bearer {}", "x".repeat(60));
+        assert!(refusal(&long).ends_with("; the answer starts \"Bearer\"..."));
+        assert!(
+            refusal(&"y".repeat(41)).ends_with("; the answer starts with a word of 41 characters")
+        );
+    }
 
     fn code(text: &str) -> Option<String> {
         first_code_block(text)
@@ -169,56 +220,5 @@ mod tests {
         let answer = "1. Install:\n   ```sh\n   cargo install bnx\n     --locked\n  x\n   ```\n";
         assert_eq!(code(answer).unwrap(), "cargo install bnx\n  --locked\nx\n");
         assert_eq!(code("```\r\na\r\n```\r\n").unwrap(), "a\r\n");
-    }
-
-    #[test]
-    fn extract_refuses_an_answer_without_a_block() {
-        assert_eq!(Extract::CodeBlock.apply("```\na").unwrap(), "a");
-        for bad in ["prose only", "", " \n"] {
-            let err = Extract::CodeBlock.apply(bad).unwrap_err();
-            assert_eq!(err.kind, Kind::Unexpected, "{bad:?}");
-            assert_eq!(err.json()["type"], "answer");
-        }
-    }
-
-    #[test]
-    fn json_keeps_key_order_number_text_and_escapes() {
-        let answer = "{ \"b\" : 1.50,\n  \"a\": [1e2, -0, 3E-7 ],\t\"s\": \"x y\\\" \\u00e9\\n\" }";
-        assert_eq!(
-            Extract::Json.apply(answer).unwrap(),
-            "{\"b\":1.50,\"a\":[1e2,-0,3E-7],\"s\":\"x y\\\" \\u00e9\\n\"}"
-        );
-        assert_eq!(
-            Extract::Json.apply("12345678901234567890123").unwrap(),
-            "12345678901234567890123"
-        );
-        assert_eq!(Extract::Json.apply(" \"a  b\" ").unwrap(), "\"a  b\"");
-    }
-
-    #[test]
-    fn json_comes_out_of_one_surrounding_fence() {
-        let answer = "\n```json\n{\"a\": [1,\n 2]}\n```\n";
-        assert_eq!(Extract::Json.apply(answer).unwrap(), "{\"a\":[1,2]}");
-        assert_eq!(Extract::Json.apply("~~~\n[]\n~~~").unwrap(), "[]");
-        for bad in [
-            "Here you go:\n```json\n{}\n```",
-            "```json\n{}\n```\nHope this helps",
-            "{\"a\": 1} {\"b\": 2}",
-            "{\"a\": 1,}",
-            "{'a': 1}",
-            "NaN",
-            "```\n```",
-            "[turn 1] {}",
-            "\"raw\nnewline\"",
-            "\"tab\tin a string\"",
-        ] {
-            let err = Extract::Json.apply(bad).unwrap_err();
-            assert_eq!(err.kind, Kind::Unexpected, "{bad:?}");
-        }
-        let deep = "[".repeat(100_000) + &"]".repeat(100_000);
-        assert!(
-            Extract::Json.apply(&deep).is_ok(),
-            "deep nesting is checked without recursion, never a stack overflow"
-        );
     }
 }

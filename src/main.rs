@@ -8,13 +8,11 @@ use std::process::ExitCode;
 use bnx::atomic::AtomicFile;
 use bnx::cli::Cli;
 use bnx::config::{self, Action, Config, DEFAULT_AGENT};
-use bnx::error::{Error, Kind, Result};
+use bnx::error::Result;
 use bnx::output::Output;
 use bnx::printer::{Printer, Verbosity};
-use bnx::report::{self, Report};
-use bnx::request::Request;
-use bnx::transport::Transport;
-use bnx::{batch, exit, pace, prompt, state};
+use bnx::report::Report;
+use bnx::{batch, exit, single, spent};
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -25,8 +23,7 @@ fn main() -> ExitCode {
     if let Some(shell) = cli.completions {
         return exit::completions(shell);
     }
-    // A batch's stdout is its item lines: a failure document would break them.
-    let json = cli.json && cli.batch.is_none();
+    let mode = config::mode(&cli);
     let to_file = cli.output.is_some();
     let verbosity = Verbosity::new(cli.quiet, cli.verbose);
     let printer = match cli.batch {
@@ -34,13 +31,11 @@ fn main() -> ExitCode {
         None => Printer::new(verbosity),
     };
     let mut report = Report::new(DEFAULT_AGENT, cli.stream);
-    let mut out = Output::new(BufWriter::with_capacity(
-        64 * 1024,
-        printer.stdout(stdout()),
-    ));
+    let stdout = BufWriter::with_capacity(64 * 1024, printer.stdout(stdout()));
+    let mut out = Output::new(stdout, mode);
     let result = run(cli, &mut report, &mut out, &printer);
     printer.stop_spinner();
-    exit::finish(result, json, to_file, &report, &mut out, &printer)
+    exit::finish(result, mode, to_file, &report, &mut out, &printer)
 }
 
 /// Standard output without std's line buffering under our own. `Output` is flushed once per
@@ -70,82 +65,28 @@ fn run(
         printer.redact(token);
         out.redact(token);
     }
+    if config.spent {
+        return spent::run(&config, out);
+    }
+    let mut stdin = io::stdin().lock();
     if let Some(options) = &config.batch {
-        let (mut stdin, mut stdout) = (io::stdin().lock(), io::stdout().lock());
-        return batch::run(&config, options, printer, &mut stdin, &mut stdout);
+        return batch::run(
+            &config,
+            options,
+            printer,
+            &mut stdin,
+            &mut io::stdout().lock(),
+        );
     }
     let Some(path) = &config.delivery.file else {
-        return ask(&config, report, out, printer);
+        return single::run(&config, report, out, printer, &mut stdin);
     };
     // What stdout would get goes to the file, which replaces FILE only if all went well.
-    let mut file = Output::to(AtomicFile::create(path)?, path.display().to_string());
+    let name = path.display().to_string();
+    let mut file = Output::to(AtomicFile::create(path)?, name, config.mode);
     if let Action::Send(token) = &config.action {
         file.redact(token);
     }
-    ask(&config, report, &mut file, printer)?;
+    single::run(&config, report, &mut file, printer, &mut stdin)?;
     file.into_inner().commit()
-}
-
-/// From the configuration to the answer, written to `out`.
-fn ask(
-    config: &Config,
-    report: &mut Report,
-    out: &mut Output<impl Write>,
-    printer: &Printer,
-) -> Result<()> {
-    out.extract(config.delivery.extract);
-    let messages = prompt::messages(&config.prompt, &mut io::stdin().lock())?;
-    let state_dir = config.state_dir.as_deref();
-    let conversation = state::conversation_to_send(
-        &config.chat.conversation,
-        state_dir,
-        &config.origin,
-        &config.agent,
-        printer,
-    );
-    let request = Request::new(&config.url, &config.chat, messages, conversation);
-    let token = match &config.action {
-        Action::Send(token) => token,
-        Action::DryRun { no_token } => {
-            if let Some(why) = no_token {
-                printer.notice(&format!("the request would not be sent: {why}"));
-            }
-            return out.dry_run(&request.describe(no_token.is_none()));
-        }
-    };
-    // It runs until the first byte of the answer is written (`Printer::stdout`), or the end.
-    printer.start_spinner();
-    let transport = Transport::new(&config.network).paced(pace::for_run(config, token, printer));
-    let network = &config.network;
-    let kept = report::exchange(
-        &transport,
-        &request,
-        token,
-        network,
-        config.json,
-        out,
-        printer,
-        report,
-    )?;
-    let cut = report.reply.cut(config.chat.max_tokens);
-    if let (Some(cut), true) = (&cut, config.delivery.fail_on_length) {
-        return Err(Error::msg(
-            Kind::Unexpected,
-            format!("{cut} (--fail-on-length)"),
-        ));
-    }
-    if config.json {
-        out.document(kept.as_deref(), &report.to_json())?;
-    }
-    if let Some(held) = &report.reply.no_text {
-        printer.notice(&format!("the answer has no text: {held}"));
-    }
-    if let Some(cut) = cut {
-        printer.notice(&cut);
-    }
-    if let Some(id) = &report.reply.conversation_id {
-        printer.verbose(&format!("conversation {id}"));
-        state::remember(state_dir, &config.origin, &config.agent, id, printer);
-    }
-    Ok(())
 }

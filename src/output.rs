@@ -6,39 +6,50 @@ use std::io::Write;
 use serde_json::{json, Value};
 
 use crate::error::{Error, Kind, Result};
-use crate::extract::{self, Extract};
+use crate::extract;
+use crate::mode::Mode;
 use crate::redact;
 use crate::token::Secret;
 
 /// The most answer text held for `-x` or `--expect-json`, as much as a whole answer may be.
 const MAX_HELD: usize = 64 * 1024 * 1024;
 
-/// Standard output, or the file of `-o`. Pieces are buffered only until `flush`, which the
-/// caller does before it waits for more data, so nothing sits in a buffer while the network is
-/// quiet.
+/// Standard output, or the file of `-o`, in the run's [`Mode`]: the response hands it every
+/// piece of text and every stream event as it decodes them, and the mode decides what is
+/// written. Pieces are buffered only until `flush`, which the caller does before it waits for
+/// more data, so nothing sits in a buffer while the network is quiet.
+///
+/// It also keeps what the run needs of the answer once it is complete: the text, when a
+/// contract (`-x`, `--expect-json`) or a batch line wants it whole (`hold`), and the stream's
+/// events as received, when a batch line's `response` wants them (`record`).
 pub struct Output<W: Write> {
     out: W,
+    mode: Mode,
     last_byte: Option<u8>,
     /// What is written to, for error messages.
     to: String,
-    /// With `-x` or `--expect-json`: the answer's text so far, written only once it is complete.
-    held: Option<(Extract, String)>,
+    /// The answer's text so far, written (if at all) only once it is complete.
+    held: Option<String>,
+    /// The stream's events as received.
+    events: Option<Vec<String>>,
     /// Once known, the token is masked in everything but an answer written as received.
     secret: Option<Secret>,
 }
 
 impl<W: Write> Output<W> {
-    pub fn new(out: W) -> Self {
-        Output::to(out, "standard output")
+    pub fn new(out: W, mode: Mode) -> Self {
+        Output::to(out, "standard output", mode)
     }
 
     /// Output to `to`, named so in error messages.
-    pub fn to(out: W, to: impl Into<String>) -> Self {
+    pub fn to(out: W, to: impl Into<String>, mode: Mode) -> Self {
         Output {
             out,
+            mode,
             last_byte: None,
             to: to.into(),
-            held: None,
+            held: matches!(mode, Mode::Lines { .. }).then(String::new),
+            events: None,
             secret: None,
         }
     }
@@ -50,19 +61,34 @@ impl<W: Write> Output<W> {
         self.secret = Some(secret.clone());
     }
 
-    /// From now on the answer's text is held, and `end_text` writes what `extract` makes of it.
-    pub fn extract(&mut self, extract: Option<Extract>) {
-        self.held = extract.map(|extract| (extract, String::new()));
+    /// Holds the answer's text from now on, for [`Output::take_held`] once it is complete.
+    pub fn hold(&mut self) {
+        self.held.get_or_insert_with(String::new);
     }
 
-    /// Whether the answer's text is held for `-x` or `--expect-json`: an answer without text
-    /// must still be taken apart, and fail as one that is not what was asked for.
-    pub fn holds_text(&self) -> bool {
-        self.held.is_some()
+    /// Keeps a stream's events from now on, for [`Output::take_events`].
+    pub fn record(&mut self) {
+        self.events.get_or_insert_with(Vec::new);
     }
 
+    /// The text held since `hold`; the answer that follows (a re-ask's) starts afresh.
+    pub fn take_held(&mut self) -> Option<String> {
+        self.held.as_mut().map(std::mem::take)
+    }
+
+    pub fn take_events(&mut self) -> Vec<String> {
+        self.events.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Whether the answer's text goes to this output as text: a notice about an answer without
+    /// text is for such a run alone.
+    pub fn writes_text(&self) -> bool {
+        self.mode == Mode::Text
+    }
+
+    /// A piece of the answer's text: held, written, or (in JSON) left to the body or events.
     pub fn text(&mut self, piece: &str) -> Result<()> {
-        if let Some((_, held)) = &mut self.held {
+        if let Some(held) = &mut self.held {
             if held.len() + piece.len() > MAX_HELD {
                 return Err(Error::msg(
                     Kind::Unexpected,
@@ -75,6 +101,13 @@ impl<W: Write> Output<W> {
             held.push_str(piece);
             return Ok(());
         }
+        if self.mode != Mode::Text {
+            return Ok(());
+        }
+        self.write_text(piece)
+    }
+
+    fn write_text(&mut self, piece: &str) -> Result<()> {
         if let Some(&last) = piece.as_bytes().last() {
             self.out
                 .write_all(piece.as_bytes())
@@ -84,12 +117,22 @@ impl<W: Write> Output<W> {
         Ok(())
     }
 
-    /// Ends a complete text answer with a newline unless it already has one. Held text is
-    /// taken apart here, now that it is complete.
-    pub fn end_text(&mut self) -> Result<()> {
-        if let Some((extract, held)) = self.held.take() {
-            self.text(&extract.apply(&held)?)?;
+    /// Writes the end of a complete answer in text: `delivered` (what a contract made of it)
+    /// or, when it held text, the newline it may lack.
+    pub fn deliver(&mut self, delivered: Option<&str>, has_text: bool) -> Result<()> {
+        if self.mode != Mode::Text {
+            return Ok(());
         }
+        match delivered {
+            Some(text) => self.write_text(text)?,
+            None if !has_text => return Ok(()),
+            None => {}
+        }
+        self.end_text()
+    }
+
+    /// Ends a text with a newline unless it already has one.
+    fn end_text(&mut self) -> Result<()> {
         if self.last_byte != Some(b'\n') {
             self.out
                 .write_all(b"\n")
@@ -118,6 +161,12 @@ impl<W: Write> Output<W> {
     /// echoes the token (then compact, with the token masked in every string, a chunk's content
     /// included). An event that is not JSON is not written: the caller reports it.
     pub fn event(&mut self, text: &str, is_chunk: bool) -> Result<()> {
+        if let Some(events) = &mut self.events {
+            events.push(text.to_string());
+        }
+        if self.mode != Mode::Json {
+            return Ok(());
+        }
         let echoes = self
             .secret
             .as_ref()
@@ -162,7 +211,11 @@ impl<W: Write> Output<W> {
     /// The `--json` document of a success: the body as the server sent it with the `bnx` key
     /// added, or, after a stream, `{"bnx": ...}` alone. A body that echoes the token is
     /// written compact with it masked in every string, as a `--json --stream` line would be.
+    /// Other modes have no document.
     pub fn document(&mut self, body: Option<&[u8]>, meta: &Value) -> Result<()> {
+        if self.mode != Mode::Json {
+            return Ok(());
+        }
         let meta = &self.redacted(meta);
         match body {
             Some(body) => {
@@ -225,32 +278,65 @@ mod tests {
 
     #[test]
     fn text_gets_exactly_one_final_newline() {
-        let mut out = Output::new(Vec::new());
+        let mut out = Output::new(Vec::new(), Mode::Text);
         out.text("a").unwrap();
         out.text("").unwrap();
-        out.end_text().unwrap();
+        out.deliver(None, true).unwrap();
         assert_eq!(out.out, b"a\n");
-        let mut out = Output::new(Vec::new());
+        let mut out = Output::new(Vec::new(), Mode::Text);
         out.text("a\n").unwrap();
-        out.end_text().unwrap();
+        out.deliver(None, true).unwrap();
         assert_eq!(out.out, b"a\n");
+        let mut out = Output::new(Vec::new(), Mode::Text);
+        out.deliver(None, false).unwrap();
+        assert_eq!(
+            out.out, b"",
+            "an answer without text gets no newline either"
+        );
     }
 
     #[test]
-    fn held_text_is_written_taken_apart_when_complete() {
-        let mut out = Output::new(Vec::new());
-        out.extract(Some(Extract::CodeBlock));
+    fn held_text_is_written_only_as_delivered() {
+        let mut out = Output::new(Vec::new(), Mode::Text);
+        out.hold();
         for piece in ["see\n``", "`sh\nls", " -l\n```\nbye"] {
             out.text(piece).unwrap();
             assert!(out.out.is_empty(), "nothing before the answer is complete");
         }
-        out.end_text().unwrap();
+        assert_eq!(out.take_held().unwrap(), "see\n```sh\nls -l\n```\nbye");
+        assert_eq!(
+            out.take_held().unwrap(),
+            "",
+            "the next answer starts afresh"
+        );
+        out.deliver(Some("ls -l\n"), true).unwrap();
         assert_eq!(out.out, b"ls -l\n");
+    }
 
-        let mut out = Output::new(Vec::new());
-        out.extract(Some(Extract::Json));
-        out.text("no json").unwrap();
-        assert_eq!(out.end_text().unwrap_err().kind, Kind::Unexpected);
-        assert!(out.out.is_empty());
+    #[test]
+    fn the_mode_decides_what_is_written_and_kept() {
+        let chunk = r#"{"choices":[{"delta":{"content":"a"}}]}"#;
+        let mut json = Output::new(Vec::new(), Mode::Json);
+        json.text("a").unwrap();
+        json.event(chunk, true).unwrap();
+        json.deliver(None, true).unwrap();
+        assert_eq!(json.out, format!("{chunk}\n").as_bytes());
+
+        let mut text = Output::new(Vec::new(), Mode::Text);
+        text.event(chunk, true).unwrap();
+        text.document(None, &json!({})).unwrap();
+        assert!(
+            text.out.is_empty(),
+            "text has no event lines and no document"
+        );
+
+        let mut line = Output::new(Vec::new(), Mode::Lines { response: true });
+        line.record();
+        line.text("a").unwrap();
+        line.event(chunk, true).unwrap();
+        line.deliver(None, true).unwrap();
+        assert!(line.out.is_empty(), "a batch item writes its own line");
+        assert_eq!(line.take_held().unwrap(), "a");
+        assert_eq!(line.take_events(), [chunk]);
     }
 }

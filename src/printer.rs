@@ -1,20 +1,25 @@
 //! Everything `bnx` writes on stderr: notices, verbose lines, errors, the spinner and a batch's
 //! progress bar. The data path (`response`, `output`) never sees it; answer text never comes
 //! here.
+//!
+//! Each line goes out in one `write(2)`, an error with its hint too, so that runs sharing one
+//! stderr (`xargs -P`, a CI log) never cut into each other's lines. A frame of the spinner or
+//! the bar leaves the terminal's last columns free: the `^C` a terminal echoes then lands on
+//! the frame's own line, which the erase on Ctrl-C clears with it.
 
+use std::fmt;
 use std::fs::File;
 use std::io::{self, IsTerminal, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{HumanDuration, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 use crate::error::Error;
-use crate::pace::Rate;
-use crate::retry::secs;
+use crate::rate::Rate;
 use crate::token::Secret;
 use crate::{interrupt, redact};
 
@@ -46,6 +51,10 @@ pub struct Printer {
     /// bury everything else.
     batch: bool,
     bar: Mutex<Option<Bar>>,
+    /// What a batch's bar, and its summary on Ctrl-C, say: the batch keeps it current.
+    progress: Arc<Mutex<Progress>>,
+    /// While a batch runs, Ctrl-C prints its summary.
+    summary: Mutex<Option<interrupt::Guard>>,
     /// Once known, the token is masked in every line: a line may quote the server.
     secret: OnceLock<Secret>,
     /// Standard output's last line is unfinished (an answer cut short): a line written on the
@@ -66,6 +75,8 @@ impl Printer {
             verbosity,
             batch: false,
             bar: Mutex::new(None),
+            progress: Arc::default(),
+            summary: Mutex::new(None),
             secret: OnceLock::new(),
             mid_line: AtomicBool::new(false),
         }
@@ -102,15 +113,13 @@ impl Printer {
         }
     }
 
-    /// Waiting `wait` for a request slot of `rate`.
-    pub fn waiting(&self, wait: Duration, rate: Rate) {
-        let message = format!("waiting {}s for a request slot ({rate})", secs(wait));
+    /// A wait for a request slot of `rate`, `wait` long: `message` as a notice, or in a batch a
+    /// countdown in its progress bar, which from then on counts the pacing in the time left.
+    pub fn waiting(&self, message: &str, wait: Duration, rate: Rate) {
         if !self.batch {
-            return self.notice(&message);
+            return self.notice(message);
         }
-        if let Some(bar) = self.bar().as_ref() {
-            bar.bar.set_prefix(format!(", {message}"));
-        }
+        lock(&self.progress).wait = Some((Instant::now() + wait, rate));
     }
 
     /// A body, as `-v` shows it: on one line, control characters made visible, cut at 2 KiB
@@ -136,9 +145,9 @@ impl Printer {
 
     pub fn error(&self, err: &Error) {
         self.erase();
-        self.line(&format!("bnx: error: {}", err.line()));
-        if let Some(hint) = &err.hint {
-            self.line(&format!("hint: {hint}"));
+        match &err.hint {
+            Some(hint) => self.line(&format!("bnx: error: {}\nhint: {hint}", err.line())),
+            None => self.line(&format!("bnx: error: {}", err.line())),
         }
     }
 
@@ -150,43 +159,114 @@ impl Printer {
         }
     }
 
-    fn line(&self, line: &str) {
-        let line = redact::text(self.secret.get(), line);
+    /// Writes `text` (one line, or an error and its hint) and its newline in one write.
+    fn line(&self, text: &str) {
+        let text = redact::text(self.secret.get(), text);
         self.suspend(|| {
-            let mut stderr = io::stderr().lock();
+            let mut whole = String::with_capacity(text.len() + 2);
             if self.mid_line.swap(false, Ordering::Relaxed) && same_terminal() {
-                let _ = stderr.write_all(b"\n");
+                whole.push('\n');
             }
-            let _ = writeln!(stderr, "{line}");
+            whole.push_str(&text);
+            whole.push('\n');
+            let _ = io::stderr().lock().write_all(whole.as_bytes());
         });
     }
 
     /// Shows elapsed seconds while waiting, only for a person watching a terminal.
     pub fn start_spinner(&self) {
-        let spinner = ProgressBar::new_spinner().with_message("waiting for the answer");
-        self.show(spinner, "{spinner} {msg} {elapsed}");
+        self.show(None, |state, width| {
+            const TICKS: [char; 8] = ['⠁', '⠂', '⠄', '⡀', '⢀', '⠠', '⠐', '⠈'];
+            let elapsed = state.elapsed();
+            let tick = TICKS[(elapsed.as_millis() / 100 % 8) as usize];
+            fit(
+                width,
+                &[
+                    format!("{tick} waiting for the answer"),
+                    format!(" {:#}", HumanDuration(elapsed)),
+                ],
+            )
+        });
     }
 
     /// A batch's progress, only for a person watching a terminal.
     pub fn start_progress(&self, items: u64) {
-        let bar = ProgressBar::new(items);
-        self.show(bar, "{bar:30} {pos}/{len} {msg}{prefix}, {eta} left");
+        {
+            let mut progress = lock(&self.progress);
+            progress.total = items;
+            progress.status = "done".into();
+        }
+        let progress = Arc::clone(&self.progress);
+        self.show(Some(items), move |state, width| {
+            lock(&progress).frame(state.elapsed(), width)
+        });
+        // Never the progress lock while the bar's is held: a frame drawn under the bar's
+        // takes the progress lock.
+        let bar = self.bar().as_ref().map(|bar| bar.bar.clone());
+        lock(&self.progress).bar = bar;
     }
 
-    /// Updates a batch's progress: `done` of the total, and what else to say.
+    /// Updates a batch's progress: `done` of the total, and what else to say (`done, 1 failed,
+    /// 4 credits`).
     pub fn progress(&self, done: u64, message: String) {
+        {
+            let mut progress = lock(&self.progress);
+            progress.done = done;
+            progress.status = message;
+        }
         if let Some(bar) = self.bar().as_ref() {
             bar.bar.set_position(done);
-            bar.bar.set_message(message);
-            bar.bar.set_prefix("");
         }
     }
 
-    fn show(&self, bar: ProgressBar, template: &str) {
+    /// From now until the batch is over, Ctrl-C (or SIGTERM) erases the bar and prints how far
+    /// the batch came: `skipped` items were done before, and `resumable` says whether a rerun
+    /// picks up where this one stopped (`-o FILE`).
+    pub fn summary_on_interrupt(&self, skipped: usize, resumable: bool) {
+        let progress = Arc::clone(&self.progress);
+        {
+            let mut progress = lock(&progress);
+            progress.skipped = skipped;
+            progress.resumable = resumable;
+        }
+        let quiet = self.verbosity == Verbosity::Quiet;
+        *lock(&self.summary) = Some(interrupt::on_interrupt(move |_| {
+            let (bar, summary) = {
+                let progress = lock(&progress);
+                (progress.bar.clone(), progress.interrupted())
+            };
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
+            if !quiet {
+                let _ = io::stderr()
+                    .lock()
+                    .write_all(format!("bnx: {summary}\n").as_bytes());
+            }
+        }));
+    }
+
+    /// Draws `frame` (given the bar's state and the columns it may take) on the terminal,
+    /// redrawn every tick: a spinner, or a bar of `len` steps.
+    fn show(
+        &self,
+        len: Option<u64>,
+        frame: impl Fn(&ProgressState, usize) -> String + Send + Sync + Clone + 'static,
+    ) {
         if self.verbosity == Verbosity::Quiet || !io::stderr().is_terminal() {
             return;
         }
-        bar.set_style(ProgressStyle::with_template(template).expect("the template is valid"));
+        let target = ProgressDrawTarget::term_like_with_hz(Box::new(Screen::default()), 20);
+        let bar = ProgressBar::with_draw_target(len, target);
+        let style = ProgressStyle::with_template("{frame}")
+            .expect("the template is valid")
+            .with_key(
+                "frame",
+                move |state: &ProgressState, out: &mut dyn fmt::Write| {
+                    let _ = out.write_str(&frame(state, frame_width()));
+                },
+            );
+        bar.set_style(style);
         bar.enable_steady_tick(Duration::from_millis(100));
         let erase = bar.clone();
         *self.bar() = Some(Bar {
@@ -203,9 +283,12 @@ impl Printer {
         }
     }
 
-    /// Erases a batch's progress bar when the batch is over.
+    /// Erases a batch's progress bar when the batch is over; its summary is the caller's.
     pub fn finish_progress(&self) {
+        let summary = lock(&self.summary).take();
+        drop(summary);
         self.erase();
+        lock(&self.progress).bar = None;
     }
 
     fn erase(&self) {
@@ -215,9 +298,194 @@ impl Printer {
     }
 
     fn bar(&self) -> MutexGuard<'_, Option<Bar>> {
-        self.bar
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.bar)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A batch's progress, as its bar and its summary on Ctrl-C show it.
+#[derive(Default)]
+struct Progress {
+    /// Items finished (done or failed), of `total`.
+    done: u64,
+    total: u64,
+    /// What follows `done/total`: `done, 1 failed, 4 credits`.
+    status: String,
+    /// When the last pacing wait reported ends, and the rate that made it.
+    wait: Option<(Instant, Rate)>,
+    /// Items done before this run.
+    skipped: usize,
+    /// A rerun resumes (`-o FILE`).
+    resumable: bool,
+    /// The bar, for the summary on Ctrl-C to erase first.
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    /// The bar's line, `width` columns at most: the counts, then the time left and the pacing
+    /// wait as they fit, and the bar itself in front where there is room for it.
+    fn frame(&self, elapsed: Duration, width: usize) -> String {
+        let now = Instant::now();
+        let wait = self
+            .wait
+            .map(|(until, rate)| (until.saturating_duration_since(now), rate));
+        let mut parts = vec![format!("{}/{} {}", self.done, self.total, self.status)];
+        if let Some(left) = time_left(self.done, self.total, elapsed, wait) {
+            parts.push(format!(", {:#} left", HumanDuration(left)));
+        }
+        if let Some((wait, _)) = wait.filter(|(wait, _)| !wait.is_zero()) {
+            parts.push(format!(
+                ", waiting {}s for a slot",
+                wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+            ));
+        }
+        let text = fit(width, &parts);
+        let room = width.saturating_sub(text.chars().count() + 1).min(30);
+        if room < 10 {
+            return text;
+        }
+        let filled = (room as u64 * self.done / self.total.max(1)) as usize;
+        format!("{}{} {text}", "#".repeat(filled), "-".repeat(room - filled))
+    }
+
+    /// The summary of a batch cut short.
+    fn interrupted(&self) -> String {
+        let rerun = if self.resumable {
+            "a rerun with the same -o resumes"
+        } else {
+            "without -o FILE a rerun starts over"
+        };
+        format!(
+            "batch interrupted: {}/{} {}; {} skipped (done before); {rerun}",
+            self.done, self.total, self.status, self.skipped
+        )
+    }
+}
+
+/// The time a batch still needs, when there is anything to go by: at the pace of the items so
+/// far, and at least what the pacing allows once a wait showed that it binds: the wait under
+/// way, then `rate.requests` of the other items every `rate.window`.
+fn time_left(
+    done: u64,
+    total: u64,
+    elapsed: Duration,
+    wait: Option<(Duration, Rate)>,
+) -> Option<Duration> {
+    let remaining = total.checked_sub(done).filter(|&n| n > 0)?;
+    let so_far = (done > 0).then(|| elapsed.mul_f64(remaining as f64 / done as f64));
+    let paced = wait.map(|(wait, rate)| {
+        let windows = (remaining - 1) / u64::from(rate.requests.max(1));
+        wait.saturating_add(
+            rate.window
+                .saturating_mul(windows.min(u32::MAX.into()) as u32),
+        )
+    });
+    so_far.max(paced)
+}
+
+/// `parts` joined, the first always (cut to `width` columns if it must be), each other one if
+/// it still fits, in order.
+fn fit(width: usize, parts: &[String]) -> String {
+    let mut line = String::new();
+    let mut used = 0;
+    for (i, part) in parts.iter().enumerate() {
+        let len = part.chars().count();
+        if i == 0 {
+            line.extend(part.chars().take(width));
+            used = len.min(width);
+        } else if used + len <= width {
+            line.push_str(part);
+            used += len;
+        } else {
+            break;
+        }
+    }
+    line
+}
+
+/// Columns a frame leaves free at the end of the line: two for the `^C` a terminal echoes, one
+/// so that the cursor never rests in the last column, where a terminal wraps.
+const MARGIN: usize = 3;
+
+/// The columns a frame may take.
+fn frame_width() -> usize {
+    // SAFETY: TIOCGWINSZ fills the winsize it is given, and only that.
+    let columns = unsafe {
+        let mut size: libc::winsize = std::mem::zeroed();
+        match libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut size) {
+            0 if size.ws_col > 0 => usize::from(size.ws_col),
+            _ => 80,
+        }
+    };
+    columns.saturating_sub(MARGIN).max(1)
+}
+
+/// Standard error as indicatif draws on it: as wide as a frame may be, and each frame (or
+/// erase) sent in one write, so that no line of another process lands inside one.
+#[derive(Debug, Default)]
+struct Screen {
+    pending: Mutex<Vec<u8>>,
+}
+
+impl Screen {
+    fn put(&self, text: &str) -> io::Result<()> {
+        lock(&self.pending).extend_from_slice(text.as_bytes());
+        Ok(())
+    }
+
+    fn cursor(&self, n: usize, code: char) -> io::Result<()> {
+        match n {
+            0 => Ok(()),
+            n => self.put(&format!("\x1b[{n}{code}")),
+        }
+    }
+}
+
+impl indicatif::TermLike for Screen {
+    fn width(&self) -> u16 {
+        frame_width().try_into().unwrap_or(u16::MAX)
+    }
+
+    fn move_cursor_up(&self, n: usize) -> io::Result<()> {
+        self.cursor(n, 'A')
+    }
+
+    fn move_cursor_down(&self, n: usize) -> io::Result<()> {
+        self.cursor(n, 'B')
+    }
+
+    fn move_cursor_right(&self, n: usize) -> io::Result<()> {
+        self.cursor(n, 'C')
+    }
+
+    fn move_cursor_left(&self, n: usize) -> io::Result<()> {
+        self.cursor(n, 'D')
+    }
+
+    fn write_line(&self, line: &str) -> io::Result<()> {
+        self.put(line)?;
+        self.put("\n")
+    }
+
+    fn write_str(&self, text: &str) -> io::Result<()> {
+        self.put(text)
+    }
+
+    fn clear_line(&self) -> io::Result<()> {
+        self.put("\r\x1b[2K")
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        let pending = std::mem::take(&mut *lock(&self.pending));
+        if pending.is_empty() {
+            return Ok(());
+        }
+        io::stderr().lock().write_all(&pending)
     }
 }
 
@@ -256,5 +524,87 @@ impl<W: Write> Write for Stdout<'_, W> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RATE: Rate = Rate {
+        requests: 2,
+        window: Duration::from_secs(6),
+    };
+
+    #[test]
+    fn the_time_left_counts_the_pacing_once_a_wait_showed_it_binds() {
+        let secs = Duration::from_secs;
+        // 2 of 6 done in 0.2 s: at that pace, 0.4 s more.
+        let fast = Duration::from_millis(200);
+        assert_eq!(time_left(2, 6, fast, None), Some(fast * 2));
+        // But the third waits 6 s for its slot, and the fourth with it; the last two get the
+        // slots of the next window, 6 s later.
+        assert_eq!(time_left(2, 6, fast, Some((secs(6), RATE))), Some(secs(12)));
+        // A slow pace so far wins over a pacing that allows more.
+        assert_eq!(
+            time_left(2, 6, secs(20), Some((secs(1), RATE))),
+            Some(secs(40))
+        );
+        assert_eq!(
+            time_left(0, 6, Duration::ZERO, None),
+            None,
+            "nothing to go by"
+        );
+        assert_eq!(time_left(6, 6, secs(3), Some((secs(1), RATE))), None);
+    }
+
+    #[test]
+    fn a_frame_fits_its_width_dropping_what_matters_least_first() {
+        let progress = Progress {
+            done: 4,
+            total: 20,
+            status: "done, 1 failed, 4 credits".into(),
+            wait: Some((Instant::now() + Duration::from_millis(2500), RATE)),
+            ..Progress::default()
+        };
+        let elapsed = Duration::from_secs(1);
+        // Left: the 2.5 s wait, then the 15 other items at 2 per 6 s, 7 windows more: 44.5 s.
+        let wide = progress.frame(elapsed, 97);
+        assert!(
+            wide.ends_with(" 4/20 done, 1 failed, 4 credits, 44s left, waiting 3s for a slot"),
+            "{wide}"
+        );
+        assert!(wide.starts_with("######------"), "{wide}");
+        for width in [1, 10, 30, 40, 52, 62, 77, 97, 200] {
+            let frame = progress.frame(elapsed, width);
+            assert!(frame.chars().count() <= width, "{width}: {frame}");
+            assert!(frame.contains("4/20") || width < 4, "{width}: {frame}");
+        }
+        assert_eq!(
+            progress.frame(elapsed, 40),
+            "4/20 done, 1 failed, 4 credits, 44s left"
+        );
+        assert_eq!(progress.frame(elapsed, 10), "4/20 done,");
+    }
+
+    #[test]
+    fn an_interrupted_batch_says_how_far_it_came_and_how_to_go_on() {
+        let mut progress = Progress {
+            done: 4,
+            total: 20,
+            status: "done, 1 failed, 4 credits".into(),
+            skipped: 2,
+            resumable: true,
+            ..Progress::default()
+        };
+        assert_eq!(
+            progress.interrupted(),
+            "batch interrupted: 4/20 done, 1 failed, 4 credits; 2 skipped (done before); \
+             a rerun with the same -o resumes"
+        );
+        progress.resumable = false;
+        assert!(progress
+            .interrupted()
+            .ends_with("; without -o FILE a rerun starts over"));
     }
 }

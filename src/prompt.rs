@@ -1,64 +1,193 @@
-//! Assembling the messages to send from the prompt words, `-f` files, standard input,
-//! `--system` and `--messages`. What is read is what is sent: nothing is trimmed, cut or
-//! replaced.
+//! Assembling the request: the messages from the prompt words, `-f` files, standard input,
+//! `--system` and `--messages`, and the agent, sampling and conversation, for a single request
+//! and for each batch item alike, whose own fields override the command line's. What is read
+//! is what is sent: nothing is trimmed, cut or replaced.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde_json::Value;
 
-use crate::config::PromptSources;
+use crate::config::{self, Config};
 use crate::error::{Error, Kind, Result};
+use crate::printer::Printer;
+use crate::request::{self, Chat, Conversation, Request};
 use crate::wire::Message;
 
 /// Input larger than this, standard input, `-f` files and a messages file together, is refused
 /// rather than truncated.
 pub const MAX_INPUT: u64 = 64 * 1024 * 1024;
 
-/// Builds the messages. `stdin` is read only when the sources ask for it.
-pub fn messages(sources: &PromptSources, stdin: &mut dyn Read) -> Result<Vec<Message>> {
-    let mut budget = MAX_INPUT;
-    let mut messages = Vec::new();
-    if let Some(system) = &sources.system {
-        messages.push(Message::new("system", system.as_str()));
+/// A batch item's own fields, which beat the command line's; a single request has none.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    pub prompt: Option<String>,
+    pub messages: Option<Vec<Message>>,
+    pub files: Option<Vec<PathBuf>>,
+    pub system: Option<String>,
+    pub agent: Option<String>,
+    pub temperature: Option<f64>,
+    pub max_tokens: Option<u64>,
+    pub conversation: Option<String>,
+}
+
+/// Builds the requests of a run from the command line's prompt, whose inputs (`--messages`,
+/// `-f` files, standard input) are read once, and the overrides of each request.
+pub struct Composer<'a> {
+    config: &'a Config,
+    /// `--messages`, for the requests without messages of their own.
+    history: Option<Vec<Message>>,
+    /// The command line's `-f` files, as their parts of the user message.
+    files: Vec<String>,
+    /// Standard input, when it is part of the prompt.
+    piped: Option<String>,
+    /// What is left of the input limit for a request's own files.
+    budget: u64,
+    /// The endpoint of each agent a request may name, checked before anything is sent.
+    endpoints: HashMap<String, String>,
+    printer: &'a Printer,
+}
+
+impl<'a> Composer<'a> {
+    /// Reads what the prompt takes in: `--messages`, the `-f` files, and standard input when it
+    /// is not `taken` (by the items of `--batch -`).
+    pub fn new(
+        config: &'a Config,
+        stdin: &mut dyn Read,
+        taken: bool,
+        printer: &'a Printer,
+    ) -> Result<Self> {
+        let sources = &config.prompt;
+        let mut budget = MAX_INPUT;
+        let messages_from_stdin = sources.messages.as_deref() == Some(Path::new("-"));
+        let history = match &sources.messages {
+            Some(_) if messages_from_stdin => {
+                let name = "standard input";
+                let text = read_text(&mut *stdin, name, &mut budget)?;
+                Some(parse_messages(&text, name)?)
+            }
+            Some(path) => Some(history(path, &mut budget)?),
+            None => None,
+        };
+        let before_files = budget;
+        let files = sources
+            .files
+            .iter()
+            .map(|path| file_part(path, &mut budget))
+            .collect::<Result<_>>()?;
+        let files_cost = before_files - budget;
+        let piped = (sources.read_stdin && !messages_from_stdin && !taken)
+            .then(|| read_text(&mut *stdin, "standard input", &mut budget))
+            .transpose()?;
+        Ok(Composer {
+            config,
+            history,
+            files,
+            piped,
+            budget: budget + files_cost,
+            endpoints: HashMap::from([(config.agent.clone(), config.url.clone())]),
+            printer,
+        })
     }
-    let messages_from_stdin = sources.messages.as_deref() == Some(Path::new("-"));
-    if let Some(path) = &sources.messages {
-        if messages_from_stdin {
-            let name = "standard input";
-            let text = read_text(&mut *stdin, name, &mut budget)?;
-            messages.extend(parse_messages(&text, name)?);
-        } else {
-            messages.extend(history(path, &mut budget)?);
+
+    /// Whether the command line gives a prompt of its own (words, piped text or `--messages`),
+    /// so that a batch item may leave its prompt out.
+    pub fn has_prompt(&self) -> bool {
+        join_parts([self.config.prompt.words.join(" ")]).is_some()
+            || self.piped.as_deref().is_some_and(|p| !p.trim().is_empty())
+            || self.history.is_some()
+    }
+
+    /// Lets requests name `agent`, whose endpoint is checked now.
+    pub fn add_agent(&mut self, agent: &str) -> Result<()> {
+        if !self.endpoints.contains_key(agent) {
+            let endpoint = config::endpoint(&self.config.base_url, agent)?;
+            self.endpoints.insert(agent.to_string(), endpoint.url);
         }
+        Ok(())
     }
-    let mut parts = vec![sources.words.join(" ")];
-    for path in &sources.files {
-        parts.push(file_part(path, &mut budget)?);
+
+    /// The agent a request with `overrides` goes to.
+    pub fn agent<'o>(&'o self, overrides: &'o Overrides) -> &'o str {
+        overrides.agent.as_deref().unwrap_or(&self.config.agent)
     }
-    if sources.read_stdin && !messages_from_stdin {
-        parts.push(read_text(&mut *stdin, "standard input", &mut budget)?);
+
+    /// The request of `overrides`, its agent added first (see [`Composer::add_agent`]).
+    pub fn request(&self, overrides: &Overrides) -> Result<Request> {
+        let config = self.config;
+        let agent = self.agent(overrides);
+        let chat = Chat {
+            stream: config.chat.stream,
+            temperature: overrides.temperature.or(config.chat.temperature),
+            max_tokens: overrides.max_tokens.or(config.chat.max_tokens),
+            conversation: overrides
+                .conversation
+                .clone()
+                .map_or_else(|| config.chat.conversation.clone(), Conversation::Id),
+        };
+        let messages = self.messages(overrides)?;
+        let conversation = request::conversation_id(
+            &chat.conversation,
+            config.state_dir.as_deref(),
+            &config.origin,
+            agent,
+            self.printer,
+        );
+        Ok(Request::new(
+            &self.endpoints[agent],
+            &chat,
+            messages,
+            conversation,
+        ))
     }
-    match join_parts(parts) {
-        Some(user) => messages.push(Message::new("user", user)),
-        None if sources.messages.is_none() => {
+
+    /// The system message, the history, then the user message: the prompt words, a batch
+    /// item's prompt, the files, and piped text, each after a blank line.
+    fn messages(&self, overrides: &Overrides) -> Result<Vec<Message>> {
+        let mut messages = Vec::new();
+        let system = overrides
+            .system
+            .as_ref()
+            .or(self.config.prompt.system.as_ref());
+        if let Some(system) = system {
+            messages.push(Message::new("system", system.as_str()));
+        }
+        let history = overrides.messages.as_ref().or(self.history.as_ref());
+        messages.extend(history.into_iter().flatten().cloned());
+        let mut parts = vec![self.config.prompt.words.join(" ")];
+        parts.extend(overrides.prompt.clone());
+        match &overrides.files {
+            Some(paths) => {
+                let mut budget = self.budget;
+                for path in paths {
+                    parts.push(file_part(path, &mut budget)?);
+                }
+            }
+            None => parts.extend(self.files.iter().cloned()),
+        }
+        parts.extend(self.piped.clone());
+        match join_parts(parts) {
+            Some(user) => messages.push(Message::new("user", user)),
+            None if history.is_none() => {
+                return Err(Error::msg(
+                    Kind::Usage,
+                    "no prompt: give PROMPT words, a file (-f) or pipe text to stdin",
+                )
+                .with_hint("bnx \"your question\", or: cat file | bnx \"what does this do?\""))
+            }
+            None => {}
+        }
+        if messages.iter().all(|m| m.role == "system") {
             return Err(Error::msg(
                 Kind::Usage,
-                "no prompt: give PROMPT words, a file (-f) or pipe text to stdin",
-            )
-            .with_hint("bnx \"your question\", or: cat file | bnx \"what does this do?\""))
+                "nothing to send: the messages hold no conversation and there is no prompt",
+            ));
         }
-        None => {}
+        Ok(messages)
     }
-    if messages.iter().all(|m| m.role == "system") {
-        return Err(Error::msg(
-            Kind::Usage,
-            "nothing to send: the messages hold no conversation and there is no prompt",
-        ));
-    }
-    Ok(messages)
 }
 
 /// The user message made of `parts` in order, joined by a blank line; a blank part counts as
@@ -167,6 +296,20 @@ fn parse_messages(text: &str, name: &str) -> Result<Vec<Message>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::Cli;
+    use crate::config::PromptSources;
+    use crate::printer::Verbosity;
+    use clap::Parser;
+
+    /// The messages a single request with `sources` sends.
+    fn messages(sources: &PromptSources, stdin: &mut dyn Read) -> Result<Vec<Message>> {
+        let cli = Cli::try_parse_from(["bnx", "--dry-run"]).unwrap();
+        let mut config = Config::resolve(cli, "default".into(), |_| None, true).unwrap();
+        config.prompt = sources.clone();
+        let printer = Printer::new(Verbosity::Quiet);
+        let composer = Composer::new(&config, stdin, false, &printer)?;
+        Ok(composer.request(&Overrides::default())?.body.messages)
+    }
 
     fn sources(words: &[&str], read_stdin: bool) -> PromptSources {
         PromptSources {

@@ -1,21 +1,14 @@
-//! The `bnx` object of `--json` output: what the run learned about the exchange, put together
-//! from the values each stage returned (the agent from the configuration, the attempts from the
-//! transport, the reply's facts from the response).
+//! The `bnx` object of `--json` output and batch lines: what the run learned about the
+//! exchange, put together from the values the client's stages returned (the agent from the
+//! configuration, the attempts from the transport, the reply's facts from the response).
 
-use std::io::Write;
 use std::time::Instant;
 
 use serde_json::{json, Map, Value};
 
-use crate::config::Network;
-use crate::error::Result;
-use crate::output::Output;
-use crate::printer::Printer;
-use crate::redact;
-use crate::request::Request;
-use crate::response::{self, Reply, StreamFacts};
-use crate::token::Secret;
-use crate::transport::{Attempts, Transport};
+use crate::budget::{rounded, Budget};
+use crate::response::{Reply, StreamFacts};
+use crate::transport::Attempts;
 
 #[derive(Debug, Clone)]
 pub struct Report {
@@ -24,6 +17,12 @@ pub struct Report {
     pub attempts: Attempts,
     /// The final response's facts, once one arrived.
     pub reply: Reply,
+    /// Requests made for this answer (SPEC 4 `asks`).
+    pub asks: u32,
+    /// When the answer came from the cache: the time it was stored (RFC 3339).
+    pub cached_at: Option<String>,
+    /// `--budget`, and the credits consumed in its period after this answer, when known.
+    pub budget: Option<(Budget, Option<f64>)>,
 }
 
 impl Report {
@@ -37,6 +36,9 @@ impl Report {
                 stream: stream.then(StreamFacts::default),
                 ..Reply::default()
             },
+            asks: 0,
+            cached_at: None,
+            budget: None,
         }
     }
 
@@ -52,12 +54,20 @@ impl Report {
             credits(&reply.credits_remaining),
         );
         meta.insert("attempts".into(), json!(self.attempts.count));
+        meta.insert("asks".into(), json!(self.asks));
+        meta.insert("cached".into(), json!(self.cached_at.is_some()));
+        if let Some(at) = &self.cached_at {
+            meta.insert("cached_at".into(), json!(at));
+        }
         meta.insert(
             "elapsed_ms".into(),
             json!(self.started.elapsed().as_millis() as u64),
         );
         if let Some(secs) = self.attempts.retry_after {
             meta.insert("retry_after".into(), json!(secs));
+        }
+        if let Some((budget, consumed)) = &self.budget {
+            meta.insert("budget".into(), budget_json(budget, *consumed));
         }
         if let Some(stream) = &reply.stream {
             meta.insert("done".into(), json!(stream.done));
@@ -67,38 +77,24 @@ impl Report {
     }
 }
 
-/// One exchange with the API, a single request's or a batch item's: `request` sent (paced and
-/// retried by `transport`), the response read into `out` (see `response::read`), and `report`
-/// put together from what the two stages returned.
-#[allow(clippy::too_many_arguments)] // each is a different stage's input; a struct would only rename them
-pub fn exchange<W: Write>(
-    transport: &Transport,
-    request: &Request,
-    token: &Secret,
-    network: &Network,
-    json: bool,
-    out: &mut Output<W>,
-    printer: &Printer,
-    report: &mut Report,
-) -> Result<Option<Vec<u8>>> {
-    let (attempts, response) = transport.send(request, token, printer);
-    report.attempts = attempts;
-    let gave_up = report.attempts.gave_up.as_deref();
-    let (reply, kept) = response::read(response?, gave_up, json, network, out);
-    if let Some(body) = &reply.error_body {
-        printer.verbose_body("error body", body);
+/// `{"limit", "period_s", "consumed"}`, as the `bnx` object and `--spent --json` give a budget.
+pub fn budget_json(budget: &Budget, consumed: Option<f64>) -> Value {
+    json!({
+        "limit": credits_json(budget.limit),
+        "period_s": budget.period.as_secs(),
+        "consumed": consumed.map(credits_json),
+    })
+}
+
+/// A number of credits the ledger counted, rounded as messages give it: `500`, not `500.0`;
+/// `0.3`, not `0.30000000000000004`.
+pub fn credits_json(credits: f64) -> Value {
+    let credits = rounded(credits);
+    if credits.fract() == 0.0 && credits.abs() < 9e15 {
+        json!(credits as i64)
+    } else {
+        json!(credits)
     }
-    if let (Some(used), Some(left)) = (&reply.credits_consumed, &reply.credits_remaining) {
-        printer.verbose(&format!("credits consumed {used}, remaining {left}"));
-    }
-    report.reply = reply;
-    // An id that echoes the token is not kept: it would be written into the state file.
-    report.reply.conversation_id = report
-        .reply
-        .conversation_id
-        .take()
-        .filter(|id| !redact::contains(token, id));
-    kept
 }
 
 /// A credit header as a JSON number when it is one, else the string as sent.
@@ -147,6 +143,8 @@ mod tests {
                 "credits_consumed",
                 "credits_remaining",
                 "attempts",
+                "asks",
+                "cached",
                 "elapsed_ms",
                 "done",
                 "finish_reason"

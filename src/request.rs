@@ -1,11 +1,57 @@
-//! The HTTP request to make, built from the configuration and the messages.
+//! The HTTP request to make: what it asks of the agent (`Chat`), the messages, and the
+//! conversation it continues, which `conversation_id` looks up for `--continue`.
+
+use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::config::Chat;
+use crate::printer::Printer;
+use crate::state;
 use crate::wire::{ChatRequest, Message};
 
 pub const USER_AGENT: &str = concat!("bnx/", env!("CARGO_PKG_VERSION"));
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Conversation {
+    #[default]
+    New,
+    Id(String),
+    /// The agent's last conversation, if one was saved.
+    Continue,
+}
+
+/// What the request asks of the agent, besides its messages.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Chat {
+    pub stream: bool,
+    pub temperature: Option<f64>,
+    pub max_tokens: Option<u64>,
+    pub conversation: Conversation,
+}
+
+/// The conversation id to send for `conversation` with `agent` at `origin`, if any: with
+/// `--continue`, the one saved in `state_dir`, or a new conversation, said in a notice.
+pub fn conversation_id(
+    conversation: &Conversation,
+    state_dir: Option<&Path>,
+    origin: &str,
+    agent: &str,
+    printer: &Printer,
+) -> Option<String> {
+    match conversation {
+        Conversation::New => None,
+        Conversation::Id(id) => Some(id.clone()),
+        Conversation::Continue => {
+            let last = state_dir.and_then(|dir| state::load(dir, origin, agent));
+            if last.is_none() {
+                printer.notice(&format!(
+                    "no saved conversation for agent {agent:?} at {origin}: starting a new one"
+                ));
+            }
+            last
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
@@ -36,6 +82,17 @@ impl Request {
                 conversation_id,
             },
         }
+    }
+
+    /// The body as sent, byte for byte: what the transport posts, and what a request's digest
+    /// is made of (a batch line's `request`, the cache key), so the two cannot disagree.
+    pub fn body_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.body).expect("a request always serializes")
+    }
+
+    /// Whether the answer is asked for as a stream of events.
+    pub fn streams(&self) -> bool {
+        self.body.stream == Some(true)
     }
 
     /// The request as `--dry-run` shows it: everything that would be sent, the token redacted,

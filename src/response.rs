@@ -13,7 +13,6 @@ use ureq::http::{HeaderMap, Response};
 use ureq::Body;
 
 use crate::chunk;
-use crate::config::Network;
 use crate::error::{Error, Kind, Result};
 use crate::output::Output;
 use crate::sse::{self, EventTooLarge};
@@ -70,14 +69,22 @@ pub struct StreamFacts {
     pub tool_calls: usize,
 }
 
-/// Reads `response`, writing the answer to `out` as it arrives. With `json`, a whole answer's
-/// body is returned instead, for the caller to write with the `bnx` key once it is known.
-/// `gave_up` says why a retry was refused, for the error message.
+/// How to read an answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Reading<'a> {
+    /// The answer was asked for as a stream: what one without a `Content-Type` is taken for.
+    pub stream: bool,
+    /// A stream's longest silence between two events (`--timeout`).
+    pub timeout: Duration,
+    /// Why a retry was refused, for the error message.
+    pub gave_up: Option<&'a str>,
+}
+
+/// Reads `response`, handing the answer to `out` as it arrives. A whole answer's body is also
+/// returned, for a `--json` document or a batch line's `response`.
 pub fn read<W: Write>(
     response: Response<Body>,
-    gave_up: Option<&str>,
-    json: bool,
-    network: &Network,
+    reading: Reading,
     out: &mut Output<W>,
 ) -> (Reply, Result<Option<Vec<u8>>>) {
     let mut reply = headers(response.headers());
@@ -97,55 +104,47 @@ pub fn read<W: Write>(
         return (reply, Err(err));
     }
     if !status.is_success() {
-        let (body, err) = http_error(response, gave_up);
+        let (body, err) = http_error(response, reading.gave_up);
         reply.error_body = Some(body);
         return (reply, Err(err));
     }
     let content_type = header(response.headers(), "content-type").unwrap_or("");
     let is_stream = if content_type.is_empty() {
-        network.stream
+        reading.stream
     } else {
         content_type
             .to_ascii_lowercase()
             .starts_with("text/event-stream")
     };
     if !is_stream {
-        let result = whole(response.into_body(), json, out);
-        let result = result.map(|(answered, kept)| {
+        let result = whole(response.into_body(), out);
+        let result = result.map(|(answered, body)| {
             reply.finish_reason = answered.finish_reason;
             reply.no_text = answered.no_text;
-            kept
+            Some(body)
         });
         return (reply, result);
     }
     let (progress, result) = pump(
         &mut response.into_body().into_reader(),
-        json,
-        network.timeout,
+        reading.timeout,
         out,
     );
     reply.finish_reason = progress.finish_reason.clone();
     let done = progress.done;
-    let text = progress.text;
-    if !json && done && !text {
+    if done && !progress.text {
         reply.no_text = Some(match progress.tool_calls {
             0 => held_nothing(progress.finish_reason.as_deref()),
             n => tool_calls(n),
         });
     }
     reply.stream = Some(progress);
-    let result = result.and_then(|()| {
-        if !done {
-            return Err(Error::msg(
-                Kind::Protocol,
-                "the stream ended before [DONE]: the answer is incomplete",
-            ));
-        }
-        // Held for -x or --expect-json, even no text is taken apart: it fails as not asked for.
-        if !json && (text || out.holds_text()) {
-            out.end_text()?;
-        }
-        Ok(None)
+    let result = result.and_then(|()| match done {
+        true => Ok(None),
+        false => Err(Error::msg(
+            Kind::Protocol,
+            "the stream ended before [DONE]: the answer is incomplete",
+        )),
     });
     (reply, result)
 }
@@ -242,12 +241,8 @@ impl ServerError {
     }
 }
 
-/// A whole JSON answer: what it said of itself, and with `json` the body to write.
-fn whole<W: Write>(
-    body: Body,
-    json: bool,
-    out: &mut Output<W>,
-) -> Result<(Answered, Option<Vec<u8>>)> {
+/// A whole JSON answer: what it said of itself, and its body.
+fn whole<W: Write>(body: Body, out: &mut Output<W>) -> Result<(Answered, Vec<u8>)> {
     let mut bytes = Vec::new();
     body.into_reader()
         .take(MAX_BODY + 1)
@@ -259,21 +254,21 @@ fn whole<W: Write>(
             format!("the answer is larger than {} MiB", MAX_BODY >> 20),
         ));
     }
-    let answered = write_answer(&bytes, json, out)?;
-    Ok((answered, json.then_some(bytes)))
+    let answered = write_answer(&bytes, out)?;
+    Ok((answered, bytes))
 }
 
 /// What a whole answer said of itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Answered {
     pub finish_reason: Option<String>,
-    /// Written as text, it held no text (`content: null`): what it held instead.
+    /// It held no text (`content: null`): what it held instead.
     pub no_text: Option<String>,
 }
 
-/// Checks a whole answer and, unless `json`, writes its content as text. Public so that the
-/// fuzz target drives it with arbitrary bytes.
-pub fn write_answer<W: Write>(bytes: &[u8], json: bool, out: &mut Output<W>) -> Result<Answered> {
+/// Checks a whole answer and hands its content to `out` as text. Public so that the fuzz
+/// target drives it with arbitrary bytes.
+pub fn write_answer<W: Write>(bytes: &[u8], out: &mut Output<W>) -> Result<Answered> {
     let completion: ChatCompletion = match serde_json::from_str(utf8(bytes, "the answer")?) {
         Ok(completion) => completion,
         Err(e) => return Err(not_an_answer(bytes, e, "the answer")),
@@ -284,16 +279,9 @@ pub fn write_answer<W: Write>(bytes: &[u8], json: bool, out: &mut Output<W>) -> 
         .ok_or_else(|| Error::msg(Kind::Protocol, "the answer has no choices"))?;
     let finish_reason = first.finish_reason.as_ref().map(|r| r.as_str().to_string());
     let mut no_text = None;
-    if !json {
-        match &first.message.content {
-            Some(content) => {
-                out.text(content.as_str())?;
-                out.end_text()?;
-            }
-            // Held for -x or --expect-json, even no text is taken apart: it fails as not asked for.
-            None if out.holds_text() => out.end_text()?,
-            None => no_text = Some(held_instead(bytes, finish_reason.as_deref())),
-        }
+    match &first.message.content {
+        Some(content) => out.text(content.as_str())?,
+        None => no_text = Some(held_instead(bytes, finish_reason.as_deref())),
     }
     Ok(Answered {
         finish_reason,
@@ -380,7 +368,6 @@ fn reported(body: Value) -> Error {
 /// per-read timeout catches a silent server, this clock one that drips bytes but no event.
 pub fn pump<R: Read, W: Write>(
     reader: &mut R,
-    json: bool,
     timeout: Duration,
     out: &mut Output<W>,
 ) -> (StreamFacts, Result<()>) {
@@ -393,7 +380,7 @@ pub fn pump<R: Read, W: Write>(
     let heard = Cell::new(false);
     let on_data = |data: &[u8], events: &mut Events, out: &mut Output<W>| {
         heard.set(true);
-        events.on_event(data, json, out)
+        events.on_event(data, out)
     };
     let result = loop {
         let n = match reader.read(&mut buf) {
@@ -428,7 +415,7 @@ struct Events {
 }
 
 impl Events {
-    fn on_event<W: Write>(&mut self, data: &[u8], json: bool, out: &mut Output<W>) -> Result<()> {
+    fn on_event<W: Write>(&mut self, data: &[u8], out: &mut Output<W>) -> Result<()> {
         let progress = &mut self.progress;
         if progress.done {
             return Ok(());
@@ -449,23 +436,21 @@ impl Events {
             Some(piece) => Ok(Some(piece)),
             None => chunk::parse(text),
         };
-        if json {
-            out.event(text, matches!(parsed, Ok(Some(_))))?;
-        }
+        out.event(text, matches!(parsed, Ok(Some(_))))?;
         let piece = match parsed {
             Ok(Some(piece)) => piece,
             Ok(None) => return Err(reported(serde_json::from_str(text).unwrap_or_default())),
             Err(e) => return Err(not_an_answer(data, e, "a stream event")),
         };
-        match (json, &piece.content) {
-            (false, Some(content)) => {
+        match &piece.content {
+            Some(content) => {
                 out.text(content.as_str())?;
                 progress.text = true;
             }
-            (false, None) if !progress.text => {
+            None if !progress.text => {
                 progress.tool_calls = started_tool_calls(text, progress.tool_calls);
             }
-            _ => {}
+            None => {}
         }
         if let Some(reason) = &piece.finish_reason {
             progress.finish_reason = Some(reason.as_str().to_string());
@@ -520,6 +505,7 @@ fn read_error(err: io::Error, streaming: bool) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mode::Mode;
     use serde_json::json;
 
     #[test]
@@ -557,36 +543,29 @@ mod tests {
 
     #[test]
     fn events_write_text_or_lines() {
-        let mut text = Output::new(Vec::new());
+        let mut text = Output::new(Vec::new(), Mode::Text);
         let mut events = Events::default();
         events
             .on_event(
                 br#"{"choices":[{"delta":{"role":"assistant"}}]}"#,
-                false,
                 &mut text,
             )
             .unwrap();
         events
             .on_event(
                 br#"{"choices":[{"delta":{"content":"H\u00e9"}}]}"#,
-                false,
                 &mut text,
             )
             .unwrap();
         events
             .on_event(
                 br#"{"choices":[{"delta":{},"finish_reason":"length"}]}"#,
-                false,
                 &mut text,
             )
             .unwrap();
-        events.on_event(b"[DONE]", false, &mut text).unwrap();
+        events.on_event(b"[DONE]", &mut text).unwrap();
         events
-            .on_event(
-                br#"{"choices":[{"delta":{"content":"late"}}]}"#,
-                false,
-                &mut text,
-            )
+            .on_event(br#"{"choices":[{"delta":{"content":"late"}}]}"#, &mut text)
             .unwrap();
         assert_eq!(text.into_inner(), "Hé".as_bytes());
         assert_eq!(
@@ -599,14 +578,10 @@ mod tests {
             }
         );
 
-        let mut lines = Output::new(Vec::new());
+        let mut lines = Output::new(Vec::new(), Mode::Json);
         let mut events = Events::default();
-        events
-            .on_event(b"{\"choices\":\n[]}", true, &mut lines)
-            .unwrap();
-        events
-            .on_event(br#"{"choices": [ ]}"#, true, &mut lines)
-            .unwrap();
+        events.on_event(b"{\"choices\":\n[]}", &mut lines).unwrap();
+        events.on_event(br#"{"choices": [ ]}"#, &mut lines).unwrap();
         assert_eq!(
             lines.into_inner(),
             b"{\"choices\":[]}\n{\"choices\": [ ]}\n"
@@ -617,8 +592,8 @@ mod tests {
     fn done_with_whitespace_around_it_ends_the_stream() {
         for done in [&b"[DONE] "[..], b" [DONE]", b"[DONE]\r", b"\t[DONE]  "] {
             let mut events = Events::default();
-            let mut text = Output::new(Vec::new());
-            events.on_event(done, false, &mut text).unwrap();
+            let mut text = Output::new(Vec::new(), Mode::Text);
+            events.on_event(done, &mut text).unwrap();
             assert!(events.progress.done, "{:?}", String::from_utf8_lossy(done));
         }
     }
@@ -626,32 +601,29 @@ mod tests {
     #[test]
     fn invalid_utf8_in_a_skipped_field_is_refused_not_printed() {
         let data = b"{\"x\":\"\xff\",\n\"choices\":[{\"delta\":{\"content\":\"a\"}}]}";
-        for json in [false, true] {
-            let mut out = Output::new(Vec::new());
-            let err = Events::default()
-                .on_event(data, json, &mut out)
-                .unwrap_err();
+        for mode in [Mode::Text, Mode::Json] {
+            let mut out = Output::new(Vec::new(), mode);
+            let err = Events::default().on_event(data, &mut out).unwrap_err();
             assert_eq!(err.kind, Kind::Protocol);
             assert!(err.line().contains("not valid UTF-8"), "{}", err.line());
             assert!(out.into_inner().is_empty());
         }
         let body = b"{\"x\":\"\xff\",\"choices\":[{\"message\":{\"content\":\"a\"}}]}";
-        let mut out = Output::new(Vec::new());
-        let err = write_answer(body, true, &mut out).unwrap_err();
+        let mut out = Output::new(Vec::new(), Mode::Json);
+        let err = write_answer(body, &mut out).unwrap_err();
         assert_eq!(err.kind, Kind::Protocol);
     }
 
     #[test]
     fn error_events_and_garbage_are_told_apart() {
-        let mut out = Output::new(Vec::new());
+        let mut out = Output::new(Vec::new(), Mode::Text);
         let mut events = Events::default();
         // A chunk first, so that the events after it are also compared with its shape.
         let chunk = br#"{"choices":[{"delta":{"content":"a"}}]}"#;
-        events.on_event(chunk, false, &mut out).unwrap();
+        events.on_event(chunk, &mut out).unwrap();
         let err = events
             .on_event(
                 br#"{"error":{"message":"boom","type":"server_error"}}"#,
-                false,
                 &mut out,
             )
             .unwrap_err();
@@ -659,17 +631,16 @@ mod tests {
         assert!(err.line().contains("boom"));
         assert_eq!(err.json()["type"], "server_error");
         let err = events
-            .on_event(br#"{"choices":[{"delta":{"content":"He"#, false, &mut out)
+            .on_event(br#"{"choices":[{"delta":{"content":"He"#, &mut out)
             .unwrap_err();
         assert_eq!(err.kind, Kind::Protocol);
-        let err = events
-            .on_event(br#"{"object":"x"}"#, false, &mut out)
-            .unwrap_err();
+        let err = events.on_event(br#"{"object":"x"}"#, &mut out).unwrap_err();
         assert_eq!(err.kind, Kind::Protocol);
     }
 
     mod properties {
         use super::super::*;
+        use crate::mode::Mode;
         use crate::wire::{ChatChunk, ChunkChoice, Delta, Text};
         use proptest::collection::vec;
         use proptest::prelude::*;
@@ -695,13 +666,14 @@ mod tests {
         }
 
         fn run(input: &[u8], sizes: Vec<usize>, json: bool) -> (Vec<u8>, StreamFacts, Result<()>) {
-            let mut out = Output::new(Vec::new());
+            let mode = if json { Mode::Json } else { Mode::Text };
+            let mut out = Output::new(Vec::new(), mode);
             let mut reads = Reads {
                 data: input,
                 sizes,
                 next: 0,
             };
-            let (progress, result) = pump(&mut reads, json, Duration::from_secs(3600), &mut out);
+            let (progress, result) = pump(&mut reads, Duration::from_secs(3600), &mut out);
             (out.into_inner(), progress, result)
         }
 

@@ -4,6 +4,8 @@
 use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, SystemTime};
 
+use crate::duration::{secs, secs_f64};
+
 /// `--retries` and `--max-retry-wait`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
@@ -58,22 +60,6 @@ pub fn decide(attempt: u32, outcome: Outcome, policy: &Policy, jitter: f64) -> D
 
 pub fn is_retryable_status(status: u16) -> bool {
     matches!(status, 429 | 500 | 502 | 503 | 504)
-}
-
-/// Seconds for a message: whole when whole, else one decimal.
-pub fn secs(d: Duration) -> String {
-    secs_f64(d.as_secs_f64())
-}
-
-/// As [`secs`], and in exponent form when it is huge: `1e300`, not 301 digits.
-pub fn secs_f64(s: f64) -> String {
-    if s >= 1e9 {
-        format!("{s:e}")
-    } else if s.fract() == 0.0 {
-        format!("{s:.0}")
-    } else {
-        format!("{s:.1}")
-    }
 }
 
 /// The wait the server asked for, in seconds: `retry-after-ms`, else `Retry-After` in seconds or
@@ -248,14 +234,6 @@ mod tests {
             decide(6, answered(502, None), &policy, 1.0),
             Decision::Retry(Duration::from_secs(2))
         );
-    }
-
-    #[test]
-    fn seconds_read_whole_or_with_one_decimal() {
-        assert_eq!(secs(Duration::from_secs(60)), "60");
-        assert_eq!(secs(Duration::from_millis(1500)), "1.5");
-        assert_eq!(secs_f64(1e20), "1e20");
-        assert_eq!(secs_f64(1.5e30), "1.5e30");
     }
 
     #[test]

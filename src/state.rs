@@ -14,11 +14,10 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
-use sha2::{Digest, Sha256};
-
-use crate::config::{Conversation, DEFAULT_BASE_URL};
+use crate::digest;
+use crate::endpoint::DEFAULT_BASE_URL;
 use crate::printer::Printer;
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
 /// A conversation id longer than this, or with characters other than visible ASCII, is not an
 /// id this program will store and send back.
@@ -30,17 +29,7 @@ const LEGACY_DIR: &str = "conversations";
 fn path(state_dir: &Path, origin: &str, agent: &str) -> PathBuf {
     state_dir
         .join(DIR)
-        .join(digest(&[origin.as_bytes(), b"\n", agent.as_bytes()]))
-}
-
-/// The SHA-256 of `parts` one after the other, in hex: a state file's name that says nothing
-/// of what it was made from.
-pub fn digest(parts: &[&[u8]]) -> String {
-    let mut hash = Sha256::new();
-    for part in parts {
-        hash.update(part);
-    }
-    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        .join(digest::hex(&[origin.as_bytes(), b"\n", agent.as_bytes()]))
 }
 
 /// Where the agent's conversation was kept before origins were told apart.
@@ -51,29 +40,6 @@ fn legacy_path(state_dir: &Path, agent: &str) -> PathBuf {
 
 pub fn is_valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= MAX_ID_LEN && id.bytes().all(|b| b.is_ascii_graphic())
-}
-
-/// The conversation id to send, if any.
-pub fn conversation_to_send(
-    conversation: &Conversation,
-    state_dir: Option<&Path>,
-    origin: &str,
-    agent: &str,
-    printer: &Printer,
-) -> Option<String> {
-    match conversation {
-        Conversation::New => None,
-        Conversation::Id(id) => Some(id.clone()),
-        Conversation::Continue => {
-            let last = state_dir.and_then(|dir| load(dir, origin, agent));
-            if last.is_none() {
-                printer.notice(&format!(
-                    "no saved conversation for agent {agent:?} at {origin}: starting a new one"
-                ));
-            }
-            last
-        }
-    }
 }
 
 /// Remembers the conversation of a successful answer; failing to is only a warning.

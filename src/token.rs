@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::duration::secs;
 use crate::error::{Error, Kind, Result};
 use crate::interrupt;
-use crate::retry::secs;
 
 /// A token from any source larger than this is refused, never cut: it is not a token.
 const MAX_TOKEN_BYTES: usize = 16 * 1024;

@@ -12,11 +12,12 @@ use ureq::unversioned::resolver::DefaultResolver;
 use ureq::{Agent, Body, Timeout};
 
 use crate::config::Network;
+use crate::duration::secs;
 use crate::error::{Error, Kind, Result};
 use crate::pace::{self, Pacer, Turn};
 use crate::printer::Printer;
 use crate::request::{Request, USER_AGENT};
-use crate::retry::{self, secs, Decision, Outcome, Policy};
+use crate::retry::{self, Decision, Outcome, Policy};
 use crate::token::Secret;
 use crate::upload;
 use crate::url::Url;
@@ -46,7 +47,8 @@ pub struct Transport {
 }
 
 impl Transport {
-    pub fn new(network: &Network) -> Self {
+    /// The transport of a run whose requests ask for a stream when `stream`.
+    pub fn new(network: &Network, stream: bool) -> Self {
         let builder = Agent::config_builder()
             .http_status_as_error(false)
             // A POST has no business being redirected, and the token must not follow one.
@@ -66,7 +68,7 @@ impl Transport {
             .timeout_per_write(Some(network.timeout));
         // ureq's body timeouts are budgets for the whole body, which would cut a healthy long
         // stream; a per-read timeout is the "longest silence" the streaming contract asks for.
-        let builder = if network.stream {
+        let builder = if stream {
             builder.timeout_per_read(Some(network.timeout))
         } else {
             builder.timeout_per_call(Some(network.timeout))
@@ -108,8 +110,8 @@ impl Transport {
         token: &Secret,
         printer: &Printer,
     ) -> (Attempts, Result<Response<Body>>) {
-        let body = serde_json::to_vec(&request.body).expect("a request always serializes");
-        let host = Url::parse(&request.url).map_or_else(|_| String::new(), |u| u.host);
+        let body = request.body_bytes();
+        let peer = Peer::of(&request.url);
         let mut attempts = Attempts::default();
         // The result of the attempt a retry would follow.
         let mut last = None;
@@ -128,7 +130,7 @@ impl Transport {
             }
             let attempt = attempts.count;
             attempts.count += 1;
-            let result = self.post(request, &body, token, &host, attempts.count, printer);
+            let result = self.post(request, &body, token, &peer, attempts.count, printer);
             let outcome = match &result {
                 Ok(response) => self.answered(response, &mut attempts, printer),
                 Err((retryable, _)) => Outcome::Failed {
@@ -180,7 +182,7 @@ impl Transport {
         request: &Request,
         body: &[u8],
         token: &Secret,
-        host: &str,
+        peer: &Peer,
         attempt: u32,
         printer: &Printer,
     ) -> std::result::Result<Response<Body>, (bool, Error)> {
@@ -200,9 +202,9 @@ impl Transport {
             .send(body)
             .map_err(|e| {
                 if upload::was_cut() {
-                    (false, cut_while_sending(body.len()))
+                    (false, cut_while_sending(body.len(), peer))
                 } else {
-                    (is_retryable(&e), self.error(&e, host))
+                    (is_retryable(&e), self.error(&e, peer))
                 }
             })?;
         let status = response.status();
@@ -234,8 +236,8 @@ impl Transport {
         Outcome::Answered { status, asked }
     }
 
-    /// A failure before any response, in words. `host` is the API's.
-    fn error(&self, err: &ureq::Error, host: &str) -> Error {
+    /// A failure before any response, in words, naming where the request went: `peer`.
+    fn error(&self, err: &ureq::Error, peer: &Peer) -> Error {
         let via = self
             .proxy
             .as_ref()
@@ -245,38 +247,43 @@ impl Transport {
         match err {
             ureq::Error::Timeout(Timeout::Connect | Timeout::Resolve) => Error::msg(
                 Kind::Unavailable,
-                "timed out connecting (--connect-timeout)",
+                format!("timed out connecting to {peer}{via} (--connect-timeout)"),
             )
             .with_json_type("timeout"),
             ureq::Error::Timeout(_) => Error::msg(
                 Kind::Unavailable,
-                format!("no answer within {}s (--timeout)", secs(self.timeout)),
+                format!(
+                    "no answer from {peer}{via} within {}s (--timeout)",
+                    secs(self.timeout)
+                ),
             )
             .with_json_type("timeout"),
-            ureq::Error::HostNotFound => network(self.unresolved(host, None)),
+            ureq::Error::HostNotFound => network(self.unresolved(&peer.host, None)),
             ureq::Error::Io(e) if is_resolve_failure(e) => {
                 let detail = e.to_string();
                 let detail = detail.rsplit(": ").next().filter(|d| *d != detail);
-                network(self.unresolved(host, detail))
+                network(self.unresolved(&peer.host, detail))
             }
-            ureq::Error::ConnectionFailed => network(format!("cannot connect to {host}{via}")),
-            ureq::Error::Io(e) => network(format!("connection failed before an answer{via}: {e}")),
+            ureq::Error::ConnectionFailed => network(format!("cannot connect to {peer}{via}")),
+            ureq::Error::Io(e) => network(format!(
+                "connection to {peer}{via} failed before an answer: {e}"
+            )),
             ureq::Error::ConnectProxyFailed(why) => network(format!(
                 "the proxy {} refused: {why}",
                 self.proxy.as_deref().unwrap_or("")
             )),
             ureq::Error::Protocol(e) => Error::msg(
                 Kind::Protocol,
-                format!("the server's answer is not valid HTTP: {e}"),
+                format!("the answer of {peer} is not valid HTTP: {e}"),
             ),
             ureq::Error::LargeResponseHeader(..) => Error::msg(
                 Kind::Protocol,
                 format!(
-                    "the server's response headers exceed {} KiB",
+                    "the response headers of {peer} exceed {} KiB",
                     MAX_HEADER_BYTES >> 10
                 ),
             ),
-            other => network(format!("request failed{via}: {other}")),
+            other => network(format!("request to {peer}{via} failed: {other}")),
         }
     }
 }
@@ -295,6 +302,38 @@ impl Transport {
     }
 }
 
+/// Where a request goes, as messages name it: the host and the port, never user information
+/// (a base URL that holds any is refused before anything is sent).
+struct Peer {
+    host: String,
+    port: Option<u16>,
+}
+
+impl Peer {
+    fn of(url: &str) -> Peer {
+        match Url::parse(url) {
+            Ok(url) => Peer {
+                port: url.port_or_default(),
+                host: url.host,
+            },
+            Err(_) => Peer {
+                host: "the server".into(),
+                port: None,
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.host)?;
+        match self.port {
+            Some(port) => write!(f, ":{port}"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// A lookup that failed: ureq reports it as std's `getaddrinfo` error rather than
 /// `HostNotFound`, which it keeps for a lookup that found no address.
 fn is_resolve_failure(err: &std::io::Error) -> bool {
@@ -310,11 +349,11 @@ fn not_sent() -> Error {
 
 /// The server stopped reading the request and closed, and no answer could be read: retrying
 /// would only send it again.
-fn cut_while_sending(size: usize) -> Error {
+fn cut_while_sending(size: usize, peer: &Peer) -> Error {
     Error::msg(
         Kind::Unavailable,
         format!(
-            "the server closed the connection while the request ({}) was being sent",
+            "the server closed the connection while the request ({}) was being sent to {peer}",
             bytes(size)
         ),
     )
@@ -370,6 +409,17 @@ mod tests {
         for huge in [86_401.0, 1e20, 1e300, f64::MAX] {
             assert_eq!(shared_pause(huge), Duration::from_secs(86_400), "{huge}");
         }
+    }
+
+    #[test]
+    fn a_peer_is_named_by_host_and_port_the_default_one_too() {
+        let named = |url| Peer::of(url).to_string();
+        assert_eq!(
+            named("https://api.example.com/api/v1/x"),
+            "api.example.com:443"
+        );
+        assert_eq!(named("http://127.0.0.1:8080/gw/api/v1/x"), "127.0.0.1:8080");
+        assert_eq!(named("http://[::1]/api/v1/x"), "[::1]:80");
     }
 
     #[test]

@@ -27,7 +27,36 @@ pub fn from_clap(err: &clap::Error) -> Error {
         joined if joined.is_empty() => "invalid arguments".to_string(),
         joined => joined,
     };
-    Error::msg(Kind::Usage, message).with_hint(tip.unwrap_or("bnx --help lists every option"))
+    let hint = match unknown_shell(err) {
+        Some(hint) => hint,
+        None => tip.unwrap_or("bnx --help lists every option").to_string(),
+    };
+    Error::msg(Kind::Usage, message).with_hint(hint)
+}
+
+/// For a `--completions` shell that has no script, which shells have one. clap's tip names the
+/// nearest value, which for a shell is another shell (`tcsh`: "a similar value exists: 'zsh'").
+fn unknown_shell(err: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    use clap::ValueEnum;
+    let text = |kind| match err.get(kind) {
+        Some(ContextValue::String(text)) => Some(text.as_str()),
+        _ => None,
+    };
+    let arg = text(ContextKind::InvalidArg)?;
+    if err.kind() != ErrorKind::InvalidValue || !arg.starts_with("--completions") {
+        return None;
+    }
+    let shells: Vec<String> = clap_complete::Shell::value_variants()
+        .iter()
+        .filter_map(|shell| Some(shell.to_possible_value()?.get_name().to_string()))
+        .collect();
+    let (last, others) = shells.split_last()?;
+    let value = text(ContextKind::InvalidValue).unwrap_or_default();
+    Some(format!(
+        "bnx writes completion scripts for {} and {last}, not for {value:?}",
+        others.join(", ")
+    ))
 }
 
 /// Whether `--json` is among `args` (the program name first), before any `--`.
@@ -69,6 +98,18 @@ mod tests {
         let err = refused(&["bnx", "-c", "--conversation", "a"]);
         assert!(!err.line().contains('\n'));
         assert_eq!(err.json()["type"], "usage");
+    }
+
+    #[test]
+    fn an_unknown_shell_hints_at_the_shells_with_a_script_not_a_similar_one() {
+        let err = refused(&["bnx", "--completions", "tcsh"]);
+        assert_eq!(err.kind, Kind::Usage);
+        assert_eq!(
+            err.hint.as_deref(),
+            Some("bnx writes completion scripts for bash, elvish, fish, powershell and zsh, not for \"tcsh\"")
+        );
+        let err = refused(&["bnx", "--temperature", "x"]);
+        assert_eq!(err.hint.as_deref(), Some("bnx --help lists every option"));
     }
 
     #[test]

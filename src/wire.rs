@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
+use std::ops::RangeInclusive;
 
 use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -23,6 +24,9 @@ pub const HEADER_CONVERSATION_ID: &str = "x-conversation-id";
 /// The wait a 429 asks for: whole seconds in `Retry-After`, milliseconds in `retry-after-ms`.
 pub const HEADER_RETRY_AFTER: &str = "retry-after";
 pub const HEADER_RETRY_AFTER_MS: &str = "retry-after-ms";
+
+/// The range of `temperature`, as the API documents it.
+pub const TEMPERATURE: RangeInclusive<f64> = 0.0..=2.0;
 
 /// Roles a message may have (`developer` is OpenAI's newer name for `system`).
 pub const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];

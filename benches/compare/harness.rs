@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use bnx::mock::http::{read_request, Stream};
 
 use super::floor::Floor;
+use super::ledger;
 use crate::support::measure::{self, Cost};
 use crate::support::mock::{Mock, BNX, TOKEN};
 
@@ -41,6 +42,9 @@ struct Params {
     /// Batch items for the pacing row, and the rate (requests per window) they are paced to.
     pacing_items: usize,
     pacing_rate: (usize, f64),
+    /// Interleaved pairs of runs for each ledger row, and the requests its full ledger holds.
+    ledger_runs: usize,
+    ledger_requests: u64,
 }
 
 impl Scale {
@@ -57,6 +61,8 @@ impl Scale {
                 whole_bytes: 100_000,
                 pacing_items: 12,
                 pacing_rate: (6, 1.0),
+                ledger_runs: 3,
+                ledger_requests: 2_000,
             },
             Scale::Full => Params {
                 startup_runs: 200,
@@ -69,13 +75,15 @@ impl Scale {
                 whole_bytes: 10 << 20,
                 pacing_items: 100,
                 pacing_rate: (10, 1.0),
+                ledger_runs: 150,
+                ledger_requests: 100_000,
             },
         }
     }
 }
 
 /// Runs `cmd` (stdin empty) and asserts it succeeded.
-fn cost(cmd: &mut Command) -> Cost {
+pub(crate) fn cost(cmd: &mut Command) -> Cost {
     let cost = measure::run(cmd.stdin(Stdio::null()));
     assert_eq!(cost.code, Some(0), "{cmd:?} failed");
     cost
@@ -114,6 +122,25 @@ fn interleaved(
     (median(costs_a), median(costs_b))
 }
 
+/// As [`interleaved`], and the median of the differences between the two runs of each pair:
+/// what `a` adds to `b`, steadier than the difference of the medians when both are noisy.
+pub(crate) fn interleaved_pairs(
+    runs: usize,
+    mut a: impl FnMut() -> Command,
+    mut b: impl FnMut() -> Command,
+) -> (Cost, Cost, Duration) {
+    let (mut costs_a, mut costs_b, mut added) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs.max(1) {
+        let (cost_a, cost_b) = (cost(&mut a()), cost(&mut b()));
+        added.push(cost_a.wall.as_secs_f64() - cost_b.wall.as_secs_f64());
+        costs_a.push(cost_a);
+        costs_b.push(cost_b);
+    }
+    added.sort_by(f64::total_cmp);
+    let added = Duration::from_secs_f64(added[added.len() / 2].max(0.0));
+    (median(costs_a), median(costs_b), added)
+}
+
 impl Mock {
     /// Unlimited requests: the benchmarks make far more than 30 a minute.
     fn unlimited(args: &[&str]) -> Mock {
@@ -130,7 +157,7 @@ impl Mock {
 }
 
 /// `bnx` with `args` against the server at `origin`, its stdout dropped.
-fn bnx_at(origin: &str, args: &[&str]) -> Command {
+pub(crate) fn bnx_at(origin: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(BNX);
     cmd.env_clear()
         .env("HOME", std::env::temp_dir())
@@ -244,11 +271,11 @@ struct Row {
     pass: Option<bool>,
 }
 
-fn ms(d: Duration) -> String {
+pub(crate) fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
-fn ratio(a: Duration, b: Duration) -> f64 {
+pub(crate) fn ratio(a: Duration, b: Duration) -> f64 {
     a.as_secs_f64() / b.as_secs_f64().max(1e-9)
 }
 
@@ -286,7 +313,7 @@ impl Report {
         self.rows.len()
     }
 
-    fn row(
+    pub(crate) fn row(
         &mut self,
         what: &str,
         bnx: String,
@@ -583,6 +610,9 @@ pub fn run(scale: Scale) -> Report {
         "<= 1.1, no 429",
         Some(r <= 1.1 && refused == 0),
     );
+
+    // 8. The credit ledger.
+    ledger::rows(&mut report, p.ledger_runs, p.ledger_requests);
 
     if python.is_some() {
         let mut check = sdk(&small.url, "whole");

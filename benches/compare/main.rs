@@ -3,6 +3,7 @@
 
 mod floor;
 mod harness;
+mod ledger;
 #[path = "../../tests/support/mod.rs"]
 mod support;
 

@@ -9,7 +9,8 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::error::{Error, Kind, Result};
-use crate::wire::Message;
+use crate::prompt::Overrides;
+use crate::wire::{self, Message};
 
 /// One line of the batch file, as written.
 #[derive(Debug, Deserialize)]
@@ -26,7 +27,7 @@ struct Line {
     conversation: Option<String>,
 }
 
-/// An item, checked. Fields it leaves out are taken from the command line.
+/// An item, checked.
 #[derive(Debug, Clone)]
 pub struct Item {
     /// The line it came from, counting from 1.
@@ -36,14 +37,8 @@ pub struct Item {
     pub id: Box<RawValue>,
     /// The id as text: `1` and `"1"` are the same item.
     pub key: String,
-    pub prompt: Option<String>,
-    pub messages: Option<Vec<Message>>,
-    pub files: Option<Vec<PathBuf>>,
-    pub system: Option<String>,
-    pub agent: Option<String>,
-    pub temperature: Option<f64>,
-    pub max_tokens: Option<u64>,
-    pub conversation: Option<String>,
+    /// Its own fields; those it leaves out are taken from the command line.
+    pub ask: Overrides,
 }
 
 /// Parses and checks every line of `text`, named `name` in errors. Blank lines are skipped.
@@ -107,14 +102,17 @@ fn check(line: Line, number: usize, has_prompt: bool) -> Result<Item, String> {
             None => return Err(format!("id must be a string or a number, not {}", id.get())),
         },
     };
-    if let Some(t) = line.temperature.filter(|t| !(0.0..=2.0).contains(t)) {
+    if let Some(t) = line.temperature.filter(|t| !wire::TEMPERATURE.contains(t)) {
         return Err(format!("temperature {t} must be between 0 and 2"));
     }
     if line.max_tokens == Some(0) {
         return Err("max_tokens must be a positive whole number".into());
     }
     let asks = line.prompt.as_deref().is_some_and(|p| !p.trim().is_empty())
-        || line.messages.as_ref().is_some_and(|m| !m.is_empty())
+        || line
+            .messages
+            .as_ref()
+            .is_some_and(|m| m.iter().any(|m| m.role != "system"))
         || line.files.as_ref().is_some_and(|f| !f.is_empty());
     if !asks && !has_prompt {
         return Err("no prompt: give prompt, messages or files, or PROMPT words".into());
@@ -123,14 +121,16 @@ fn check(line: Line, number: usize, has_prompt: bool) -> Result<Item, String> {
         line: number,
         id,
         key,
-        prompt: line.prompt,
-        messages: line.messages,
-        files: line.files,
-        system: line.system,
-        agent: line.agent,
-        temperature: line.temperature,
-        max_tokens: line.max_tokens,
-        conversation: line.conversation,
+        ask: Overrides {
+            prompt: line.prompt,
+            messages: line.messages,
+            files: line.files,
+            system: line.system,
+            agent: line.agent,
+            temperature: line.temperature,
+            max_tokens: line.max_tokens,
+            conversation: line.conversation,
+        },
     })
 }
 
@@ -214,6 +214,10 @@ mod tests {
             ("{\"prompt\": \"a\", \"max_tokens\": -1}", "invalid value"),
             ("{\"id\": \"a\"}", "no prompt"),
             (
+                "{\"messages\": [{\"role\": \"system\", \"content\": \"s\"}]}",
+                "no prompt",
+            ),
+            (
                 "{\"messages\": [{\"role\": \"user\"}]}",
                 "missing field `content`",
             ),
@@ -228,6 +232,6 @@ mod tests {
     #[test]
     fn a_prompt_on_the_command_line_lets_items_leave_theirs_out() {
         let items = parse("{\"id\": \"a\"}", "f", true).unwrap();
-        assert_eq!(items[0].prompt, None);
+        assert_eq!(items[0].ask.prompt, None);
     }
 }

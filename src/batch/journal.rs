@@ -4,25 +4,23 @@
 //!
 //! Lines are only ever appended, each in one write, so a crash can tear only the last one; it
 //! is removed before anything is added. The file is locked while a batch writes it, so two
-//! runs cannot interleave their lines.
+//! runs cannot interleave their lines. A device or a FIFO is only written to.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use serde::Deserialize;
-use serde_json::value::RawValue;
-use serde_json::Value;
-
+use super::line::Line;
 use crate::error::{Error, Kind, Result};
 
 pub struct Journal {
     file: File,
     /// The length of the file's whole lines: what a failed append is cut back to.
     len: u64,
-    /// Ids (as text) whose last line says `exit_code` 0.
-    pub done: HashSet<String>,
+    /// Ids (as text) whose last line says `exit_code` 0, with the digest of the request that
+    /// line says it sent, if it says.
+    pub done: HashMap<String, Option<String>>,
 }
 
 impl Journal {
@@ -33,6 +31,20 @@ impl Journal {
                 anyhow::Error::new(e).context(format!("cannot use {}", path.display())),
             )
         };
+        // A device or a FIFO (`-o /dev/null`, `-o >(gzip > log.gz)`) takes the lines as `>>`
+        // would, and as a single request's `-o` writes to one: it holds no record to resume
+        // from, and reading a FIFO would take what its reader waits for.
+        if std::fs::metadata(path).is_ok_and(|meta| !meta.is_file() && !meta.is_dir()) {
+            let file = OpenOptions::new()
+                .append(true)
+                .open(path)
+                .map_err(io_error)?;
+            return Ok(Journal {
+                file,
+                len: 0,
+                done: HashMap::new(),
+            });
+        }
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -49,8 +61,8 @@ impl Journal {
         file.set_len(kept).map_err(io_error)?;
         let done = last
             .into_iter()
-            .filter(|(_, code)| *code == 0)
-            .map(|(id, _)| id)
+            .filter(|(_, (code, _))| *code == 0)
+            .map(|(id, (_, request))| (id, request))
             .collect();
         Ok(Journal {
             file,
@@ -80,9 +92,9 @@ impl Journal {
     }
 }
 
-/// The last `exit_code` of each id, and the length of the file without a torn last line. A
-/// line that is not an item's record (edited by hand, say) is passed over.
-fn read(file: &mut File) -> io::Result<(HashMap<String, i64>, u64)> {
+/// The last `exit_code` and request of each id, and the length of the file without a torn
+/// last line. A line that is not an item's record (edited by hand, say) is passed over.
+fn read(file: &mut File) -> io::Result<(HashMap<String, Record>, u64)> {
     file.seek(SeekFrom::Start(0))?;
     let mut reader = BufReader::new(file);
     let mut last = HashMap::new();
@@ -101,17 +113,14 @@ fn read(file: &mut File) -> io::Result<(HashMap<String, i64>, u64)> {
     }
 }
 
-/// The id (as text) and exit code of one output line.
-fn record(line: &[u8]) -> Option<(String, i64)> {
-    #[derive(Deserialize)]
-    struct Record<'a> {
-        #[serde(borrow)]
-        id: &'a RawValue,
-        bnx: Value,
-    }
-    let record: Record = serde_json::from_slice(line).ok()?;
-    let code = record.bnx.get("exit_code")?.as_i64()?;
-    Some((super::items::key(record.id)?, code))
+/// What a line says of its item: the exit code, and the digest of the request it sent.
+type Record = (i64, Option<String>);
+
+/// The id (as text) and record of one output line.
+fn record(line: &[u8]) -> Option<(String, Record)> {
+    let line: Line = serde_json::from_slice(line).ok()?;
+    let request = line.request().map(str::to_string);
+    Some((super::items::key(line.id)?, (line.exit_code()?, request)))
 }
 
 #[cfg(test)]
@@ -127,7 +136,8 @@ mod tests {
             concat!(
                 "{\"id\":\"a\",\"bnx\":{\"exit_code\":75}}\n",
                 "{\"id\":\"a\",\"bnx\":{\"exit_code\":0}}\n",
-                "{\"id\":2,\"bnx\":{\"exit_code\":0}}\n",
+                "{\"id\":2,\"bnx\":{\"exit_code\":0,\"request\":\"r1\"}}\n",
+                "{\"id\":2,\"bnx\":{\"exit_code\":0,\"request\":\"r2\"}}\n",
                 "{\"id\":\"b\",\"bnx\":{\"exit_code\":0}}\n",
                 "{\"id\":\"b\",\"bnx\":{\"exit_code\":69}}\n",
                 "not a record\n",
@@ -136,9 +146,13 @@ mod tests {
         )
         .unwrap();
         let mut journal = Journal::open(&path).unwrap();
-        let mut done: Vec<&str> = journal.done.iter().map(String::as_str).collect();
+        let mut done: Vec<(&str, Option<&str>)> = journal
+            .done
+            .iter()
+            .map(|(id, request)| (id.as_str(), request.as_deref()))
+            .collect();
         done.sort();
-        assert_eq!(done, ["2", "a"]);
+        assert_eq!(done, [("2", Some("r2")), ("a", None)]);
         journal.append(b"{\"id\":\"c\"}").unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.ends_with("not a record\n{\"id\":\"c\"}\n"), "{text}");

@@ -113,24 +113,14 @@ fn each_item_gets_one_line_with_its_content_and_report() {
 
 #[test]
 fn a_pretty_printed_response_is_one_line_with_its_number_text_kept() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let head = read_head(&mut conn);
-            read_body(&mut conn, &head);
-            let body = "{\n  \"choices\": [{\"message\": {\"content\": \"ok\"}}],\n  \
-                        \"score\": 1.50,\n  \"big\": 123456789012345678901234\n}\n";
-            let reply = http("200 OK", "Content-Type: application/json\r\n", body);
-            let _ = std::io::Write::write_all(&mut conn, &reply);
-        }
-    });
+    let body = "{\n  \"choices\": [{\"message\": {\"content\": \"ok\"}}],\n  \
+                \"score\": 1.50,\n  \"big\": 123456789012345678901234\n}\n";
+    let reply = http("200 OK", "Content-Type: application/json\r\n", body);
+    let server = Scripted::answering(move |_| reply.clone());
     let dir = tempfile::tempdir().unwrap();
     let items = write_items(dir.path(), &numbered(1));
-    let output = bnx_in(dir.path())
-        .env("BLUENEXUS_BASE_URL", &origin)
-        .env("BLUENEXUS_TOKEN", TOKEN)
+    let output = server
+        .bnx(dir.path())
         .args(["--json", "--batch"])
         .arg(&items)
         .output()
@@ -281,16 +271,123 @@ fn out_of_credits_and_credit_budgets_stop_the_batch_with_exit_4() {
             .output()
             .unwrap();
         assert_eq!(output.status.code(), Some(4), "{}", stderr_of(&output));
-        assert!(
-            stderr_of(&output).contains("hint: add credits"),
-            "{}",
-            stderr_of(&output)
-        );
-        lines(&stdout_of(&output)).len()
+        (lines(&stdout_of(&output)).len(), stderr_of(&output))
     };
-    assert_eq!(budget(&["--max-credits", "2"]), 2);
+    let (done, stderr) = budget(&["--max-credits", "2"]);
+    assert_eq!(done, 2);
+    assert!(
+        stderr.contains("hint: raise --max-credits; with -o FILE, a rerun skips the items done"),
+        "{stderr}"
+    );
     // 8 credits remain: the next item leaves 7, below the floor of 7.5.
-    assert_eq!(budget(&["--min-credits", "7.5"]), 1);
+    let (done, stderr) = budget(&["--min-credits", "7.5"]);
+    assert_eq!(done, 1);
+    assert!(stderr.contains("hint: add credits"), "{stderr}");
+}
+
+#[test]
+fn max_credits_holds_however_many_jobs_and_says_what_was_consumed() {
+    let cheap = numbered(20);
+    let dear_after_the_first = priced(20, &(1..20).collect::<Vec<_>>());
+    /// A run with -j 8 and `--max-credits cap`: the items sent, the credits they cost, the error
+    /// after `--max-credits N reached: `, the summary's counts.
+    struct Case<'a> {
+        mock: &'a [&'a str],
+        items: &'a [Value],
+        cap: &'a str,
+        sent: usize,
+        paid: f64,
+        error: &'a str,
+        summary: &'a str,
+    }
+    let cases = [
+        // Nothing is sent.
+        Case {
+            mock: &[],
+            items: &cheap,
+            cap: "0",
+            sent: 0,
+            paid: 0.0,
+            error: "this run consumed 0 credits",
+            summary:
+                "0 done, 0 failed, 0 skipped (done before), 20 not started; 0 credits consumed",
+        },
+        // A credit an answer: the first runs alone, then four at most, never the eight -j allows.
+        Case {
+            mock: &[],
+            items: &cheap,
+            cap: "5",
+            sent: 5,
+            paid: 5.0,
+            error: "this run consumed 5 credits",
+            summary:
+                "5 done, 0 failed, 0 skipped (done before), 15 not started; 5 credits consumed",
+        },
+        // Three an answer: 3, then two more (3 + 2 x 3 = 9); a fourth could reach 12.
+        Case {
+            mock: &["--answer-size", "8000"],
+            items: &cheap,
+            cap: "10",
+            sent: 3,
+            paid: 9.0,
+            error: "this run consumed 9 credits, and another item could cost 3 credits",
+            summary:
+                "3 done, 0 failed, 0 skipped (done before), 17 not started; 9 credits consumed",
+        },
+        // Answers dearer than any seen before: the overshoot is theirs, and both the error and
+        // the summary give every credit consumed, the items in flight at the cap included.
+        Case {
+            mock: &[],
+            items: &dear_after_the_first,
+            cap: "5",
+            sent: 5,
+            paid: 9.0,
+            error: "this run consumed 9 credits",
+            summary:
+                "5 done, 0 failed, 0 skipped (done before), 15 not started; 9 credits consumed",
+        },
+    ];
+    for Case {
+        mock,
+        items,
+        cap,
+        sent,
+        paid,
+        error,
+        summary,
+    } in cases
+    {
+        let mock = Mock::start(mock);
+        let items = write_items(mock.dir.path(), items);
+        let output = batch(&mock, &items)
+            .args(["-j", "8", "--rate-limit", "0", "--max-credits", cap])
+            .output()
+            .unwrap();
+        let stderr = stderr_of(&output);
+        assert_eq!(output.status.code(), Some(4), "{stderr}");
+        assert!(
+            stderr.contains(&format!("bnx: batch: {summary}\n"))
+                && stderr.contains(&format!(
+                    "bnx: error: --max-credits {cap} reached: {error}\n"
+                )),
+            "{stderr}"
+        );
+        let lines = lines(&stdout_of(&output));
+        assert!(
+            lines.iter().all(|l| l["bnx"]["exit_code"] == 0),
+            "{lines:?}"
+        );
+        let cost: f64 = lines
+            .iter()
+            .map(|l| l["bnx"]["credits_consumed"].as_f64().unwrap())
+            .sum();
+        assert_eq!((lines.len(), cost), (sent, paid), "--max-credits {cap}");
+        if sent == 0 {
+            mock.assert_no_requests();
+        } else {
+            assert_eq!(mock.requests(sent).len(), sent, "--max-credits {cap}");
+        }
+    }
 }
 
 /// The most requests the mock was answering at one time, from its log's arrival times and
@@ -342,19 +439,30 @@ fn jobs_run_that_many_items_at_once_and_no_more() {
     assert_eq!(most_at_once(&requests), 3);
 }
 
+/// `numbered(n)`, the items at `costly` asking for an answer of two credits at the mock
+/// (over 1000 tokens of 4 bytes, the mock's price).
+fn priced(n: usize, costly: &[usize]) -> Vec<Value> {
+    let mut items = numbered(n);
+    for &i in costly {
+        items[i]["prompt"] = json!(format!("prompt {i} {}", "x".repeat(4000)));
+    }
+    items
+}
+
 #[test]
 fn an_item_waiting_for_its_retry_is_not_retried_once_the_budget_is_reached() {
-    // Whichever item comes first gets the 429 and waits 2 s to retry; the other is answered
-    // meanwhile and reaches the budget.
-    let mock = Mock::start(&["--fault", "429:2"]);
-    let items = write_items(mock.dir.path(), &numbered(3));
+    // The first item runs alone and costs 1, so two may then be in flight under a cap of 3.
+    // Whichever of them comes first gets the 429 and waits 2 s to retry; the other is
+    // answered meanwhile for 2 credits and reaches the budget.
+    let mock = Mock::start(&["--fault", "slow:0", "--fault", "429:2"]);
+    let items = write_items(mock.dir.path(), &priced(4, &[1, 2]));
     let output = batch(&mock, &items)
-        .args(["-j", "2", "--rate-limit", "0", "--max-credits", "1"])
+        .args(["-j", "2", "--rate-limit", "0", "--max-credits", "3"])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(75), "{}", stderr_of(&output));
     let lines = lines(&stdout_of(&output));
-    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines.len(), 3, "{lines:?}");
     let failed = lines
         .iter()
         .find(|l| l["bnx"]["exit_code"] == 75)
@@ -362,33 +470,38 @@ fn an_item_waiting_for_its_retry_is_not_retried_once_the_budget_is_reached() {
     // The server's own error object, and one attempt: the retry was never sent.
     assert_eq!(failed["bnx"]["attempts"], 1);
     assert_eq!(failed["error"]["type"], "rate_limit_error");
-    assert!(stderr_of(&output).contains("1 done, 1 failed, 0 skipped (done before), 1 not started"));
-    assert_eq!(mock.requests(2).len(), 2);
+    assert!(stderr_of(&output).contains("2 done, 1 failed, 0 skipped (done before), 1 not started"));
+    assert_eq!(mock.requests(3).len(), 3);
 }
 
 #[test]
 fn an_item_waiting_for_its_pacing_slot_is_not_sent_once_the_budget_is_reached() {
     let mock = Mock::start(&[]);
-    let items = write_items(mock.dir.path(), &numbered(3));
+    let items = write_items(mock.dir.path(), &priced(4, &[1, 2]));
     let out = mock.dir.path().join("out.jsonl");
-    // The second worker's slot is 3 s away; the first item reaches the budget long before.
+    // The first item runs alone and costs 1, so two may then be in flight under a cap of 3.
+    // The third slot is 3 s away; the item that took the second reaches the budget (2
+    // credits) long before.
     let output = batch(&mock, &items)
-        .args(["-j", "2", "--rate-limit", "1/3", "--max-credits", "1", "-o"])
+        .args(["-j", "2", "--rate-limit", "2/3", "--max-credits", "3", "-o"])
         .arg(&out)
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(4), "{}", stderr_of(&output));
     let lines = lines(&fs::read_to_string(&out).unwrap());
-    // Either of the first two items may take the first slot.
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    assert_eq!(lines[0]["bnx"]["exit_code"], 0);
+    // Either of the two costly items may take the second slot.
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines.iter().all(|l| l["bnx"]["exit_code"] == 0),
+        "{lines:?}"
+    );
     let stderr = stderr_of(&output);
     assert!(
-        stderr.contains("batch: 1 done, 0 failed, 0 skipped (done before), 2 not started"),
+        stderr.contains("batch: 2 done, 0 failed, 0 skipped (done before), 2 not started"),
         "{stderr}"
     );
-    assert!(stderr.contains("--max-credits 1 reached"), "{stderr}");
-    assert_eq!(mock.requests(1).len(), 1);
+    assert!(stderr.contains("--max-credits 3 reached"), "{stderr}");
+    assert_eq!(mock.requests(2).len(), 2);
     // The rerun resumes with the items never started.
     let output = batch(&mock, &items)
         .args(["--rate-limit", "0", "-o"])
@@ -396,8 +509,8 @@ fn an_item_waiting_for_its_pacing_slot_is_not_sent_once_the_budget_is_reached() 
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
-    let sent = prompts_sent(&mock, 3);
-    assert_eq!(sent.len(), 3, "{sent:?}");
+    let sent = prompts_sent(&mock, 4);
+    assert_eq!(sent.len(), 4, "{sent:?}");
     assert!(sent.values().all(|&n| n == 1), "{sent:?}");
 }
 
@@ -519,24 +632,26 @@ fn a_rerun_with_output_skips_what_is_done_and_repairs_a_torn_line() {
 
 #[test]
 fn a_batch_killed_halfway_resumes_and_never_repeats_a_finished_item() {
-    let mock = Mock::start(&["--rate-limit", "0"]);
-    let items = write_items(mock.dir.path(), &numbered(12));
-    let out = mock.dir.path().join("out.jsonl");
     // Each answer waits 300 ms, so the kill finds the batch with some items done, some in
     // flight and some not started.
-    let slow = Mock::start(&["--rate-limit", "0", "--chunks", "2", "--chunk-delay", "150"]);
-    let mut child = slow
-        .command()
-        .arg("--batch")
-        .arg(&items)
-        .arg("-o")
-        .arg(&out)
-        .args(["-s", "-j", "2", "--rate-limit", "0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mock = Mock::start(&["--rate-limit", "0", "--chunks", "2", "--chunk-delay", "150"]);
+    let items = write_items(mock.dir.path(), &numbered(12));
+    let out = mock.dir.path().join("out.jsonl");
+    // The rerun asks the same server with the same options, as a resume does: another
+    // server or other options would be other requests, run again.
+    let run = || {
+        let mut cmd = mock.command();
+        cmd.arg("--batch")
+            .arg(&items)
+            .arg("-o")
+            .arg(&out)
+            .args(["-s", "-j", "2", "--rate-limit", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        cmd
+    };
+    let mut child = run().spawn().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while fs::read_to_string(&out).unwrap_or_default().lines().count() < 4 {
         assert!(std::time::Instant::now() < deadline, "no progress");
@@ -557,13 +672,14 @@ fn a_batch_killed_halfway_resumes_and_never_repeats_a_finished_item() {
         finished_before.len() < 12,
         "the kill came too late to test anything"
     );
-    // The rerun goes to the other mock, so what it sends is counted apart.
-    batch(&mock, &items)
-        .arg("-o")
-        .arg(&out)
-        .args(["-j", "3", "--rate-limit", "0"])
-        .assert()
-        .success();
+    let rerun = run().output().unwrap();
+    assert_eq!(rerun.status.code(), Some(0), "{}", stderr_of(&rerun));
+    let skipped = format!("{} skipped (done before)", finished_before.len());
+    assert!(
+        stderr_of(&rerun).contains(&skipped),
+        "{}",
+        stderr_of(&rerun)
+    );
     let lines = lines(&fs::read_to_string(&out).unwrap());
     let mut ids: Vec<&str> = lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
     ids.sort();
@@ -571,15 +687,131 @@ fn a_batch_killed_halfway_resumes_and_never_repeats_a_finished_item() {
     expected.sort();
     assert_eq!(ids, expected, "every item has exactly one line");
     assert!(lines.iter().all(|l| l["bnx"]["exit_code"] == 0));
-    let rerun = prompts_sent(&mock, 12 - finished_before.len());
-    assert_eq!(rerun.values().sum::<usize>(), 12 - finished_before.len());
+    // Both runs asked this mock: an item finished before the kill was sent once, any other
+    // once more only if it was in flight when the kill came (two jobs: two at most).
+    let sent = prompts_sent(&mock, 12);
+    assert_eq!(sent.len(), 12, "{sent:?}");
     for id in &finished_before {
         let prompt = format!("prompt {}", id.trim_start_matches("item-"));
-        assert!(
-            !rerun.contains_key(&prompt),
-            "{id} had finished and was sent again"
-        );
+        assert_eq!(sent[&prompt], 1, "{id} had finished and was sent again");
     }
+    let twice = sent.values().filter(|&&n| n == 2).count();
+    assert!(twice <= 2 && sent.values().all(|&n| n <= 2), "{sent:?}");
+}
+
+#[test]
+fn a_rerun_runs_again_the_items_whose_request_changed_and_says_how_many() {
+    let mock = Mock::start(&["--rate-limit", "0"]);
+    let notes = mock.dir.path().join("notes.md");
+    fs::write(&notes, "line one\n").unwrap();
+    let mut items = numbered(4);
+    items.push(json!({"id": "notes", "prompt": "summarize", "files": [notes]}));
+    let out = mock.dir.path().join("out.jsonl");
+    let sent = std::cell::Cell::new(0);
+    // Runs the batch of `items` with `args` into `out`; the requests it sent, and its stderr.
+    let rerun = |items: &[Value], args: &[&str]| {
+        let file = write_items(mock.dir.path(), items);
+        let output = batch(&mock, &file)
+            .args(["--rate-limit", "0", "-o"])
+            .arg(&out)
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = stderr_of(&output);
+        assert_eq!(output.status.code(), Some(0), "{stderr}");
+        let before = sent.get();
+        sent.set(mock.requests(before).len());
+        (sent.get() - before, stderr)
+    };
+    let (first, _) = rerun(&items, &[]);
+    assert_eq!(first, 5);
+    let written = lines(&fs::read_to_string(&out).unwrap());
+    let digests: std::collections::BTreeSet<&str> = written
+        .iter()
+        .map(|l| l["bnx"]["request"].as_str().unwrap())
+        .collect();
+    assert_eq!(digests.len(), 5, "one request each: {written:?}");
+    assert!(digests
+        .iter()
+        .all(|d| d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit())));
+
+    let (again, stderr) = rerun(&items, &[]);
+    assert_eq!(again, 0, "{stderr}");
+    assert!(
+        stderr.contains("0 done, 0 failed, 5 skipped (done before)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("changed"), "{stderr}");
+
+    // Two prompts edited and a file changed: those three run again, said once.
+    items[0]["prompt"] = json!("prompt 0, edited");
+    items[1]["prompt"] = json!("prompt 1, edited");
+    fs::write(&notes, "line one, changed\n").unwrap();
+    let (again, stderr) = rerun(&items, &[]);
+    assert_eq!(again, 3, "{stderr}");
+    assert_eq!(
+        stderr
+            .matches("batch: 3 items done before changed since (prompt, files or options): running them again\n")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("3 done, 0 failed, 2 skipped (done before)"),
+        "{stderr}"
+    );
+    let prompts = prompts_sent(&mock, sent.get());
+    assert_eq!(
+        (
+            prompts["prompt 0"],
+            prompts["prompt 0, edited"],
+            prompts["prompt 2"]
+        ),
+        (1, 1, 1)
+    );
+
+    // Other options change every request; the rerun after that sends nothing.
+    let (again, stderr) = rerun(&items, &["--system", "be brief"]);
+    assert_eq!(again, 5, "{stderr}");
+    assert!(
+        stderr.contains("batch: 5 items done before changed since"),
+        "{stderr}"
+    );
+    let (again, stderr) = rerun(&items, &["--system", "be brief"]);
+    assert_eq!(again, 0, "{stderr}");
+    let (again, stderr) = rerun(&items, &["--system", "be brief", "--temperature", "0.3"]);
+    assert_eq!(again, 5, "{stderr}");
+}
+
+#[test]
+fn lines_written_before_the_request_field_count_as_the_same_request() {
+    let mock = Mock::start(&[]);
+    let out = mock.dir.path().join("out.jsonl");
+    // As an older bnx wrote them: no `request` in the bnx object.
+    let old: String = (0..3)
+        .map(|i| {
+            format!("{{\"id\":\"item-{i}\",\"content\":\"old\",\"bnx\":{{\"exit_code\":0}}}}\n")
+        })
+        .collect();
+    fs::write(&out, &old).unwrap();
+    let mut items = numbered(4);
+    items[0]["prompt"] = json!("prompt 0, edited since");
+    let items = write_items(mock.dir.path(), &items);
+    let output = batch(&mock, &items).arg("-o").arg(&out).output().unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("1 done, 0 failed, 3 skipped (done before)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("changed"), "{stderr}");
+    let prompts = prompts_sent(&mock, 1);
+    assert_eq!(
+        prompts.into_iter().collect::<Vec<_>>(),
+        [("prompt 3".to_string(), 1)]
+    );
+    let text = fs::read_to_string(&out).unwrap();
+    assert!(text.starts_with(&old), "{text}");
 }
 
 #[test]
@@ -780,4 +1012,42 @@ fn piped_data_is_every_items_last_part_and_ids_keep_their_text() {
         prompts_sent(&mock, 2).into_keys().collect::<Vec<_>>(),
         ["review:\n\none\n\nDATA\n", "review:\n\ntwo\n\nDATA\n"]
     );
+}
+
+/// A single request's `-o` writes into a device or a FIFO as `>` would; so does a batch's,
+/// as `>>` would: `-o /dev/null` to run the items for what they leave (a cache, the summary),
+/// `-o >(gzip > answers.gz)` to pipe the lines. Nothing there to resume from, nothing removed.
+#[test]
+fn output_to_a_device_or_a_fifo_takes_the_lines() {
+    let mock = Mock::start(&[]);
+    let items = write_items(mock.dir.path(), &numbered(3));
+    let output = batch(&mock, &items)
+        .args(["-o", "/dev/null"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    assert_eq!(stdout_of(&output), "");
+    assert!(
+        stderr_of(&output).starts_with("bnx: batch: 3 done, 0 failed, 0 skipped (done before)"),
+        "{}",
+        stderr_of(&output)
+    );
+    assert_eq!(prompts_sent(&mock, 3).len(), 3);
+
+    let fifo = mock.dir.path().join("pipe");
+    let reader = read_fifo(&fifo);
+    batch(&mock, &items)
+        .arg("-o")
+        .arg(&fifo)
+        .assert()
+        .success()
+        .stdout("");
+    let mut ids: Vec<String> = lines(&reader.join().unwrap())
+        .iter()
+        .map(|l| l["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["item-0", "item-1", "item-2"]);
+    use std::os::unix::fs::FileTypeExt;
+    assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
 }

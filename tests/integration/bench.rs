@@ -5,6 +5,8 @@
 mod floor;
 #[path = "../../benches/compare/harness.rs"]
 mod harness;
+#[path = "../../benches/compare/ledger.rs"]
+mod ledger;
 
 #[test]
 fn benchmark_harness_runs_every_measurement() {

@@ -51,3 +51,21 @@ fn elvish_completions_are_current() {
 fn powershell_completions_are_current() {
     check("powershell");
 }
+
+/// A shell without a script is a usage error whose hint says which shells have one, not which
+/// other shell is spelled alike (`tcsh` is not `zsh`).
+#[test]
+fn a_shell_without_a_script_names_the_shells_that_have_one() {
+    let dir = tempfile::tempdir().unwrap();
+    bnx_in(dir.path())
+        .args(["--completions", "tcsh"])
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(
+            "bnx: error: invalid value 'tcsh' for '--completions <SHELL>' [possible values: \
+             bash, elvish, fish, powershell, zsh]\n\
+             hint: bnx writes completion scripts for bash, elvish, fish, powershell and zsh, \
+             not for \"tcsh\"\n",
+        );
+}

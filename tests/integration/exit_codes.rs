@@ -201,43 +201,6 @@ fn exit_78_for_configuration_errors() {
 }
 
 #[test]
-fn token_sources_in_order() {
-    let mock = Mock::start(&[]);
-    let token_file = mock.dir.path().join("config/bluenexus/token");
-    fs::create_dir_all(token_file.parent().unwrap()).unwrap();
-    fs::write(&token_file, format!("  {TOKEN}\n")).unwrap();
-    fs::set_permissions(&token_file, fs::Permissions::from_mode(0o600)).unwrap();
-    mock.bnx()
-        .env_remove("BLUENEXUS_TOKEN")
-        .arg("default file")
-        .assert()
-        .success();
-    mock.bnx()
-        .env_remove("BLUENEXUS_TOKEN")
-        .env("BLUENEXUS_TOKEN_CMD", format!("echo {TOKEN}"))
-        .arg("env cmd")
-        .assert()
-        .success();
-    mock.bnx()
-        .env("BLUENEXUS_TOKEN", "wrong")
-        .args(["--token-cmd", &format!("printf {TOKEN}"), "x"])
-        .assert()
-        .success();
-    mock.bnx()
-        .env("BLUENEXUS_TOKEN", "wrong")
-        .arg("--token-file")
-        .arg(&token_file)
-        .arg("x")
-        .assert()
-        .success();
-    mock.bnx()
-        .env("BLUENEXUS_TOKEN", "wrong")
-        .arg("x")
-        .assert()
-        .code(77);
-}
-
-#[test]
 fn sigint_ends_the_run_as_the_shell_expects() {
     let dir = tempfile::tempdir().unwrap();
     let output = interrupted(dir.path(), &["-s".as_ref(), "x".as_ref()], || {});

@@ -1,4 +1,4 @@
-//! Fleets: machines that name the same Redis (`--rate-store`) share one budget, the pause of a
+//! Fleets: machines that name the same Redis (`--store`) share one budget, the pause of a
 //! 429 included, and a store that is gone, silent or broken costs a warning, never a run.
 //! A "machine" is a state directory of its own: all that two hosts share is the store.
 
@@ -11,8 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use bnx::pace::redis::{RedisStore, StoreUrl, PREFIX};
-use bnx::pace::{reserve, Rate, Slots, Store};
+use bnx::pace::redis::{RedisStore, PREFIX};
+use bnx::pace::{reserve, Slots, Store};
+use bnx::rate::Rate;
+use bnx::store::StoreUrl;
 
 use crate::support::redis::Redis;
 use crate::util::*;
@@ -42,7 +44,7 @@ impl Machine {
         cmd.env("XDG_STATE_HOME", &self.state)
             .args(["--rate-limit", RATE]);
         if let Some(url) = &self.store {
-            cmd.env("BLUENEXUS_RATE_STORE", url);
+            cmd.env("BLUENEXUS_STORE", url);
         }
         cmd
     }
@@ -112,6 +114,34 @@ fn assert_each_answered_once(mock: &Mock, n: usize) {
         answered.len() == n && answered.values().all(|&times| times == 1),
         "{answered:?}"
     );
+}
+
+/// A batch file of `n` items in `mock`'s directory: ids 0..n, prompts `item 0`...
+fn items_file(mock: &Mock, n: usize) -> PathBuf {
+    let items: String = (0..n)
+        .map(|i| format!("{{\"id\": {i}, \"prompt\": \"item {i}\"}}\n"))
+        .collect();
+    let file = mock.dir.path().join("items.jsonl");
+    std::fs::write(&file, items).unwrap();
+    file
+}
+
+/// Waits for a batch whose store died under it, and asserts that it finished (exit 0) after
+/// one warning saying so; its output lines.
+fn finished_alone(batch: Child) -> Vec<Value> {
+    let output = batch.wait_with_output().unwrap();
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(warnings(&stderr), 1, "{stderr}");
+    assert!(
+        stderr.contains("bnx: warning: the store failed (redis://127.0.0.1:")
+            && stderr.contains("); pacing on this machine alone"),
+        "{stderr}"
+    );
+    stdout_of(&output)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 fn warnings(stderr: &str) -> usize {
@@ -201,35 +231,66 @@ fn a_batch_whose_store_dies_mid_run_warns_once_and_finishes_alone() {
     };
     let mock = Mock::start(&["--rate-limit", RATE]);
     let machine = Machine::new(&mock, "a", Some(&redis));
-    let items: String = (0..12)
-        .map(|i| format!("{{\"id\": {i}, \"prompt\": \"item {i}\"}}\n"))
-        .collect();
-    let file = mock.dir.path().join("items.jsonl");
-    std::fs::write(&file, items).unwrap();
     let mut cmd = machine.bnx(&mock);
-    cmd.arg("--batch").arg(&file).args(["--jobs", "4"]);
+    cmd.arg("--batch")
+        .arg(items_file(&mock, 12))
+        .args(["--jobs", "4"]);
     let batch = spawn(cmd);
     assert!(mock.requests(6).len() >= 6, "the batch never got going");
     redis.kill();
-    let output = batch.wait_with_output().unwrap();
-    let stderr = stderr_of(&output);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
-    assert_eq!(warnings(&stderr), 1, "{stderr}");
-    assert!(
-        stderr.contains("bnx: warning: the rate store failed (redis://127.0.0.1:")
-            && stderr.contains("); pacing on this machine alone"),
-        "{stderr}"
-    );
-    let lines: Vec<Value> = stdout_of(&output)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = finished_alone(batch);
     assert_eq!(lines.len(), 12);
     assert!(
         lines.iter().all(|l| l["bnx"]["exit_code"] == 0),
         "{lines:?}"
     );
     assert_each_answered_once(&mock, 12);
+}
+
+#[test]
+fn a_store_that_dies_hands_over_this_machines_slots_and_no_429_follows() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    // Four a window of 6 s on both sides. Each answer streams for two seconds after the mock
+    // admits it, so the first four items are still in flight when the store dies, and the
+    // next four reserve their slots after it, from this machine's file alone.
+    let mock = Mock::start(&[
+        "--rate-limit",
+        "4/6",
+        "--chunks",
+        "2",
+        "--chunk-delay",
+        "1000",
+    ]);
+    let machine = Machine::new(&mock, "a", Some(&redis));
+    let mut cmd = machine.bnx(&mock);
+    cmd.arg("--batch")
+        .arg(items_file(&mock, 8))
+        .args(["-s", "-j", "4", "--rate-limit", "4/6"]);
+    let batch = spawn(cmd);
+    let mut look = redis.connection();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{PREFIX}*:slots"))
+            .query(&mut look)
+            .unwrap();
+        if keys.len() == 1 && list(&mut look, &keys[0]).len() == 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the batch never took its slots");
+        thread::sleep(Duration::from_millis(5));
+    }
+    redis.kill();
+    assert_eq!(finished_alone(batch).len(), 8);
+    let statuses: Vec<Value> = mock
+        .requests(8)
+        .iter()
+        .map(|r| r["status"].clone())
+        .collect();
+    assert_eq!(statuses, vec![json!(200); 8], "a 429 after the store died");
+    assert_each_answered_once(&mock, 8);
 }
 
 #[test]
@@ -318,12 +379,14 @@ fn a_store_that_is_gone_or_silent_costs_a_warning_not_a_hang() {
             .stdout("[turn 1] hi\n")
             .stderr(
                 predicate::str::contains(format!(
-                    "bnx: warning: the rate store {url}/0 cannot be reached"
+                    "bnx: warning: the store {url}/0 cannot be reached"
                 ))
                 .count(1),
             )
             .stderr(predicate::str::contains(why))
-            .stderr(predicate::str::contains("; pacing on this machine alone\n"));
+            .stderr(predicate::str::contains(
+                "; pacing on this machine alone, credits recorded on this machine only\n",
+            ));
     }
     assert_eq!(mock.requests(2).len(), 2);
 }
@@ -426,12 +489,15 @@ fn warned_once(store: &FakeRedis) -> String {
     );
     let stderr = run.stderr;
     let warning = format!(
-        "bnx: warning: the rate store failed (redis://***@127.0.0.1:{}/3: ",
+        "bnx: warning: the store failed (redis://***@127.0.0.1:{}/3: ",
         store.port
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
-        stderr.starts_with(&warning) && stderr.ends_with("); pacing on this machine alone\n"),
+        stderr.starts_with(&warning)
+            && stderr.ends_with(
+                "); pacing on this machine alone, credits recorded on this machine only\n"
+            ),
         "{stderr}"
     );
     assert!(!stderr.contains("pw"), "{stderr}");
@@ -512,7 +578,7 @@ fn a_bad_store_url_is_a_configuration_error() {
         .assert()
         .code(78)
         .stderr(predicate::str::starts_with(
-            "bnx: error: bad rate store URL: the scheme must be redis://\nhint: use redis://",
+            "bnx: error: bad store URL: the scheme must be redis://\nhint: use redis://",
         ));
     mock.bnx()
         .env(
@@ -533,7 +599,7 @@ fn a_bad_store_url_is_a_configuration_error() {
 fn the_store_runs_the_rule_of_pace_reserve_on_the_servers_clock() {
     let Some(redis) = Redis::start() else { return };
     let url: StoreUrl = redis.url.parse().unwrap();
-    let store = RedisStore::connect(&url).unwrap();
+    let store = RedisStore::new(Arc::new(bnx::store::Redis::connect(&url)));
     let mut look = redis.connection();
     let key = "0".repeat(64);
     let slots_key = format!("{PREFIX}{{{key}}}:slots");

@@ -2,30 +2,13 @@
 //! endless body, bytes dripped one a second. Each run must end with the exit code the contract
 //! gives, within the configured limits, in bounded memory (peak RSS measured).
 
-use std::io::Write;
-use std::net::{TcpListener, TcpStream};
-use std::thread;
 use std::time::Duration;
 
 use crate::util::*;
 
-/// Serves one connection with `script`, which writes until the client goes away.
-fn server(script: fn(&mut TcpStream)) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
-    thread::spawn(move || {
-        for stream in listener.incoming().take(1) {
-            let mut stream = stream.unwrap();
-            stream
-                .set_read_timeout(Some(Duration::from_secs(2)))
-                .unwrap();
-            // All of it: a request left half read would make a close a reset.
-            let head = read_head(&mut stream);
-            read_body(&mut stream, &head);
-            script(&mut stream);
-        }
-    });
-    origin
+/// Serves one connection with `steps`, once the whole request is read.
+fn server(steps: Vec<Step>) -> String {
+    Scripted::replies(vec![steps]).origin
 }
 
 fn run(origin: &str, args: &[&str]) -> Measured {
@@ -47,35 +30,27 @@ fn run(origin: &str, args: &[&str]) -> Measured {
 
 const MIB: u64 = 1024;
 
-fn endless(stream: &mut TcpStream, head: &[u8], filler: &[u8]) {
-    if stream.write_all(head).is_err() {
-        return;
-    }
+/// `head`, then `filler` until the client goes away.
+fn endless(head: &[u8], filler: &[u8]) -> Vec<Step> {
     let block = filler.repeat(64 * 1024 / filler.len());
-    while stream.write_all(&block).is_ok() {}
+    vec![Step::Send(head.to_vec()), Step::Repeat(block)]
 }
 
-fn drip(stream: &mut TcpStream, head: &[u8], byte: u8) {
-    if stream.write_all(head).is_err() {
-        return;
-    }
+/// `head`, then `byte` once a second, 30 times.
+fn drip(head: &[u8], byte: u8) -> Vec<Step> {
+    let mut steps = vec![Step::Send(head.to_vec())];
     for _ in 0..30 {
-        thread::sleep(Duration::from_secs(1));
-        if stream.write_all(&[byte]).is_err() {
-            return;
-        }
+        steps.extend([Step::Sleep(Duration::from_secs(1)), Step::Send(vec![byte])]);
     }
+    steps
 }
 
 #[test]
 fn endless_headers_are_a_protocol_error() {
-    let origin = server(|s| {
-        endless(
-            s,
-            b"HTTP/1.1 200 OK\r\n",
-            b"X-Junk: aaaaaaaaaaaaaaaaaaaaaaaaa\r\n",
-        )
-    });
+    let origin = server(endless(
+        b"HTTP/1.1 200 OK\r\n",
+        b"X-Junk: aaaaaaaaaaaaaaaaaaaaaaaaa\r\n",
+    ));
     let run = run(&origin, &["x"]);
     assert_eq!(run.code, Some(76), "{}", run.stderr);
     assert!(run.stderr.contains("headers"), "{}", run.stderr);
@@ -88,9 +63,10 @@ fn endless_headers_are_a_protocol_error() {
 
 #[test]
 fn an_endless_sse_line_is_refused_at_the_event_cap() {
-    let origin = server(|s| {
-        endless(s, b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\ndata: ", b"a")
-    });
+    let origin = server(endless(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\ndata: ",
+        b"a",
+    ));
     let run = run(&origin, &["-s", "x"]);
     assert_eq!(run.code, Some(76), "{}", run.stderr);
     assert!(
@@ -108,13 +84,10 @@ fn an_endless_sse_line_is_refused_at_the_event_cap() {
 
 #[test]
 fn an_endless_whole_body_is_refused_at_the_body_cap() {
-    let origin = server(|s| {
-        endless(
-            s,
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n",
-            b"[1,",
-        )
-    });
+    let origin = server(endless(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n",
+        b"[1,",
+    ));
     let run = run(&origin, &["--json", "x"]);
     assert_eq!(run.code, Some(76), "{}", run.stderr);
     assert!(run.stderr.contains("larger than 64 MiB"), "{}", run.stderr);
@@ -129,22 +102,18 @@ fn an_endless_whole_body_is_refused_at_the_body_cap() {
 
 #[test]
 fn a_body_shorter_than_its_length_is_a_protocol_error() {
-    let origin = server(|s| {
-        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 10000000000\r\n\r\n{\"choices\":");
-    });
+    let short = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 10000000000\r\n\r\n{\"choices\":";
+    let origin = server(vec![Step::Send(short.to_vec())]);
     let run = run(&origin, &["x"]);
     assert_eq!(run.code, Some(76), "{}", run.stderr);
 }
 
 #[test]
 fn a_stream_dripping_bytes_without_events_times_out() {
-    let origin = server(|s| {
-        drip(
-            s,
-            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\ndata: ",
-            b'a',
-        )
-    });
+    let origin = server(drip(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\ndata: ",
+        b'a',
+    ));
     let run = run(&origin, &["-s", "--timeout", "2", "x"]);
     assert_eq!(run.code, Some(69), "{}", run.stderr);
     assert!(
@@ -161,13 +130,10 @@ fn a_stream_dripping_bytes_without_events_times_out() {
 
 #[test]
 fn a_whole_answer_dripping_bytes_times_out() {
-    let origin = server(|s| {
-        drip(
-            s,
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n",
-            b' ',
-        )
-    });
+    let origin = server(drip(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n",
+        b' ',
+    ));
     let run = run(&origin, &["--timeout", "2", "x"]);
     assert_eq!(run.code, Some(69), "{}", run.stderr);
     assert!(run.stderr.contains("--timeout"), "{}", run.stderr);
@@ -180,7 +146,7 @@ fn a_whole_answer_dripping_bytes_times_out() {
 
 #[test]
 fn headers_dripping_bytes_time_out() {
-    let origin = server(|s| drip(s, b"HTTP/1.1 200", b' '));
+    let origin = server(drip(b"HTTP/1.1 200", b' '));
     let run = run(&origin, &["-s", "--timeout", "2", "x"]);
     assert_eq!(run.code, Some(69), "{}", run.stderr);
     assert!(
@@ -192,7 +158,7 @@ fn headers_dripping_bytes_time_out() {
 
 #[test]
 fn a_server_that_accepts_and_never_answers_times_out() {
-    let origin = server(|_| thread::sleep(Duration::from_secs(20)));
+    let origin = server(vec![Step::Silence]);
     let run = run(&origin, &["--timeout", "1", "x"]);
     assert_eq!(run.code, Some(69), "{}", run.stderr);
     assert!(
@@ -212,9 +178,7 @@ data: {\"choices\":[{\"delta\":{\"content\":\"streamed\"}}]}\n\ndata: [DONE]\n\n
 
 #[test]
 fn the_answer_is_read_by_its_content_type_whatever_was_asked() {
-    let origin = server(|s| {
-        let _ = s.write_all(JSON_ANSWER);
-    });
+    let origin = server(vec![Step::Send(JSON_ANSWER.to_vec())]);
     let whole = run(&origin, &["-s", "x"]);
     assert_eq!(
         (whole.code, whole.stdout.as_str()),
@@ -222,9 +186,7 @@ fn the_answer_is_read_by_its_content_type_whatever_was_asked() {
         "{}",
         whole.stderr
     );
-    let origin = server(|s| {
-        let _ = s.write_all(SSE_ANSWER);
-    });
+    let origin = server(vec![Step::Send(SSE_ANSWER.to_vec())]);
     let streamed = run(&origin, &["x"]);
     assert_eq!(
         (streamed.code, streamed.stdout.as_str()),
@@ -236,11 +198,10 @@ fn the_answer_is_read_by_its_content_type_whatever_was_asked() {
 
 #[test]
 fn a_5xx_asking_for_a_longer_wait_than_allowed_fails_at_once() {
-    let origin = server(|s| {
-        let _ = s.write_all(
-            b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 120\r\nContent-Length: 0\r\n\r\n",
-        );
-    });
+    let origin = server(vec![Step::Send(
+        b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 120\r\nContent-Length: 0\r\n\r\n"
+            .to_vec(),
+    )]);
     let dir = tempfile::tempdir().unwrap();
     let run = run_measured(
         isolated(BNX, dir.path())

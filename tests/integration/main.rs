@@ -4,10 +4,12 @@
 //!
 //! `cargo test --test integration MODULE` runs one module, e.g. `secrecy`.
 
+mod base_url;
 mod batch;
 mod bench;
 mod completions;
 mod conversations;
+mod credits;
 mod exit_codes;
 mod fleets;
 mod hostile;
@@ -19,13 +21,15 @@ mod output;
 mod pacing;
 mod pipeline;
 mod prompt;
+mod proxies;
 mod recording;
 mod retries;
 mod scripted_answers;
 mod secrecy;
 mod soak;
 mod terminal;
-mod trust;
+mod tokens;
+mod uploads;
 mod util;
 
 #[path = "../support/mod.rs"]

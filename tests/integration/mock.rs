@@ -1266,6 +1266,11 @@ fn exec_mode_exports_its_rate_limit_and_a_scratch_state_removed_after() {
         })
         .collect();
     assert_eq!(statuses, [200; 7], "bnx paced to the mock's limit: no 429");
+    assert_eq!(
+        std::fs::read_dir(home.path()).unwrap().count(),
+        0,
+        "no pacing or conversation file left in the user's home"
+    );
 
     let mine = tempfile::tempdir().unwrap();
     let kept = Command::new(BNX_MOCK)

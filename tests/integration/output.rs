@@ -2,10 +2,9 @@
 //! notices, `--help`, and what happens when stdout goes away.
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::process::Stdio;
-use std::thread;
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
 
 use crate::util::*;
 
@@ -45,6 +44,8 @@ fn json_output_keeps_the_body_and_adds_bnx_metadata() {
     assert_eq!(meta["credits_consumed"], 1);
     assert_eq!(meta["credits_remaining"], 999_999);
     assert_eq!(meta["attempts"], 1);
+    assert_eq!(meta["asks"], 1);
+    assert_eq!(meta["cached"], false);
     assert!(meta["elapsed_ms"].is_u64());
 }
 
@@ -78,33 +79,16 @@ fn json_stream_is_one_line_per_event_then_metadata() {
     assert_eq!(meta["credits_consumed"], 1);
 }
 
-/// A server that answers every request with the SSE `body`.
-fn sse_server(body: &'static str) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let head = read_head(&mut stream);
-            read_body(&mut stream, &head);
-            let reply = http("200 OK", "Content-Type: text/event-stream\r\n", body);
-            let _ = stream.write_all(&reply);
-        }
-    });
-    origin
-}
-
 #[test]
 fn json_stream_lines_keep_a_multi_line_events_number_text() {
     let dir = tempfile::tempdir().unwrap();
-    let origin = sse_server(
-        "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}],\n\
-         data:  \"n\": 1.50, \"big\": 123456789012345678901234, \"e\": 1E2, \"s\": \"x  y\"}\n\n\
-         data: [DONE]\n\n",
-    );
-    let output = bnx_in(dir.path())
-        .env("BLUENEXUS_BASE_URL", &origin)
-        .env("BLUENEXUS_TOKEN", TOKEN)
+    let body = "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}],\n\
+                data:  \"n\": 1.50, \"big\": 123456789012345678901234, \"e\": 1E2, \"s\": \"x  y\"}\n\n\
+                data: [DONE]\n\n";
+    let reply = http("200 OK", "Content-Type: text/event-stream\r\n", body);
+    let server = Scripted::answering(move |_| reply.clone());
+    let output = server
+        .bnx(dir.path())
         .args(["-s", "--json", "x"])
         .output()
         .unwrap();
@@ -296,21 +280,52 @@ fn a_configuration_failure_document_names_the_agent_from_the_environment() {
 }
 
 #[test]
-fn exit_74_when_stdout_cannot_be_written() {
+fn every_write_failure_is_exit_74_never_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
     let mock = Mock::start(&[]);
-    let full = fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/full")
-        .unwrap();
-    let output = mock
-        .command()
-        .arg("x")
-        .stdin(Stdio::null())
-        .stdout(full)
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(74));
-    assert!(stderr_of(&output).contains("cannot write to standard output"));
+    let full = || {
+        fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
+    let runs: Vec<Command> = vec![
+        {
+            let mut c = isolated(BNX, dir.path());
+            c.args(["--completions", "bash"]);
+            c
+        },
+        {
+            let mut c = isolated(BNX, dir.path());
+            c.arg("--help");
+            c
+        },
+        {
+            let mut c = mock.command();
+            c.arg("x");
+            c
+        },
+        {
+            let mut c = mock.command();
+            c.args(["-s", "x"]);
+            c
+        },
+    ];
+    for mut cmd in runs {
+        let output = cmd
+            .stdin(Stdio::null())
+            .stdout(full())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = stderr_of(&output);
+        assert_eq!(output.status.code(), Some(74), "{cmd:?}: {stderr}");
+        assert!(
+            stderr.starts_with("bnx: error: cannot write to standard output"),
+            "{stderr}"
+        );
+        assert_clean_stderr(&stderr);
+    }
 }
 
 #[test]
@@ -396,4 +411,248 @@ fn help_lists_options_environment_and_exit_codes() {
             "--help points to a section {section:?} it does not have"
         );
     }
+}
+
+#[test]
+fn a_server_error_of_any_shape_has_a_message_in_json() {
+    let dir = tempfile::tempdir().unwrap();
+    for (body, message) in [
+        (
+            r#"{"error": "quota gone"}"#,
+            "HTTP 400 Bad Request: quota gone",
+        ),
+        (
+            r#"{"error": "bad_request", "message": "field x is wrong"}"#,
+            "HTTP 400 Bad Request: bad_request: field x is wrong",
+        ),
+        (
+            r#"{"message": "Forbidden"}"#,
+            "HTTP 400 Bad Request: Forbidden",
+        ),
+        (r#"{"error": {"code": 7}}"#, "HTTP 400 Bad Request"),
+    ] {
+        let server = Scripted::answering(move |_| {
+            http(
+                "400 Bad Request",
+                "Content-Type: application/json\r\n",
+                body,
+            )
+        });
+        let output = server
+            .bnx(dir.path())
+            .args(["--json", "x"])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "{body}");
+        let doc: Value = serde_json::from_str(&stdout_of(&output)).unwrap();
+        assert_eq!(doc["error"]["message"], message, "{body}: {doc}");
+        assert_eq!(
+            stderr_of(&output).lines().next().unwrap(),
+            format!("bnx: error: {message}")
+        );
+    }
+}
+
+#[test]
+fn usage_errors_write_the_json_document_when_json_is_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["--json", "--no-such-flag", "x"],
+        vec!["--temperature", "3", "--json", "x"],
+        vec!["--json", "-c", "--conversation", "a", "x"],
+    ] {
+        let output = bnx_in(dir.path()).args(&args).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let doc: Value = serde_json::from_str(&stdout_of(&output)).unwrap();
+        assert_eq!(doc["error"]["type"], "usage", "{args:?}");
+        assert!(doc["error"]["message"].is_string());
+        assert!(doc["bnx"].is_object());
+        let stderr = stderr_of(&output);
+        assert!(stderr.starts_with("bnx: error: "), "{stderr}");
+        assert!(stderr.lines().count() <= 2, "{stderr}");
+        assert!(
+            stderr.lines().skip(1).all(|l| l.starts_with("hint: ")),
+            "{stderr}"
+        );
+    }
+    let plain = bnx_in(dir.path())
+        .args(["--no-such-flag"])
+        .output()
+        .unwrap();
+    assert_eq!((plain.status.code(), plain.stdout.len()), (Some(2), 0));
+    let after_dashes = bnx_in(dir.path())
+        .args(["--no-such-flag", "--", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        after_dashes.stdout.len(),
+        0,
+        "--json after -- is a prompt word"
+    );
+    bnx_in(dir.path())
+        .args(["--json", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Usage: bnx"));
+    bnx_in(dir.path())
+        .arg("--version")
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("bnx "));
+}
+
+#[test]
+fn an_answer_of_tool_calls_writes_nothing_and_says_what_it_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Scripted::answering(|_| {
+        json_answer(
+            r#"{"role": "assistant", "content": null, "tool_calls": [
+                {"id": "a", "type": "function", "function": {"name": "f", "arguments": "{}"}},
+                {"id": "b", "type": "function", "function": {"name": "g", "arguments": "{}"}}]}"#,
+        )
+    });
+    server
+        .bnx(dir.path())
+        .arg("x")
+        .assert()
+        .success()
+        .stdout("")
+        .stderr("bnx: the answer has no text: it holds 2 tool calls\n");
+    for asked in ["-x", "--expect-json"] {
+        server
+            .bnx(dir.path())
+            .args([asked, "x"])
+            .assert()
+            .code(3)
+            .stdout("");
+    }
+    let streamed = streaming(&[
+        r#"{"choices":[{"delta":{"role":"assistant","content":null}}]}"#,
+        r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"id":"a","function":{"name":"f"}}]}}]}"#,
+        r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{}"}}]}}]}"#,
+        r#"{"choices":[{"delta":{},"finish_reason":"tool_calls"}]}"#,
+        "[DONE]",
+    ]);
+    assert_streamed(
+        &streamed,
+        dir.path(),
+        "",
+        "bnx: the answer has no text: it holds 1 tool call\n",
+    );
+    streamed
+        .bnx(dir.path())
+        .args(["-s", "-x", "x"])
+        .assert()
+        .code(3)
+        .stdout("");
+}
+
+/// A server that streams `events` in answer to every request.
+fn streaming(events: &'static [&'static str]) -> Scripted {
+    Scripted::answering(move |_| sse(events))
+}
+
+/// `bnx -s` against `server` succeeds, writing `stdout` and `stderr`.
+fn assert_streamed(server: &Scripted, dir: &Path, stdout: &str, stderr: &str) {
+    server
+        .bnx(dir)
+        .args(["-s", "x"])
+        .assert()
+        .success()
+        .stdout(stdout.to_string())
+        .stderr(stderr.to_string());
+}
+
+#[test]
+fn content_as_an_array_of_parts_is_its_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Scripted::answering(|_| {
+        json_answer(
+            r#"{"role": "assistant", "content": [{"type": "text", "text": "Hel"},
+                {"type": "image_url", "image_url": {"url": "data:,"}}, {"type": "text", "text": "lo"}]}"#,
+        )
+    });
+    server
+        .bnx(dir.path())
+        .arg("x")
+        .assert()
+        .success()
+        .stdout("Hello\n");
+    let streamed = streaming(&[
+        r#"{"choices":[{"delta":{"content":[{"type":"text","text":"Str"}]}}]}"#,
+        r#"{"choices":[{"delta":{"content":[{"type":"text","text":"eamed"}]}}]}"#,
+        "[DONE]",
+    ]);
+    assert_streamed(&streamed, dir.path(), "Streamed\n", "");
+}
+
+#[test]
+fn an_empty_sse_data_event_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = streaming(&[
+        r#"{"choices":[{"delta":{"content":"a"}}]}"#,
+        "",
+        r#"{"choices":[{"delta":{"content":"b"}}]}"#,
+        "[DONE]",
+    ]);
+    assert_streamed(&server, dir.path(), "ab\n", "");
+    let lines = server
+        .bnx(dir.path())
+        .args(["-s", "--json", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(lines.status.code(), Some(0));
+    assert_eq!(
+        stdout_of(&lines).lines().count(),
+        3,
+        "two chunks and the bnx line"
+    );
+}
+
+/// Runs that share one stderr (`xargs -P`, a CI log) never cut into each other's lines: each
+/// line goes out in one write, and an error with its hint in one, so the hint stays under its
+/// error. Eight batches at once, half of them with a refused token, all writing `-v` lines.
+#[test]
+fn parallel_runs_sharing_stderr_never_cut_into_each_others_lines() {
+    let mock = Mock::start(&["--rate-limit", "0"]);
+    let items = mock.dir.path().join("items.jsonl");
+    let text: String = (0..60)
+        .map(|i| format!("{{\"prompt\": \"p{i}\"}}\n"))
+        .collect();
+    fs::write(&items, text).unwrap();
+    let output = isolated("sh", mock.dir.path())
+        .env("BLUENEXUS_BASE_URL", &mock.url)
+        .env("BLUENEXUS_TOKEN", TOKEN)
+        .arg("-c")
+        .arg(r#"for i in 1 2 3 4; do "$0" "$@" & BLUENEXUS_TOKEN=refused "$0" "$@" & done; wait"#)
+        .arg(BNX)
+        .args(["-v", "--rate-limit", "0", "--batch"])
+        .arg(&items)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&output);
+    let lines: Vec<&str> = stderr.split('\n').collect();
+    assert_eq!(lines.last(), Some(&""), "stderr ends with a newline");
+    let lines = &lines[..lines.len() - 1];
+    for (i, line) in lines.iter().enumerate() {
+        let own = line.strip_prefix("bnx: ").or(line.strip_prefix("hint: "));
+        assert!(
+            own.is_some_and(|rest| !rest.contains("bnx: ") && !rest.contains("hint: ")),
+            "line {i} is not one whole line: {line:?}"
+        );
+        if line.starts_with("hint: ") {
+            assert!(
+                lines[i - 1].starts_with("bnx: error: "),
+                "line {i}, a hint, is not under its error: {:?}",
+                &lines[i - 1..=i]
+            );
+        }
+    }
+    let count = |prefix: &str| lines.iter().filter(|l| l.starts_with(prefix)).count();
+    assert_eq!(count("bnx: batch: 60 done, 0 failed"), 4, "{stderr}");
+    assert_eq!(count("bnx: error: "), 4, "{stderr}");
+    assert_eq!(count("hint: "), 4, "{stderr}");
+    assert!(count("bnx: HTTP 200") >= 240, "{stderr}");
 }

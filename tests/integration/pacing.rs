@@ -297,3 +297,168 @@ fn a_state_path_that_is_not_a_file_turns_pacing_off_and_never_hangs() {
         .success()
         .stderr(predicate::str::contains("pacing is off"));
 }
+
+#[test]
+fn a_state_that_is_not_utf8_starts_afresh_with_one_warning_and_paces_on() {
+    // The first request meets an injected 500, which the mock answers before counting it
+    // against its limit: it only makes the state file.
+    let mock = Mock::start(&["--rate-limit", "4/60", "--fault", "500"]);
+    mock.bnx()
+        .args(["--rate-limit", "4/60", "--retries", "0", "first"])
+        .assert()
+        .failure();
+    let dir = mock.state_dir().join("bluenexus/pace");
+    let path = fs::read_dir(&dir).unwrap().next().unwrap().unwrap().path();
+    fs::write(
+        &path,
+        b"\xff\xfe{\"taken\": [\x80], \"paused_until\": \xc3\x28}",
+    )
+    .unwrap();
+    let outputs = together(
+        &mock,
+        8,
+        &[
+            "--rate-limit",
+            "4/60",
+            "--max-retry-wait",
+            "5",
+            "--retries",
+            "0",
+        ],
+    );
+    let mut codes = Vec::new();
+    let mut resets = 0;
+    for output in &outputs {
+        let stderr = stderr_of(output);
+        assert!(stderr.matches("bnx: warning:").count() <= 1, "{stderr}");
+        resets += stderr
+            .matches("bnx: warning: the pacing state could not be read (")
+            .count();
+        codes.push(output.status.code());
+        if output.status.code() == Some(75) {
+            assert!(
+                stderr.contains("the next request slot is 6") && stderr.contains("(4 per 60s)"),
+                "{stderr}"
+            );
+        }
+    }
+    assert_eq!(resets, 1, "one run found the state unreadable and said so");
+    codes.sort();
+    assert_eq!(
+        codes,
+        [Some(0); 4]
+            .into_iter()
+            .chain([Some(75); 4])
+            .collect::<Vec<_>>()
+    );
+    // The mock's limit was never met: four were sent, four waited too long and sent nothing.
+    assert_eq!(statuses(&mock, 5), [500, 200, 200, 200, 200]);
+    let state: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    assert_eq!(state["taken"].as_array().unwrap().len(), 4);
+}
+
+/// The output of `child`, which must end within `limit`: killed and failed if it does not.
+fn within(mut child: Child, limit: Duration) -> std::process::Output {
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "still running after {limit:?}: {:?}",
+                child.wait_with_output()
+            );
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// A process that holds `path`'s lock until it is killed, as a `bnx` stopped with Ctrl-Z
+/// while it held it would: a shell that locks the file with flock(1) and becomes a `sleep`
+/// that keeps the locked descriptor.
+struct LockHolder(Child);
+
+impl LockHolder {
+    fn start(path: &std::path::Path) -> LockHolder {
+        let mut child = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "exec 9<>\"$0\" && flock -x 9 && echo locked && exec sleep 120",
+            ])
+            .arg(path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(line, "locked\n");
+        LockHolder(child)
+    }
+}
+
+impl Drop for LockHolder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_pacing_lock_never_let_go_costs_one_warning_and_freezes_no_run() {
+    let mock = Mock::start(&[]);
+    let path = state_file(&mock);
+    let holder = LockHolder::start(&path);
+    let run = mock
+        .bnx()
+        .args(["--rate-limit", "5/60", "x"])
+        .timeout(Duration::from_secs(20))
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&run);
+    assert_eq!(run.status.code(), Some(0), "{stderr}");
+    assert_eq!(stdout_of(&run), "[turn 1] x\n");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("bnx: warning: pacing is off (")
+            && stderr.contains("another process has held the pacing state's lock for over 2s"),
+        "{stderr}"
+    );
+    drop(holder);
+
+    // Taken in the middle of a batch: the attempt that meets it waits 2 s, says so once, and
+    // the batch finishes unpaced.
+    let items: String = (0..8)
+        .map(|i| format!("{{\"id\": {i}, \"prompt\": \"item {i}\"}}\n"))
+        .collect();
+    let file = mock.dir.path().join("items.jsonl");
+    fs::write(&file, items).unwrap();
+    let batch = mock
+        .command()
+        .arg("--batch")
+        .arg(&file)
+        .args(["-j", "1", "--rate-limit", "1/1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(mock.requests(4).len() >= 4, "the batch never got going");
+    let holder = LockHolder::start(&path);
+    let output = within(batch, Duration::from_secs(40));
+    drop(holder);
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(stdout_of(&output).lines().count(), 8);
+    assert_eq!(stderr.matches("bnx: warning:").count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("bnx: warning: pacing is off (")
+            && stderr.contains("held the pacing state's lock for over 2s"),
+        "{stderr}"
+    );
+    assert_eq!(statuses(&mock, 10), vec![200; 10]);
+}

@@ -348,14 +348,57 @@ fn ctrl_c_keeps_the_old_output_file_and_leaves_no_temporary_file() {
     fs::write(&file, "last good report\n").unwrap();
     let args = ["-s".as_ref(), "-o".as_ref(), file.as_os_str(), "x".as_ref()];
     let output = interrupted(dir.path(), &args, || {
-        let during = listing(&out);
         assert_eq!(
-            during.len(),
-            2,
-            "the temporary file sits beside: {during:?}"
+            listing(&out),
+            ["report.txt"],
+            "the temporary file has no name"
         );
     });
     assert_eq!(output.status.signal(), Some(libc::SIGINT));
+    assert_eq!(fs::read_to_string(&file).unwrap(), "last good report\n");
+    assert_eq!(listing(&out), ["report.txt"]);
+}
+
+/// Nothing can clean up after a SIGKILL: the temporary file has no name to leave behind
+/// (`O_TMPFILE`), yet it is open in FILE's directory, where the commit renames it.
+#[test]
+fn a_kill_mid_answer_leaves_the_old_file_and_no_temporary_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    fs::create_dir(&out).unwrap();
+    let file = out.join("report.txt");
+    fs::write(&file, "last good report\n").unwrap();
+    let (origin, received) = silent_server();
+    let mut child = isolated(BNX, dir.path())
+        .env("BLUENEXUS_BASE_URL", &origin)
+        .env("BLUENEXUS_TOKEN", TOKEN)
+        .args(["-s", "-o"])
+        .arg(&file)
+        .arg("x")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    received
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("bnx sent its request");
+    let open: Vec<String> = fs::read_dir(format!("/proc/{}/fd", child.id()))
+        .unwrap()
+        .filter_map(|fd| fs::read_link(fd.ok()?.path()).ok())
+        .map(|target| target.to_string_lossy().into_owned())
+        .collect();
+    let during = listing(&out);
+    child.kill().unwrap();
+    assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
+    let unnamed = format!("{}/#", out.display());
+    assert!(
+        open.iter()
+            .any(|t| t.starts_with(&unnamed) && t.ends_with(" (deleted)")),
+        "no unnamed file open in {}: {open:?}",
+        out.display()
+    );
+    assert_eq!(during, ["report.txt"]);
     assert_eq!(fs::read_to_string(&file).unwrap(), "last good report\n");
     assert_eq!(listing(&out), ["report.txt"]);
 }
@@ -421,6 +464,111 @@ fn expect_json_refuses_prose_with_exit_3_and_writes_nothing() {
             "{stderr}"
         );
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
+}
+
+/// A cron mail must show what came instead of JSON: where parsing stopped, and how the answer
+/// starts, on one line; an answer that echoes the token shows it masked, and a long token that
+/// the 40 characters would cut shows no part of it.
+#[test]
+fn expect_json_says_where_parsing_stopped_and_how_the_answer_starts() {
+    let short = "tok-5f2a9c";
+    let long = "tok-0123456789abcdefghijklmnopqrstuvwxyz";
+    let mock = Mock::start(&["--token", short, "--token", long]);
+    mock.bnx()
+        .env("BLUENEXUS_TOKEN", short)
+        .args([
+            "--expect-json",
+            "Sure,",
+            "here",
+            "it",
+            "is:\n\n{\"a\":",
+            "1}",
+        ])
+        .assert()
+        .code(3)
+        .stdout("")
+        .stderr(
+            "bnx: error: the answer is not one JSON value (--expect-json): parsing stopped at \
+             line 1, column 3 (expected ident); the answer starts \"[turn 1] Sure, here it is: \
+             {\"a\": 1}\"\n",
+        );
+    let output = mock
+        .bnx()
+        .env("BLUENEXUS_TOKEN", short)
+        .args(["--expect-json", "-s", "the", "token", short, "is", "here"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    assert!(
+        stderr_of(&output).ends_with("the answer starts \"[turn 1] the token *** is here\"\n"),
+        "{}",
+        stderr_of(&output)
+    );
+    let output = mock
+        .bnx()
+        .env("BLUENEXUS_TOKEN", long)
+        .args(["--expect-json", "-s", long, "and", "more"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.ends_with("the answer starts \"[turn 1]\"...\n"),
+        "{stderr}"
+    );
+    for part in long.as_bytes().windows(6) {
+        let part = std::str::from_utf8(part).unwrap();
+        assert!(
+            !stderr.contains(part),
+            "{part:?} of the token shown: {stderr}"
+        );
+    }
+}
+
+/// The `-x` recipe of the README and of `--help`, run as written: an answer without a code
+/// block is exit 3 and leaves no file (a shell redirect would have left an empty `count.sh`).
+#[test]
+fn the_extract_recipes_leave_no_file_when_the_answer_holds_no_block() {
+    let mock = Mock::start(&[]);
+    let help = mock.bnx().arg("--help").output().unwrap();
+    let help = stdout_of(&help);
+    let readme = include_str!("../../README.md");
+    let recipe = |text: &str| -> String {
+        let line = text
+            .lines()
+            .find(|line| line.trim_start().starts_with("bnx -x "))
+            .expect("a bnx -x recipe");
+        line.split('#').next().unwrap().trim().to_string()
+    };
+    let bin = Path::new(BNX).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for (source, line) in [("README", recipe(readme)), ("--help", recipe(&help))] {
+        let work = tempfile::tempdir().unwrap();
+        let output = isolated("sh", mock.dir.path())
+            .current_dir(work.path())
+            .env("PATH", &path)
+            .env("BLUENEXUS_BASE_URL", &mock.url)
+            .env("BLUENEXUS_TOKEN", TOKEN)
+            .args(["-c", &line])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(3), "{source}: {line}");
+        assert!(
+            stderr_of(&output).contains("no fenced code block"),
+            "{source}: {}",
+            stderr_of(&output)
+        );
+        assert!(
+            listing(work.path()).is_empty(),
+            "{source}: {line} left {:?}",
+            listing(work.path())
+        );
     }
 }
 
@@ -611,13 +759,7 @@ fn output_to_a_fifo_writes_into_it_and_leaves_it_a_fifo() {
     use std::os::unix::fs::FileTypeExt;
     let mock = Mock::start(&[]);
     let fifo = mock.dir.path().join("pipe");
-    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: mkfifo with a valid, NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
-    let reader = {
-        let fifo = fifo.clone();
-        std::thread::spawn(move || fs::read_to_string(fifo).unwrap())
-    };
+    let reader = read_fifo(&fifo);
     mock.bnx().arg("-o").arg(&fifo).arg("hi").assert().success();
     assert_eq!(reader.join().unwrap(), "[turn 1] hi\n");
     assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());

@@ -179,3 +179,23 @@ fn agent_is_percent_encoded_into_the_path() {
         "/api/v1/agents/from-env/chat/completions"
     );
 }
+
+#[test]
+fn messages_with_a_key_twice_or_a_directory_are_bad_input() {
+    let mock = Mock::start(&[]);
+    mock.bnx()
+        .args(["--messages", "-"])
+        .write_stdin(r#"[{"role": "user", "content": "a", "content": "b"}]"#)
+        .assert()
+        .code(65)
+        .stderr(predicate::str::contains("duplicate field `content`"));
+    let dir = mock.dir.path().to_str().unwrap().to_string();
+    mock.bnx()
+        .args(["--messages", &dir, "x"])
+        .assert()
+        .code(65)
+        .stderr(predicate::str::contains(format!(
+            "{dir}: it is a directory"
+        )));
+    mock.assert_no_requests();
+}

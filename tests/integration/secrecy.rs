@@ -1,13 +1,12 @@
 //! The token goes nowhere but to the API host: not into any output or log, not to a proxy that
-//! could read it, not to a redirect target. Anything that could smuggle a header is refused
+//! could read it, not to a redirect target. A server that echoes it, plain, JSON-escaped or
+//! percent-encoded, in an error, a header, an event or an answer gets it masked as `***`
+//! wherever bnx writes what the server sent. Anything that could smuggle a header is refused
 //! before a byte is sent.
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::Duration;
+use std::path::Path;
+use std::process::Output;
 
 use crate::util::*;
 
@@ -73,50 +72,12 @@ fn a_token_that_could_inject_headers_is_refused_before_sending() {
     mock.assert_no_requests();
 }
 
-/// A listener that records every byte sent to it and answers `reply`.
-struct Recorder {
-    origin: String,
-    seen: Arc<Mutex<Vec<u8>>>,
-}
-
-impl Recorder {
-    fn start(reply: &'static [u8]) -> Recorder {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let origin = format!("http://{}", listener.local_addr().unwrap());
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let record = Arc::clone(&seen);
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let mut stream = stream.unwrap();
-                stream
-                    .set_read_timeout(Some(Duration::from_millis(500)))
-                    .unwrap();
-                let mut buf = [0u8; 65536];
-                while let Ok(n) = stream.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    record.lock().unwrap().extend_from_slice(&buf[..n]);
-                    if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                        break;
-                    }
-                }
-                let _ = stream.write_all(reply);
-            }
-        });
-        Recorder { origin, seen }
-    }
-
-    fn seen(&self) -> String {
-        String::from_utf8_lossy(&self.seen.lock().unwrap()).into_owned()
-    }
-}
-
 const SECRET: &str = "tok-SECRET-4242";
 
 #[test]
 fn an_https_proxy_only_ever_sees_connect_never_the_token() {
-    let proxy = Recorder::start(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n");
+    let proxy =
+        Scripted::answering(|_| b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n".to_vec());
     let dir = tempfile::tempdir().unwrap();
     bnx_in(dir.path())
         .env("BLUENEXUS_TOKEN", SECRET)
@@ -126,7 +87,7 @@ fn an_https_proxy_only_ever_sees_connect_never_the_token() {
         .assert()
         .code(69)
         .stderr(predicate::str::contains("proxy"));
-    let seen = proxy.seen();
+    let seen = proxy.received();
     assert!(
         seen.starts_with("CONNECT api.bluenexus.test:443 HTTP/1.1"),
         "{seen}"
@@ -135,30 +96,9 @@ fn an_https_proxy_only_ever_sees_connect_never_the_token() {
 }
 
 #[test]
-fn a_loopback_api_is_never_sent_through_a_proxy() {
-    let proxy = Recorder::start(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
-    let mock = Mock::start(&[]);
-    for var in [
-        "ALL_PROXY",
-        "HTTPS_PROXY",
-        "HTTP_PROXY",
-        "all_proxy",
-        "http_proxy",
-    ] {
-        mock.bnx()
-            .env(var, &proxy.origin)
-            .arg("x")
-            .assert()
-            .success()
-            .stdout("[turn 1] x\n");
-    }
-    thread::sleep(Duration::from_millis(100));
-    assert_eq!(proxy.seen(), "");
-}
-
-#[test]
 fn a_redirect_target_receives_nothing() {
-    let elsewhere = Recorder::start(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    let elsewhere =
+        Scripted::answering(|_| b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec());
     let target = format!(
         "redirect:{}/api/v1/agents/default/chat/completions",
         elsewhere.origin
@@ -173,8 +113,7 @@ fn a_redirect_target_receives_nothing() {
             predicate::str::contains("redirects are not followed")
                 .and(predicate::str::contains("SECRET").not()),
         );
-    thread::sleep(Duration::from_millis(100));
-    assert_eq!(elsewhere.seen(), "");
+    assert_eq!(elsewhere.received(), "");
 }
 
 #[test]
@@ -319,32 +258,393 @@ fn verbose_masks_the_token_as_the_request_body_escapes_it() {
     assert!(!line.contains("S3C"), "{line}");
 }
 
+/// The token, as sent or as a JSON encoder escapes it, in an error body that `-v` shows.
 #[test]
 fn verbose_never_shows_the_token_a_server_echoes_in_its_error_body() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
-    thread::spawn(move || {
-        let (mut conn, _) = listener.accept().unwrap();
-        // The whole request is read: closing on unread bytes would reset the connection, and
-        // the client could meet the reset before the answer.
-        let head = read_head(&mut conn);
-        read_body(&mut conn, &head);
-        let body = format!(r#"{{"error":{{"message":"bad request","seen":"Bearer {TOKEN}"}}}}"#);
-        let _ = write!(
-            conn,
-            "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-    });
+    let body = format!(r#"{{"error":{{"message":"bad request","seen":"Bearer {TOKEN}"}}}}"#);
+    let reply = http(
+        "400 Bad Request",
+        "Content-Type: application/json\r\n",
+        &body,
+    );
+    let server = Scripted::replies(vec![vec![Step::Send(reply)]]);
     let dir = tempfile::tempdir().unwrap();
-    let output = bnx_in(dir.path())
-        .env("BLUENEXUS_BASE_URL", &origin)
-        .env("BLUENEXUS_TOKEN", TOKEN)
-        .args(["-v", "hi"])
-        .output()
-        .unwrap();
+    let output = server.bnx(dir.path()).args(["-v", "hi"]).output().unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stderr = stderr_of(&output);
     assert!(stderr.contains(r#""seen":"Bearer ***"}}"#), "{stderr}");
     assert!(!stderr.contains(TOKEN), "{stderr}");
+    // Escaped: `/` as `\/`, or every character as a `\u` escape.
+    let server = Scripted::answering(|request| {
+        let (slashes, escapes) = json_escaped(&bearer(request));
+        let body =
+            format!(r#"{{"error":{{"message":"bad token {slashes}"}},"detail":"{escapes}"}}"#);
+        http(
+            "401 Unauthorized",
+            "Content-Type: application/json\r\n",
+            &body,
+        )
+    });
+    for args in [&["-v", "x"][..], &["-v", "--json", "x"]] {
+        let output = echoing(&server, dir.path()).args(args).output().unwrap();
+        assert_eq!(output.status.code(), Some(77), "{}", all_of(&output));
+        assert_no_token(&output, &format!("{args:?}"));
+        let stderr = stderr_of(&output);
+        let body = stderr
+            .lines()
+            .find_map(|line| line.strip_prefix("bnx: error body ("))
+            .unwrap_or_else(|| panic!("no error body in {stderr}"));
+        assert!(
+            body.ends_with(r#"bytes): {"error":{"message":"bad token ***"},"detail":"***"}"#),
+            "{body}"
+        );
+        assert!(
+            !stderr.contains("ECHO") && !stderr.contains(r"\u0074"),
+            "{stderr}"
+        );
+    }
+}
+
+/// `TOKEN_ECHOED` percent-encoded, as a server may quote it in a URL.
+const TOKEN_ENCODED: &str = "tok%2DECHO%2F5150%2Bzz";
+
+/// `bnx` aimed at `server` with `TOKEN_ECHOED`, running in `dir`.
+fn echoing(server: &Scripted, dir: &Path) -> assert_cmd::Command {
+    let mut cmd = server.bnx(dir);
+    cmd.env("BLUENEXUS_TOKEN", TOKEN_ECHOED);
+    cmd
+}
+
+/// `bnx --batch` of one item, `{"id": "a", "prompt": "x"}`, with `args`, against `server`.
+fn one_item_batch(server: &Scripted, dir: &Path, args: &[&str]) -> Output {
+    let items = dir.join("items.jsonl");
+    fs::write(&items, "{\"id\": \"a\", \"prompt\": \"x\"}\n").unwrap();
+    echoing(server, dir)
+        .args(args)
+        .arg("--batch")
+        .arg(&items)
+        .output()
+        .unwrap()
+}
+
+/// The token the request carried, as an echoing server would quote it.
+fn bearer(request: &Request) -> String {
+    request
+        .header("authorization")
+        .unwrap_or("")
+        .trim_start_matches("Bearer ")
+        .to_string()
+}
+
+fn assert_no_token(output: &Output, what: &str) {
+    let all = all_of(output);
+    for leak in [TOKEN_ECHOED, TOKEN_ENCODED, "ECHO/5150", "ECHO%2F5150"] {
+        assert!(!all.contains(leak), "{what}: {leak} leaked in {all}");
+    }
+    assert!(all.contains("***"), "{what}: nothing was masked in {all}");
+    assert_clean_stderr(&stderr_of(output));
+}
+
+#[test]
+fn a_server_echoing_the_token_gets_it_masked_in_every_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: Vec<(&str, Scripted, i32, Vec<&[&str]>)> = vec![
+        (
+            "401 quoting the Bearer header",
+            Scripted::answering(|request| {
+                let body = json!({"error": {"message": format!("invalid token: Bearer {}", bearer(request)),
+                                            "type": "authentication_error"}});
+                http(
+                    "401 Unauthorized",
+                    "Content-Type: application/json\r\n",
+                    &body.to_string(),
+                )
+            }),
+            77,
+            vec![&["x"], &["--json", "x"], &["-v", "--json", "-s", "x"]],
+        ),
+        (
+            "400 body with a bare string error",
+            Scripted::answering(|request| {
+                let body = json!({"error": format!("no such key {}", bearer(request))});
+                http(
+                    "400 Bad Request",
+                    "Content-Type: application/json\r\n",
+                    &body.to_string(),
+                )
+            }),
+            1,
+            vec![&["x"], &["--json", "x"], &["-v", "--json", "-s", "x"]],
+        ),
+        (
+            "503 body quoting the header",
+            Scripted::answering(|request| {
+                let body = json!({"error": {"message": format!("upstream refused Authorization: Bearer {}", bearer(request)),
+                                            "type": "unavailable"}});
+                http(
+                    "503 Service Unavailable",
+                    "Content-Type: application/json\r\n",
+                    &body.to_string(),
+                )
+            }),
+            69,
+            vec![
+                &["--retries", "1", "x"],
+                &["-v", "--json", "--retries", "0", "x"],
+            ],
+        ),
+        (
+            "an SSE error event",
+            Scripted::answering(|request| {
+                let error = json!({"error": {"message": format!("token {} revoked", bearer(request)),
+                                             "type": "auth"}});
+                sse(&[
+                    r#"{"choices":[{"delta":{"content":"Hi"}}]}"#,
+                    &error.to_string(),
+                ])
+            }),
+            1,
+            vec![&["-s", "x"], &["--json", "-s", "x"], &["-v", "--json", "x"]],
+        ),
+        (
+            "a 307 Location carrying it encoded and plain",
+            Scripted::answering(|request| {
+                let token = bearer(request);
+                let encoded: String = token
+                    .bytes()
+                    .map(|b| match b {
+                        b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' => (b as char).to_string(),
+                        _ => format!("%{b:02X}"),
+                    })
+                    .collect();
+                let location = format!("Location: https://evil.example/{token}?t={encoded}\r\n");
+                http("307 Temporary Redirect", &location, "")
+            }),
+            1,
+            vec![&["x"], &["-v", "--json", "x"], &["--json", "-s", "x"]],
+        ),
+    ];
+    for (what, server, code, runs) in cases {
+        for args in runs {
+            let output = echoing(&server, dir.path()).args(args).output().unwrap();
+            let what = format!("{what} {args:?}");
+            assert_eq!(
+                output.status.code(),
+                Some(code),
+                "{what}: {}",
+                all_of(&output)
+            );
+            assert_no_token(&output, &what);
+            if args.contains(&"--json") {
+                let last: Value =
+                    serde_json::from_str(stdout_of(&output).lines().last().unwrap()).unwrap();
+                assert!(last["error"]["message"].is_string(), "{what}: {last}");
+            }
+        }
+    }
+}
+
+/// The token as a JSON encoder may write it into a string: `/` as `\/`, or every character as
+/// a `\u` escape.
+fn json_escaped(token: &str) -> (String, String) {
+    let slashes = token.replace('/', "\\/");
+    let escapes = token.bytes().map(|b| format!("\\u{b:04x}")).collect();
+    (slashes, escapes)
+}
+
+#[test]
+fn an_event_with_an_error_member_fails_the_stream_even_beside_choices() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Scripted::answering(|request| {
+        let event =
+            json!({"choices": [], "error": {"message": format!("Bearer {}", bearer(request))}});
+        sse(&[
+            r#"{"choices":[{"delta":{"content":"Hi"}}]}"#,
+            &event.to_string(),
+            "[DONE]",
+        ])
+    });
+    let output = echoing(&server, dir.path())
+        .args(["-s", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", all_of(&output));
+    assert_no_token(&output, "-s");
+    assert_eq!(stdout_of(&output), "Hi");
+    assert!(
+        stderr_of(&output).contains("bnx: error: the server reported an error: Bearer ***\n"),
+        "{}",
+        stderr_of(&output)
+    );
+    let output = echoing(&server, dir.path())
+        .args(["-s", "--json", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", all_of(&output));
+    assert_no_token(&output, "-s --json");
+    let lines: Vec<Value> = stdout_of(&output)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(
+        lines[1],
+        json!({"choices": [], "error": {"message": "Bearer ***"}})
+    );
+    assert_eq!(lines[2]["error"]["message"], "Bearer ***");
+    assert_eq!(lines[2]["bnx"]["done"], false);
+}
+
+#[test]
+fn stream_lines_echoing_the_token_are_written_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    // The token in a chunk's id, JSON-escaped in its model, and percent-encoded in its content.
+    let server = Scripted::answering(|request| {
+        let token = bearer(request);
+        let (slashes, _) = json_escaped(&token);
+        let first = format!(
+            r#"{{"id":"{token}","model":"{slashes}","choices":[{{"delta":{{"content":"Hi"}}}}]}}"#
+        );
+        let second = json!({"id": "c", "choices": [{"delta": {"content": format!(" {TOKEN_ENCODED}")},
+                                                   "finish_reason": "stop"}]});
+        sse(&[&first, &second.to_string(), "[DONE]"])
+    });
+    let output = echoing(&server, dir.path())
+        .args(["-s", "--json", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", all_of(&output));
+    assert_no_token(&output, "-s --json");
+    let stdout = stdout_of(&output);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines[..2],
+        [
+            r#"{"id":"***","model":"***","choices":[{"delta":{"content":"Hi"}}]}"#,
+            r#"{"id":"c","choices":[{"delta":{"content":" ***"},"finish_reason":"stop"}]}"#,
+        ]
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(lines[2]).unwrap()["bnx"]["done"],
+        true
+    );
+    // As text, the content is the answer, written as received.
+    echoing(&server, dir.path())
+        .args(["-s", "x"])
+        .assert()
+        .success()
+        .stdout(format!("Hi {TOKEN_ENCODED}\n"));
+    // A batch item's response holds the same events, masked the same way; its content is the
+    // answer, as received.
+    let output = one_item_batch(&server, dir.path(), &["-s", "--json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", all_of(&output));
+    let line: Value = serde_json::from_str(stdout_of(&output).trim()).unwrap();
+    assert_eq!(line["content"], format!("Hi {TOKEN_ENCODED}"));
+    let response = line["response"].to_string();
+    assert!(!response.contains("ECHO"), "{response}");
+    assert_eq!(line["response"][0]["id"], "***");
+    assert_eq!(line["response"][0]["model"], "***");
+    assert_eq!(
+        line["response"][1]["choices"][0]["delta"]["content"],
+        " ***"
+    );
+}
+
+#[test]
+fn a_whole_answer_echoing_the_token_is_written_masked_under_json() {
+    let dir = tempfile::tempdir().unwrap();
+    // The token in the id, JSON-escaped in the model, and percent-encoded in the content.
+    let server = Scripted::answering(|request| {
+        let token = bearer(request);
+        let (slashes, _) = json_escaped(&token);
+        let body = format!(
+            r#"{{"id":"{token}","model":"{slashes}","choices":[{{"index":0,"message":{{"role":"assistant","content":"Hi {TOKEN_ENCODED}"}},"finish_reason":"stop"}}]}}"#
+        );
+        http("200 OK", "Content-Type: application/json\r\n", &body)
+    });
+    let output = echoing(&server, dir.path())
+        .args(["--json", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", all_of(&output));
+    assert_no_token(&output, "--json");
+    let doc: Value = serde_json::from_str(stdout_of(&output).trim()).unwrap();
+    assert_eq!(doc["id"], "***");
+    assert_eq!(doc["model"], "***");
+    assert_eq!(doc["choices"][0]["message"]["content"], "Hi ***");
+    assert_eq!(doc["bnx"]["status"], 200);
+    // As text, the content is the answer, written as received.
+    echoing(&server, dir.path())
+        .arg("x")
+        .assert()
+        .success()
+        .stdout(format!("Hi {TOKEN_ENCODED}\n"));
+    // A batch item's response is masked the same way; its content is the answer.
+    let output = one_item_batch(&server, dir.path(), &["--json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", all_of(&output));
+    let line: Value = serde_json::from_str(stdout_of(&output).trim()).unwrap();
+    assert_eq!(line["content"], format!("Hi {TOKEN_ENCODED}"));
+    assert!(!line["response"].to_string().contains("ECHO"), "{line}");
+    assert_eq!(line["response"]["id"], "***");
+    assert_eq!(line["response"]["model"], "***");
+}
+
+#[test]
+fn a_conversation_id_echoing_the_token_is_neither_shown_nor_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Scripted::answering(|request| {
+        let mut response = json_answer(r#"{"role": "assistant", "content": "fine"}"#);
+        let id = format!("X-Conversation-Id: {}\r\n", bearer(request));
+        response.splice(17..17, id.into_bytes());
+        response
+    });
+    let output = echoing(&server, dir.path())
+        .args(["-v", "--json", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", all_of(&output));
+    let doc: Value = serde_json::from_str(&stdout_of(&output)).unwrap();
+    assert_eq!(doc["bnx"]["conversation_id"], Value::Null);
+    assert!(!all_of(&output).contains("ECHO/5150"));
+    let state = dir.path().join("state/bluenexus");
+    assert!(
+        !state.join("conversations-by-api").exists(),
+        "nothing saved"
+    );
+    for file in walk(&state).into_iter().filter(|f| f.is_file()) {
+        let content = String::from_utf8_lossy(&fs::read(&file).unwrap()).into_owned();
+        assert!(!content.contains("ECHO"), "{}: {content}", file.display());
+    }
+}
+
+#[test]
+fn a_batch_items_line_never_holds_the_echoed_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Scripted::answering(|request| {
+        let body = json!({"error": {"message": format!("no access for Bearer {}", bearer(request)),
+                                    "type": "permission"}});
+        let conversation = format!("X-Conversation-Id: {}\r\n", bearer(request));
+        http("403 Forbidden", &conversation, &body.to_string())
+    });
+    let output = one_item_batch(&server, dir.path(), &[]);
+    assert_eq!(output.status.code(), Some(77), "{}", all_of(&output));
+    assert_no_token(&output, "a batch item");
+    let line: Value = serde_json::from_str(stdout_of(&output).trim()).unwrap();
+    assert_eq!(line["error"]["message"], "no access for Bearer ***");
+    assert_eq!(line["bnx"]["conversation_id"], Value::Null);
+}
+
+#[test]
+fn a_successful_answer_is_written_as_received_even_if_it_quotes_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Scripted::answering(|request| {
+        let content =
+            json!({"role": "assistant", "content": format!("you sent {}", bearer(request))});
+        json_answer(&content.to_string())
+    });
+    echoing(&server, dir.path())
+        .arg("x")
+        .assert()
+        .success()
+        .stdout(format!("you sent {TOKEN_ECHOED}\n"));
 }

