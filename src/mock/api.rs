@@ -286,13 +286,12 @@ fn echo(asked: &Asked, out: &mut impl Write, shared: &Shared) -> Outcome {
     };
     let prompt_tokens = tokens(chat.prompt_bytes);
     if chat.stream {
-        let usage = chat
-            .include_usage
-            .then(|| reply::usage(prompt_tokens, &answer.content));
-        let ending = Ending::Done {
+        let ending = Ending::done(
             finish_reason,
-            usage,
-        };
+            chat.include_usage,
+            prompt_tokens,
+            &answer.content,
+        );
         stream::echo(out, asked.request.http10, answer, ending, &shared.options)
     } else {
         reply::whole(out, answer, finish_reason, prompt_tokens)

@@ -88,13 +88,12 @@ fn answer(scripted: &Scripted, asked: &Asked, out: &mut impl Write, shared: &Sha
     if !chat.stream {
         return reply::whole(out, answer, finish_reason, prompt_tokens);
     }
-    let usage = chat
-        .include_usage
-        .then(|| reply::usage(prompt_tokens, &answer.content));
-    let ending = Ending::Done {
+    let ending = Ending::done(
         finish_reason,
-        usage,
-    };
+        chat.include_usage,
+        prompt_tokens,
+        &answer.content,
+    );
     let (http10, delay) = (asked.request.http10, shared.options.chunk_delay);
     match &scripted.chunks {
         Some(chunks) => {

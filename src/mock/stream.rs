@@ -10,8 +10,9 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use super::answer::Content;
 use super::http::{self, CACHE_CONTROL, CONTENT_TYPE};
-use super::reply::{created, Answer, Next, Outcome, MODEL};
+use super::reply::{created, usage, Answer, Next, Outcome, MODEL};
 use super::AnswerOptions;
 use crate::wire::{self, ChatChunk, ChunkChoice, Delta, ErrorBody, Text, Usage};
 
@@ -30,6 +31,21 @@ pub enum Ending<'a> {
     Malformed,
     /// After the first content chunk, an `{"error": ...}` event; no `[DONE]`.
     ErrorEvent,
+}
+
+impl<'a> Ending<'a> {
+    /// The usual end of an answer of `content`: the usage chunk when the request asked for it.
+    pub fn done(
+        finish_reason: &'a str,
+        include_usage: bool,
+        prompt_tokens: u64,
+        content: &Content,
+    ) -> Self {
+        Ending::Done {
+            finish_reason,
+            usage: include_usage.then(|| usage(prompt_tokens, content)),
+        }
+    }
 }
 
 /// The chunk `stream_options.include_usage` asks for: no choices, the usage of the answer.

@@ -251,6 +251,18 @@ fn stalled_uploads_are_bounded_in_memory_and_dropped_without_progress() {
         .any(|l| l["reason"] == "the request body stopped arriving"));
 }
 
+/// Sends a request for a streamed answer on `stream`, and reads nothing of it.
+fn ask_for_a_stream(mut stream: TcpStream) -> TcpStream {
+    let body = r#"{"messages": [{"role": "user", "content": "hi"}], "stream": true}"#;
+    write!(
+        stream,
+        "POST {CHAT} HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    stream
+}
+
 #[test]
 fn a_client_that_stops_reading_its_answer_is_dropped() {
     let mock = Mock::start(&[
@@ -262,14 +274,7 @@ fn a_client_that_stops_reading_its_answer_is_dropped() {
         "1000",
     ]);
     let (_, threads_before) = costs(&mock);
-    let mut stream = connect(&mock);
-    let body = r#"{"messages": [{"role": "user", "content": "hi"}], "stream": true}"#;
-    write!(
-        stream,
-        "POST {CHAT} HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
+    let stream = ask_for_a_stream(connect(&mock));
     let line = mock.only_request();
     assert_eq!(line["reason"], "the client stopped reading the answer");
     assert_eq!(line["status"], Value::Null);
@@ -307,15 +312,9 @@ fn a_client_that_stops_reading_a_huge_stream_is_dropped_within_a_second_of_the_d
         "--chunks",
         "20000",
     ]);
-    let mut stream = connect(&mock);
+    let stream = connect(&mock);
     shrink_receive_buffer(&stream, 16 * 1024);
-    let body = r#"{"messages": [{"role": "user", "content": "hi"}], "stream": true}"#;
-    write!(
-        stream,
-        "POST {CHAT} HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
+    let _stream = ask_for_a_stream(stream);
     let line = mock.only_request();
     assert_eq!(line["reason"], "the client stopped reading the answer");
     let held = line["duration_ms"].as_u64().unwrap();

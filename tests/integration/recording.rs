@@ -576,22 +576,7 @@ print(json.dumps(seen))
 "#;
 
 fn sdk(url: &str, token: &str) -> Value {
-    let output = Command::new("python3")
-        .args(["-c", SDK_SCRIPT])
-        .env("MOCK_URL", url)
-        .env("MOCK_TOKEN", token)
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("OPENAI_BASE_URL")
-        .env_remove("HTTP_PROXY")
-        .env_remove("HTTPS_PROXY")
-        .env_remove("ALL_PROXY")
-        .env_remove("http_proxy")
-        .env_remove("https_proxy")
-        .env_remove("all_proxy")
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", stderr_of(&output));
-    serde_json::from_str(&stdout_of(&output)).unwrap()
+    crate::mock_interop::python(SDK_SCRIPT, url, token)
 }
 
 #[test]
