@@ -23,7 +23,7 @@ _bnx() {
 
     case "${cmd}" in
         bnx)
-            opts="-a -s -c -j -n -f -o -x -q -v -h -V --agent --base-url --token-file --token-cmd --stream --json --temperature --max-tokens --conversation --continue --timeout --connect-timeout --retries --max-retry-wait --rate-limit --store --rate-store --budget --min-credits --spent --batch --jobs --max-credits --no-stdin --messages --system --file --output --extract --expect-json --fail-on-length --dry-run --quiet --verbose --completions --help --version"
+            opts="-a -s -c -j -n -f -o -x -q -v -h -V --agent --base-url --token-file --token-cmd --stream --json --temperature --max-tokens --conversation --continue --timeout --connect-timeout --retries --max-retry-wait --rate-limit --store --rate-store --budget --min-credits --spent --batch --jobs --max-credits --no-stdin --messages --system --file --output --extract --expect-json --schema --reask --fail-on-length --dry-run --quiet --verbose --completions --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -134,6 +134,14 @@ _bnx() {
                     return 0
                     ;;
                 -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --schema)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --reask)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

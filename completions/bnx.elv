@@ -45,6 +45,8 @@ set edit:completion:arg-completer[bnx] = {|@words|
             cand --file 'Add a file to the prompt, as <file name="PATH">...</file>, after the PROMPT words and before stdin; repeatable'
             cand -o 'Write to FILE instead of stdout, replacing it only when the run succeeds (the file''s mode is kept); "-" is stdout. With --batch: append the item lines to FILE, and on a rerun skip the items it records as done'
             cand --output 'Write to FILE instead of stdout, replacing it only when the run succeeds (the file''s mode is kept); "-" is stdout. With --batch: append the item lines to FILE, and on a rerun skip the items it records as done'
+            cand --schema 'As --expect-json, and the value must be valid against this JSON Schema: a file, or the schema itself when it starts with "{" (drafts 2020-12, 2019-09, 7, 6, 4; nothing is fetched); else exit 3. See "Schemas" below'
+            cand --reask 'When the answer is not what -x, --expect-json or --schema asked for, ask again up to N times (0 to 5), saying what was wrong; each re-ask is a request of its own'
             cand --completions 'Print the completion script for SHELL and exit'
             cand -s 'Stream the answer, writing each piece as it arrives'
             cand --stream 'Stream the answer, writing each piece as it arrives'

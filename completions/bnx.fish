@@ -21,6 +21,8 @@ complete -c bnx -l messages -d 'JSON array of {"role","content"} messages to sen
 complete -c bnx -l system -d 'System message put before the conversation' -r
 complete -c bnx -s f -l file -d 'Add a file to the prompt, as <file name="PATH">...</file>, after the PROMPT words and before stdin; repeatable' -r -F
 complete -c bnx -s o -l output -d 'Write to FILE instead of stdout, replacing it only when the run succeeds (the file\'s mode is kept); "-" is stdout. With --batch: append the item lines to FILE, and on a rerun skip the items it records as done' -r -F
+complete -c bnx -l schema -d 'As --expect-json, and the value must be valid against this JSON Schema: a file, or the schema itself when it starts with "{" (drafts 2020-12, 2019-09, 7, 6, 4; nothing is fetched); else exit 3. See "Schemas" below' -r
+complete -c bnx -l reask -d 'When the answer is not what -x, --expect-json or --schema asked for, ask again up to N times (0 to 5), saying what was wrong; each re-ask is a request of its own' -r
 complete -c bnx -l completions -d 'Print the completion script for SHELL and exit' -r -f -a "bash\t''
 elvish\t''
 fish\t''

@@ -43,11 +43,21 @@ const BATCHES: &str = "\
 Batches:
   --batch FILE (\"-\" for stdin) reads one JSON object a line: \"prompt\" and/or \"messages\",
   and optionally \"id\" (default: the line number), \"files\", \"system\", \"agent\",
-  \"temperature\", \"max_tokens\" and \"conversation\"; an item's fields beat the options. The
+  \"temperature\", \"max_tokens\", \"conversation\" and \"schema\" (a path or an object, as
+  --schema); an item's fields beat the options. The
   whole file is checked before anything is sent (a bad line or a repeated id: exit 65). Each
   finished item is one JSON line, {\"id\", \"content\", \"bnx\"} or {\"id\", \"error\", \"bnx\"},
   with bnx.exit_code; -o FILE appends them, and a rerun skips the items done. Exit 0 when every
   item is done, else the code of the first item, in input order, that failed or never started.";
+
+const SCHEMAS: &str = "\
+Schemas:
+  --schema FILE, or the schema itself ('{...}'), reads the answer as --expect-json does and
+  checks it against that JSON Schema (draft 2020-12 unless its \"$schema\" names 2019-09, 7, 6
+  or 4). A schema that is not valid, or refers ($ref) to anything outside itself, is exit 2
+  before anything is sent: nothing is fetched. An answer that does not match is exit 3, naming
+  the first failure by its JSON Pointer. --reask N asks again, up to N times, saying what was
+  wrong: each re-ask is a request of its own, paced, retried and paid for.";
 
 const EXAMPLES: &str = "\
 Examples:
@@ -55,6 +65,7 @@ Examples:
   bnx -f src/main.rs -f Cargo.toml \"why does this not build?\"
   bnx -x -o count.sh \"a shell one-liner that counts lines of Rust\"   # no block: exit 3, no file
   bnx --expect-json \"three risks as a JSON array of strings\" | jq -r '.[]'
+  bnx --schema person.json --reask 2 \"the author of Dune, as JSON\" | jq -r .name
   bnx -q -o ~/today.txt \"Summarize my calendar for today\"   # cron: keeps the old file on failure
   while read -r f; do bnx -n -f \"$f\" \"summarize this\"; done < list.txt
   bnx --json \"What meetings do I have today?\" | jq -r '.choices[0].message.content'
@@ -64,7 +75,7 @@ Examples:
   bnx-mock -- bnx \"hi\"          # offline, no account";
 
 fn after_help() -> String {
-    format!("{ENVIRONMENT}\n\n{FILES}\n\n{BATCHES}\n\n{EXIT_CODES}\n\n{EXAMPLES}")
+    format!("{ENVIRONMENT}\n\n{FILES}\n\n{BATCHES}\n\n{SCHEMAS}\n\n{EXIT_CODES}\n\n{EXAMPLES}")
 }
 
 #[derive(Debug, Parser)]
@@ -215,13 +226,25 @@ pub struct Cli {
     pub output: Option<PathBuf>,
 
     /// Write only the content of the answer's first fenced code block; none is exit 3
-    #[arg(short = 'x', long, conflicts_with_all = ["json", "expect_json"])]
+    #[arg(short = 'x', long, conflicts_with_all = ["json", "expect_json", "schema"])]
     pub extract: bool,
 
     /// The answer must be one JSON value (one surrounding ``` fence is removed); it is written
     /// compact on one line, else exit 3
     #[arg(long, conflicts_with = "json")]
     pub expect_json: bool,
+
+    /// As --expect-json, and the value must be valid against this JSON Schema: a file, or the
+    /// schema itself when it starts with "{" (drafts 2020-12, 2019-09, 7, 6, 4; nothing is
+    /// fetched); else exit 3. See "Schemas" below
+    #[arg(long, value_name = "SCHEMA", conflicts_with = "json")]
+    pub schema: Option<String>,
+
+    /// When the answer is not what -x, --expect-json or --schema asked for, ask again up to N
+    /// times (0 to 5), saying what was wrong; each re-ask is a request of its own
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = parse_reask,
+          allow_negative_numbers = true)]
+    pub reask: u8,
 
     /// Exit 3 when the answer was cut at the token limit, instead of a notice
     #[arg(long)]
@@ -277,6 +300,13 @@ fn parse_credits(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(n) if n.is_finite() && n >= 0.0 => Ok(n),
         _ => Err("must be a number of credits, 0 or more, such as 100".into()),
+    }
+}
+
+fn parse_reask(s: &str) -> Result<u8, String> {
+    match s.parse::<u8>() {
+        Ok(n) if n <= 5 => Ok(n),
+        _ => Err("must be a whole number from 0 to 5".into()),
     }
 }
 

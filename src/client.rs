@@ -3,19 +3,24 @@
 //! `ask` runs the steps around every request in one place. Before the send: the credit
 //! limits (`ledger`), then pacing (inside the transport, before each attempt). The send: the
 //! transport, with its retries. After it: the response read into the output, the ledger told
-//! what it cost, then the delivery check (the contract of `-x` or `--expect-json`, and
-//! `--fail-on-length`).
+//! what it cost, then the delivery check (the contract of `-x`, `--expect-json` or
+//! `--schema`, with the re-asks of `--reask`, and `--fail-on-length`). Every request, a
+//! re-ask's too, goes through `exchange`: the one place that checks the limits, sends and
+//! records.
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, Delivery};
+use crate::contract::Contract;
 use crate::error::{Error, Kind, Result};
 use crate::ledger::{self, Ledger, Setup};
 use crate::output::Output;
 use crate::pace::{self, Pacing};
 use crate::printer::Printer;
+use crate::reask;
 use crate::redact;
 use crate::report::Report;
 use crate::request::Request;
@@ -89,8 +94,8 @@ impl<'a> Client<'a> {
     }
 
     /// One exchange: `request` sent, its answer read into `out` and checked against
-    /// `delivery`. `report` learns what each step found, for the `bnx` object of a success or
-    /// of a failure alike.
+    /// `delivery`, asking again as `--reask` allows. `report` learns what each step found, for
+    /// the `bnx` object of a success or of a failure alike.
     pub fn ask<W: Write>(
         &self,
         request: &Request,
@@ -98,14 +103,14 @@ impl<'a> Client<'a> {
         out: &mut Output<W>,
         report: &mut Report,
     ) -> Result<Answer> {
-        if delivery.contract.is_some() {
-            out.hold();
-        }
-        let body = self.exchange(request, out, report)?;
-        let held = out.take_held();
-        let content = match (delivery.contract, held) {
-            (Some(contract), held) => Some(contract.check(held.as_deref().unwrap_or(""))?),
-            (None, held) => held,
+        let (body, content) = match &delivery.contract {
+            Some(contract) => {
+                out.hold();
+                let (body, content) =
+                    self.until_met(request, contract, delivery.reask, out, report)?;
+                (body, Some(content))
+            }
+            None => (self.exchange(request, out, report)?, out.take_held()),
         };
         let has_text = report.reply.no_text.is_none();
         out.deliver(
@@ -124,6 +129,51 @@ impl<'a> Client<'a> {
             events: out.take_events(),
             content,
         })
+    }
+
+    /// Asks until an answer meets `contract`, at most `reask` times after the first: each
+    /// re-ask a whole exchange of its own (paced, retried, counted), continuing this one. The
+    /// last answer's body and what the contract made of it; a failure ends the asking.
+    fn until_met<W: Write>(
+        &self,
+        request: &Request,
+        contract: &Contract,
+        reask: u8,
+        out: &mut Output<W>,
+        report: &mut Report,
+    ) -> Result<(Option<Vec<u8>>, String)> {
+        let mut asking = Cow::Borrowed(request);
+        let mut asked = 0;
+        loop {
+            let body = self.exchange(&asking, out, report);
+            report.add_earlier_credits();
+            let body = body?;
+            let answer = out.take_held().unwrap_or_default();
+            let broken = match contract.check(&answer) {
+                Ok(content) => return Ok((body, content)),
+                Err(broken) => broken,
+            };
+            if asked == reask {
+                return Err(broken.error(contract));
+            }
+            asked += 1;
+            self.printer.notice(&format!(
+                "{}; asking again ({asked} of {reask})",
+                broken.what()
+            ));
+            let conversation = report.reply.conversation_id.clone();
+            let conversation = conversation.or_else(|| asking.body.conversation_id.clone());
+            asking = Cow::Owned(reask::request(
+                &asking,
+                &answer,
+                conversation,
+                contract,
+                &broken,
+            ));
+            report.next_ask(asking.streams());
+            // The answer written is the last one: an earlier answer's events are not its.
+            out.take_events();
+        }
     }
 
     /// The send and the read: the response's facts go to `report`, the answer to `out`; a

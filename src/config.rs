@@ -5,6 +5,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::budget::{Limits, Setting};
@@ -17,6 +18,7 @@ use crate::proxy;
 use crate::rate::Rate;
 use crate::request::{Chat, Conversation};
 use crate::retry::Policy;
+use crate::schema::Schema;
 use crate::store::StoreUrl;
 use crate::token::{self, Secret};
 
@@ -51,8 +53,10 @@ pub enum Action {
 pub struct Delivery {
     /// `-o`: a file replaced on success, instead of stdout.
     pub file: Option<PathBuf>,
-    /// `-x` or `--expect-json`.
+    /// `-x`, `--expect-json` or `--schema`.
     pub contract: Option<Contract>,
+    /// `--reask`: how many more times to ask when an answer breaks the contract.
+    pub reask: u8,
     /// `--fail-on-length`: a cut answer is exit 3.
     pub fail_on_length: bool,
 }
@@ -124,6 +128,7 @@ impl Config {
         let mode = mode(&cli);
         let proxy = proxy::choose(&env, &endpoint.host, endpoint.loopback)?;
         refuse_conflicts(&cli)?;
+        let contract = contract(&cli)?;
         let action = action(&cli, &env)?;
         let network = network(&cli, &env, proxy)?;
         let limits = Limits {
@@ -132,11 +137,6 @@ impl Config {
                 Some(Setting::Off) | None => None,
             },
             floor: cli.min_credits,
-        };
-        let contract = match (cli.extract, cli.expect_json) {
-            (true, _) => Some(Contract::CodeBlock),
-            (false, true) => Some(Contract::Json),
-            (false, false) => None,
         };
         let conversation = match (cli.conversation, cli.continue_) {
             (Some(id), _) => Conversation::Id(id),
@@ -169,6 +169,7 @@ impl Config {
                 // A batch appends to its output instead: see `batch`.
                 file: output.filter(|_| batch.is_none()),
                 contract,
+                reask: cli.reask,
                 fail_on_length: cli.fail_on_length,
             },
             prompt: PromptSources {
@@ -232,6 +233,28 @@ fn refuse_conflicts(cli: &Cli) -> Result<()> {
         .with_hint("leave out -o, or --dry-run"));
     }
     Ok(())
+}
+
+/// What the answer must be: `--schema` (read and checked now, so a bad schema costs nothing),
+/// `-x` or `--expect-json`. `--reask` without one has nothing to ask again about.
+fn contract(cli: &Cli) -> Result<Option<Contract>> {
+    let contract = match (&cli.schema, cli.extract, cli.expect_json) {
+        (Some(arg), ..) => {
+            let schema = Schema::from_arg(arg)
+                .map_err(|why| Error::msg(Kind::Usage, format!("--schema: {why}")))?;
+            Some(Contract::Schema(Arc::new(schema)))
+        }
+        (None, true, _) => Some(Contract::CodeBlock),
+        (None, false, true) => Some(Contract::Json),
+        (None, false, false) => None,
+    };
+    if cli.reask > 0 && contract.is_none() {
+        return Err(Error::msg(
+            Kind::Usage,
+            "--reask asks again when an answer is not what -x, --expect-json or --schema asked              for: give one of them",
+        ));
+    }
+    Ok(contract)
 }
 
 /// Sending needs the token; a dry run only says whether there is one.
@@ -604,6 +627,7 @@ mod tests {
             Delivery {
                 file: Some("out.txt".into()),
                 contract: Some(Contract::CodeBlock),
+                reask: 0,
                 fail_on_length: false
             }
         );
@@ -616,5 +640,37 @@ mod tests {
         .unwrap();
         assert_eq!(c.delivery.contract, Some(Contract::Json));
         assert!(c.delivery.fail_on_length);
+    }
+
+    #[test]
+    fn a_schema_is_read_before_anything_else_and_reask_needs_a_contract() {
+        let c = resolve(
+            &[
+                "--dry-run",
+                "--schema",
+                "{\"type\": \"object\"}",
+                "--reask",
+                "2",
+                "q",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert!(matches!(c.delivery.contract, Some(Contract::Schema(_))));
+        assert_eq!(c.delivery.reask, 2);
+        let c = resolve(&["--dry-run", "--expect-json", "--schema", "{}", "q"], &[]).unwrap();
+        assert!(
+            matches!(c.delivery.contract, Some(Contract::Schema(_))),
+            "--schema implies --expect-json, and wins"
+        );
+        for args in [
+            &["--dry-run", "--schema", "{\"type\": 12}", "q"][..],
+            &["--dry-run", "--schema", "no-such-schema.json", "q"],
+            &["--dry-run", "--reask", "1", "q"],
+        ] {
+            let err = resolve(args, &[]).unwrap_err();
+            assert_eq!(err.kind, Kind::Usage, "{args:?}: {}", err.line());
+        }
+        assert!(resolve(&["--dry-run", "-x", "--reask", "5", "q"], &[]).is_ok());
     }
 }

@@ -14,7 +14,7 @@ pub enum Kind {
     Refused,
     Usage,
     /// The answer arrived but is not what was asked for (no code block for `-x`, no JSON for
-    /// `--expect-json`, cut with `--fail-on-length`).
+    /// `--expect-json`, JSON the schema of `--schema` refuses, cut with `--fail-on-length`).
     Unexpected,
     /// Out of credits (402), or a credit limit reached (`--budget`, `--min-credits`,
     /// `--max-credits`), or one that cannot be checked.
@@ -95,7 +95,8 @@ Exit codes:
   0   success (also --dry-run, and a closed stdout such as `| head -1`)
   1   request refused or failed: 400, 404, other 4xx, a redirect, an SSE error event
   2   usage error: unknown flag, bad value, no prompt
-  3   the answer arrived but is not what was asked for (-x, --expect-json, --fail-on-length)
+  3   the answer arrived but is not what was asked for (-x, --expect-json, --schema,
+      --fail-on-length), after any re-asks of --reask
   4   out of credits (402), or a credit limit reached: --budget or --min-credits refused a
       request, --max-credits stopped a batch
   65  bad input data: stdin not UTF-8 or over 64 MiB, --messages not valid
@@ -121,6 +122,8 @@ pub struct Details {
     pub json_type: &'static str,
     /// The server's own error object, when it sent one.
     pub server_error: Option<Value>,
+    /// More members of our own error object (a schema's `errors`).
+    fields: serde_json::Map<String, Value>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -133,6 +136,7 @@ impl Error {
             hint: None,
             json_type: kind.json_type(),
             server_error: None,
+            fields: serde_json::Map::new(),
         }))
     }
 
@@ -147,6 +151,12 @@ impl Error {
 
     pub fn with_json_type(mut self, json_type: &'static str) -> Self {
         self.0.json_type = json_type;
+        self
+    }
+
+    /// Adds `key` to the error object of `--json` output and batch lines.
+    pub fn with_field(mut self, key: &str, value: Value) -> Self {
+        self.0.fields.insert(key.to_string(), value);
         self
     }
 
@@ -189,7 +199,13 @@ impl Error {
                 }
                 Value::Object(error)
             }
-            _ => serde_json::json!({"message": self.line(), "type": self.json_type}),
+            _ => {
+                let mut error = serde_json::Map::new();
+                error.insert("message".into(), Value::String(self.line()));
+                error.insert("type".into(), Value::String(self.json_type.into()));
+                error.extend(self.fields.clone());
+                Value::Object(error)
+            }
         }
     }
 }

@@ -6,11 +6,12 @@
 //! composed, a batch item's fields as overrides) -> `request` -> `client` (one exchange, the
 //! same for a single request and a batch item: the `ledger`'s check of `--budget` and
 //! `--min-credits`; `pace` inside `transport`, whose retries `retry` decides; `response`, whole
-//! or `sse` streamed; the `ledger` told what the answer cost; the `contract` of `-x` and
-//! `--expect-json`) -> `output` (stdout, as the mode says) -> `exit` (the exit code of
-//! `error`'s table). `single` and `batch` drive the client for one request or many, `spent`
-//! reads the ledger for `--spent`; `report` puts together the `bnx` object; `printer` owns
-//! stderr.
+//! or `sse` streamed; the `ledger` told what each answer cost; the `contract` of `-x`,
+//! `--expect-json` and `--schema`, whose JSON Schema `schema` compiles and checks, and the
+//! re-asks of `--reask` that `reask` builds) -> `output` (stdout, as the mode says) -> `exit`
+//! (the exit code of `error`'s table). `single` and `batch` drive the client for one request or
+//! many, `spent` reads the ledger for `--spent`; `report` puts together the `bnx` object;
+//! `printer` owns stderr.
 //!
 //! Value types are leaves that import no behaviour: `rate`, `budget`, `duration`, `store_url`, `digest`,
 //! `endpoint`, `mode`, `url`, `timestamp`, `wire` (the API's types, shared with `mock`). Beside the flow:
@@ -44,11 +45,13 @@ pub mod printer;
 pub mod prompt;
 pub mod proxy;
 pub mod rate;
+pub mod reask;
 pub mod redact;
 pub mod report;
 pub mod request;
 pub mod response;
 pub mod retry;
+pub mod schema;
 pub mod single;
 pub mod spent;
 pub mod sse;

@@ -23,6 +23,9 @@ pub struct Report {
     pub cached_at: Option<String>,
     /// `--budget`, and the credits consumed in its period after this answer, when known.
     pub budget: Option<(Budget, Option<f64>)>,
+    /// What the asks before the last one consumed (`X-Credits-Consumed`), while a re-ask is
+    /// under way.
+    earlier_credits: Option<String>,
 }
 
 impl Report {
@@ -39,7 +42,28 @@ impl Report {
             asks: 0,
             cached_at: None,
             budget: None,
+            earlier_credits: None,
         }
+    }
+
+    /// Before a re-ask: what the last answer consumed stays counted; its other facts give way
+    /// to the next answer's, which may never come (a failure document then shows none of them).
+    pub fn next_ask(&mut self, stream: bool) {
+        self.earlier_credits = self.reply.credits_consumed.take();
+        self.reply = Reply {
+            stream: stream.then(StreamFacts::default),
+            ..Reply::default()
+        };
+    }
+
+    /// After an ask: `credits_consumed` is what every ask for this answer consumed together,
+    /// as the `bnx` object and a batch's `--max-credits` count it.
+    pub fn add_earlier_credits(&mut self) {
+        let last = self.reply.credits_consumed.take();
+        self.reply.credits_consumed = match (self.earlier_credits.take(), last) {
+            (Some(earlier), Some(last)) => Some(sum(earlier, last)),
+            (earlier, last) => last.or(earlier),
+        };
     }
 
     pub fn to_json(&self) -> Value {
@@ -97,6 +121,18 @@ pub fn credits_json(credits: f64) -> Value {
     }
 }
 
+/// Two credit headers added up; one that is not a number counts for nothing, unless neither is
+/// (then the last, as sent).
+fn sum(earlier: String, last: String) -> String {
+    let number = |text: &str| text.trim().parse::<f64>().ok().filter(|n| n.is_finite());
+    match (number(&earlier), number(&last)) {
+        // Display writes 6, not 6.0, and never an exponent.
+        (Some(a), Some(b)) => format!("{}", a + b),
+        (Some(_), None) => earlier,
+        (None, _) => last,
+    }
+}
+
 /// A credit header as a JSON number when it is one, else the string as sent.
 fn credits(header: &Option<String>) -> Value {
     match header {
@@ -118,6 +154,32 @@ mod tests {
         assert_eq!(credits(&Some("2.5".into())), json!(2.5));
         assert_eq!(credits(&Some("lots".into())), json!("lots"));
         assert_eq!(credits(&None), Value::Null);
+    }
+
+    #[test]
+    fn the_credits_of_every_ask_add_up() {
+        let mut report = Report::new("a", true);
+        report.reply.credits_consumed = Some("3".into());
+        report.add_earlier_credits();
+        assert_eq!(report.to_json()["credits_consumed"], 3);
+        report.reply.conversation_id = Some("c".into());
+        report.next_ask(true);
+        assert_eq!(report.to_json()["conversation_id"], Value::Null);
+        assert_eq!(report.to_json()["done"], false, "asked to stream");
+        report.reply.credits_consumed = Some("2.5".into());
+        report.add_earlier_credits();
+        assert_eq!(report.to_json()["credits_consumed"], 5.5);
+        report.next_ask(false);
+        report.add_earlier_credits();
+        assert_eq!(
+            report.to_json()["credits_consumed"],
+            5.5,
+            "a re-ask that got no answer adds nothing"
+        );
+        assert_eq!(sum("lots".into(), "2".into()), "2");
+        assert_eq!(sum("2".into(), "lots".into()), "2");
+        assert_eq!(sum("a".into(), "b".into()), "b");
+        assert_eq!(sum("1".into(), "2".into()), "3");
     }
 
     fn keys(value: &Value) -> Vec<&str> {

@@ -39,9 +39,27 @@ impl Floor {
     /// Records the events that the server at `url` streams for a POST of `body`, and serves
     /// them on a new port.
     pub fn record(url: &str, token: &str, body: &str) -> Floor {
-        let response =
-            std::env::temp_dir().join(format!("bnx-bench-floor-{}.http", std::process::id()));
+        let response = response_path("stream");
         write_response(url, token, body, &response).expect("the recording succeeds");
+        Floor::serve(response)
+    }
+
+    /// Serves a whole (not streamed) answer whose message content is `content`.
+    pub fn whole(content: &str) -> Floor {
+        let body = serde_json::json!({"object": "chat.completion", "choices": [{"index": 0,
+            "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}]})
+        .to_string();
+        let response = response_path("whole");
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n",
+            body.len()
+        );
+        std::fs::write(&response, head + &body).expect("the answer is written");
+        Floor::serve(response)
+    }
+
+    fn serve(response: PathBuf) -> Floor {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let origin = format!("http://{}", listener.local_addr().unwrap());
         let stop = Arc::new(AtomicBool::new(false));
@@ -74,6 +92,13 @@ impl Floor {
     pub fn wire_bytes(&self) -> u64 {
         std::fs::metadata(&self.response).map_or(0, |m| m.len())
     }
+}
+
+fn response_path(what: &str) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "bnx-bench-floor-{what}-{}.http",
+        std::process::id()
+    ))
 }
 
 /// Asks the server at `url` for its stream, writing it to `path` as one chunked response,

@@ -561,6 +561,9 @@ pub fn run(scale: Scale) -> Report {
         );
     }
 
+    // 5c. --schema: validating a large answer, and what a small schema costs at start-up.
+    schema_rows(&mut report, &p);
+
     // 6. Binary size.
     let bytes = std::fs::metadata(BNX).map(|m| m.len()).unwrap_or(0);
     report.row(
@@ -630,6 +633,125 @@ pub fn run(scale: Scale) -> Report {
         own_peak_rss_kib() as f64 / 1024.0
     ));
     report
+}
+
+/// A schema of 50 properties (strings, integers, numbers, booleans, an enum, a pattern), as
+/// the `items` of an array, and an answer of such records of about `bytes`.
+fn records(bytes: usize) -> (String, String) {
+    let kinds = [
+        r#"{"type": "string", "maxLength": 64}"#,
+        r#"{"type": "integer", "minimum": 0}"#,
+        r#"{"type": "number", "maximum": 1e9}"#,
+        r#"{"type": "boolean"}"#,
+        r#"{"enum": ["red", "green", "blue"]}"#,
+        r#"{"type": "string", "pattern": "^[a-z]+-[0-9]+$"}"#,
+    ];
+    let properties: Vec<String> = (0..50)
+        .map(|i| format!("\"p{i}\": {}", kinds[i % kinds.len()]))
+        .collect();
+    let names: Vec<String> = (0..50).map(|i| format!("\"p{i}\"")).collect();
+    let schema = format!(
+        r#"{{"type": "array", "items": {{"type": "object", "properties": {{{}}},
+            "required": [{}], "additionalProperties": false}}}}"#,
+        properties.join(", "),
+        names.join(", ")
+    );
+    let mut answer = String::from("[");
+    for n in 0.. {
+        let fields: Vec<String> = (0..50)
+            .map(|i| {
+                let value = match i % kinds.len() {
+                    0 => format!("\"value {n} {i}\""),
+                    1 => format!("{}", n * 50 + i),
+                    2 => format!("{}", (n * 50 + i) as f64 / 7.0),
+                    3 => format!("{}", (n + i) % 2 == 0),
+                    4 => format!("\"{}\"", ["red", "green", "blue"][(n + i) % 3]),
+                    _ => format!("\"item-{n}\""),
+                };
+                format!("\"p{i}\": {value}")
+            })
+            .collect();
+        answer.push_str(&format!("{{{}}}", fields.join(", ")));
+        if answer.len() >= bytes {
+            break;
+        }
+        answer.push_str(",\n");
+    }
+    answer.push(']');
+    (schema, answer)
+}
+
+/// `bnx --schema` against `bnx --expect-json` on the same large answer (the difference is
+/// the schema's own cost), and the start-up that compiling a small schema adds.
+fn schema_rows(report: &mut Report, p: &Params) {
+    let (schema, answer) = records(p.whole_bytes);
+    let dir = tempfile::tempdir().unwrap();
+    let schema_file = dir.path().join("records.json");
+    std::fs::write(&schema_file, &schema).unwrap();
+    let schema_arg = schema_file.display().to_string();
+    let floor = Floor::whole(&answer);
+    let (checked, parsed) = interleaved(
+        p.stream_runs.min(10),
+        || bnx_at(floor.origin(), &["--schema", &schema_arg, "records"]),
+        || bnx_at(floor.origin(), &["--expect-json", "records"]),
+    );
+    let mib = answer.len() as f64 / 1048576.0;
+    report.row(
+        &format!(
+            "`bnx --schema` (50 properties) vs `bnx --expect-json`, {mib:.0} MiB answer: wall, \
+             peak RSS"
+        ),
+        format!(
+            "{}, {:.1} MiB",
+            ms(checked.wall),
+            checked.max_rss_kib as f64 / 1024.0
+        ),
+        format!(
+            "{}, {:.1} MiB",
+            ms(parsed.wall),
+            parsed.max_rss_kib as f64 / 1024.0
+        ),
+        Some(ratio(checked.wall, parsed.wall)),
+        "",
+        None,
+    );
+    let extra = checked.wall.saturating_sub(parsed.wall).as_secs_f64();
+    let mb_per_s = answer.len() as f64 / 1e6 / extra.max(1e-9);
+    report.row(
+        "--schema rate: answer bytes / (--schema wall - --expect-json wall)",
+        format!("{mb_per_s:.0} MB/s"),
+        String::new(),
+        None,
+        ">= 100 MB/s",
+        Some(mb_per_s >= 100.0),
+    );
+    let small = r#"{"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}, "age": {"type": "integer", "minimum": 0}}}"#;
+    let dry = |args: &'static [&'static str]| {
+        move || {
+            let mut cmd = bnx_at("http://127.0.0.1:9", args);
+            cmd.arg("--dry-run");
+            cmd
+        }
+    };
+    let (with_schema, without) = interleaved(
+        p.startup_runs,
+        || {
+            let mut cmd = dry(&["q"])();
+            cmd.args(["--schema", small]);
+            cmd
+        },
+        dry(&["q"]),
+    );
+    let added = with_schema.wall.saturating_sub(without.wall);
+    report.row(
+        "start-up of `--schema` with a small schema: `bnx --dry-run --schema S q` (baseline: \
+         without --schema), and the difference",
+        format!("{}, +{}", ms(with_schema.wall), ms(added)),
+        ms(without.wall),
+        Some(ratio(with_schema.wall, without.wall)),
+        "+ < 3 ms",
+        Some(added < Duration::from_millis(3)),
+    );
 }
 
 fn own_peak_rss_kib() -> u64 {

@@ -1,15 +1,20 @@
 //! The items of a `--batch` file: JSONL, one object a line, all checked before anything is
 //! sent, so that a typo on line 900 costs nothing instead of 899 paid answers and a failure.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use crate::config::Delivery;
+use crate::contract::Contract;
 use crate::error::{Error, Kind, Result};
 use crate::prompt::Overrides;
+use crate::schema::Schema;
 use crate::wire::{self, Message};
 
 /// One line of the batch file, as written.
@@ -25,6 +30,8 @@ struct Line {
     temperature: Option<f64>,
     max_tokens: Option<u64>,
     conversation: Option<String>,
+    /// A path (relative to the working directory) or the schema itself.
+    schema: Option<Box<RawValue>>,
 }
 
 /// An item, checked.
@@ -39,6 +46,46 @@ pub struct Item {
     pub key: String,
     /// Its own fields; those it leaves out are taken from the command line.
     pub ask: Overrides,
+    /// Its own `schema`, which beats the command line's contract.
+    pub contract: Option<Contract>,
+}
+
+impl Item {
+    /// What the item's answer must be and how it is delivered: the run's, but for its own
+    /// schema.
+    pub fn delivery<'d>(&self, run: &'d Delivery) -> Cow<'d, Delivery> {
+        match &self.contract {
+            Some(contract) => Cow::Owned(Delivery {
+                contract: Some(contract.clone()),
+                ..run.clone()
+            }),
+            None => Cow::Borrowed(run),
+        }
+    }
+}
+
+/// The items' schemas, each compiled once however many items name it.
+#[derive(Default)]
+struct Schemas(HashMap<String, Arc<Schema>>);
+
+impl Schemas {
+    /// A `schema` field's contract: a string is a path, an object the schema itself.
+    fn contract(&mut self, field: &RawValue) -> Result<Contract, String> {
+        let text = field.get();
+        if let Some(schema) = self.0.get(text) {
+            return Ok(Contract::Schema(Arc::clone(schema)));
+        }
+        let schema = match serde_json::from_str::<Value>(text) {
+            Ok(Value::String(path)) => Schema::from_file(Path::new(&path)),
+            Ok(Value::Object(_)) => {
+                Schema::from_text(text).map_err(|why| format!("the schema {why}"))
+            }
+            _ => Err(format!("schema must be a path or an object, not {text}")),
+        }?;
+        let schema = Arc::new(schema);
+        self.0.insert(text.to_string(), Arc::clone(&schema));
+        Ok(Contract::Schema(schema))
+    }
 }
 
 /// Parses and checks every line of `text`, named `name` in errors. Blank lines are skipped.
@@ -47,6 +94,7 @@ pub struct Item {
 pub fn parse(text: &str, name: &str, has_prompt: bool) -> Result<Vec<Item>> {
     let mut items = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut schemas = Schemas::default();
     for (index, raw) in text.lines().enumerate() {
         let line = index + 1;
         if raw.trim().is_empty() {
@@ -59,13 +107,18 @@ pub fn parse(text: &str, name: &str, has_prompt: bool) -> Result<Vec<Item>> {
         if !raw.trim_start().starts_with('{') {
             return Err(bad("not a JSON object".into()));
         }
-        let parsed: Line = serde_json::from_str(raw).map_err(|e| {
+        let mut parsed: Line = serde_json::from_str(raw).map_err(|e| {
             // The line number is ours; serde's "at line 1" would only confuse.
             let why = e.to_string();
             let why = why.split(" at line ").next().unwrap_or(&why);
             bad(format!("{why} (column {})", e.column()))
         })?;
-        let item = check(parsed, line, has_prompt).map_err(bad)?;
+        let schema = parsed.schema.take();
+        let mut item = check(parsed, line, has_prompt).map_err(bad)?;
+        item.contract = schema
+            .map(|field| schemas.contract(&field))
+            .transpose()
+            .map_err(|why| Error::msg(Kind::Input, format!("{name}, line {line}: {why}")))?;
         if let Some(first) = seen.insert(item.key.clone(), line) {
             return Err(bad(format!(
                 "the id {} is already used on line {first}",
@@ -131,6 +184,7 @@ fn check(line: Line, number: usize, has_prompt: bool) -> Result<Item, String> {
             max_tokens: line.max_tokens,
             conversation: line.conversation,
         },
+        contract: None,
     })
 }
 
@@ -223,6 +277,41 @@ mod tests {
             ),
             ("{\"prompt\": \"a\"}\nnot json", "line 2:"),
             ("", "holds no items"),
+        ] {
+            let line = err(text);
+            assert!(line.contains(expected), "{text}: {line}");
+        }
+    }
+
+    #[test]
+    fn an_items_schema_is_a_path_or_an_object_compiled_once() {
+        let items = parse(
+            "{\"prompt\": \"a\", \"schema\": {\"type\": \"array\"}}\n\
+             {\"prompt\": \"b\", \"schema\": {\"type\": \"array\"}}\n{\"prompt\": \"c\"}",
+            "f",
+            false,
+        )
+        .unwrap();
+        let (Some(Contract::Schema(a)), Some(Contract::Schema(b))) =
+            (&items[0].contract, &items[1].contract)
+        else {
+            panic!("both items have a schema")
+        };
+        assert!(Arc::ptr_eq(a, b), "the same schema is compiled once");
+        assert_eq!(items[2].contract, None);
+        for (text, expected) in [
+            (
+                "{\"prompt\": \"a\", \"schema\": 3}",
+                "line 1: schema must be a path or an object, not 3",
+            ),
+            (
+                "{\"prompt\": \"a\"}\n{\"prompt\": \"a\", \"schema\": \"no-such.json\"}",
+                "line 2: cannot read schema file no-such.json",
+            ),
+            (
+                "{\"prompt\": \"a\", \"schema\": {\"$ref\": \"other.json\"}}",
+                "line 1: the schema refers to other.json, outside its own document",
+            ),
         ] {
             let line = err(text);
             assert!(line.contains(expected), "{text}: {line}");

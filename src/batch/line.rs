@@ -49,8 +49,8 @@ pub fn request_digest(origin: &str, agent: &str, request: &Request) -> String {
     digest::hex(&[origin.as_bytes(), &[0], agent.as_bytes(), &[0], &body])
 }
 
-/// What a successful item's line holds: its `content` (the text, or what `-x` or
-/// `--expect-json` made of it, the latter a JSON value) and, when asked, its `response` as
+/// What a successful item's line holds: its `content` (the text, or what `-x`,
+/// `--expect-json` or `--schema` made of it, the last two a JSON value) and, when asked, its `response` as
 /// received, with the token masked in it as in any `--json` output (the content, like a
 /// whole answer's, is kept as received).
 pub struct Delivered {
@@ -61,13 +61,15 @@ pub struct Delivered {
 impl Delivered {
     pub fn new(
         answer: Answer,
-        contract: Option<Contract>,
+        contract: Option<&Contract>,
         response: bool,
         token: &Secret,
     ) -> Result<Delivered> {
         let text = answer.content.unwrap_or_default();
         let content = match contract {
-            Some(Contract::Json) => RawValue::from_string(text).map_err(protocol)?,
+            Some(contract) if contract.yields_json() => {
+                RawValue::from_string(text).map_err(protocol)?
+            }
             _ => serde_json::value::to_raw_value(&text).expect("a string serializes"),
         };
         let response = response

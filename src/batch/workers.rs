@@ -90,15 +90,14 @@ impl Workers<'_> {
         if response {
             out.record();
         }
+        let delivery = item.delivery(&config.delivery);
         let request = self.composer.request(&item.ask);
         let digest = request
             .as_ref()
             .ok()
             .map(|request| request_digest(&config.origin, &report.agent, request));
-        let answer = request.and_then(|request| {
-            self.client
-                .ask(&request, &config.delivery, &mut out, &mut report)
-        });
+        let answer =
+            request.and_then(|request| self.client.ask(&request, &delivery, &mut out, &mut report));
         match answer {
             // Refused before anything was sent (the client's credit limits): the batch stops
             // as --max-credits stops it, the item not started.
@@ -111,7 +110,7 @@ impl Workers<'_> {
             _ => {}
         }
         let delivered = answer.and_then(|answer| {
-            Delivered::new(answer, config.delivery.contract, response, self.token)
+            Delivered::new(answer, delivery.contract.as_ref(), response, self.token)
         });
         let failure = delivered.as_ref().err();
         let (consumed, stop) = self.budget.settle(failure, &report);

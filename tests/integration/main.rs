@@ -24,6 +24,7 @@ mod prompt;
 mod proxies;
 mod recording;
 mod retries;
+mod schemas;
 mod scripted_answers;
 mod secrecy;
 mod soak;
