@@ -21,6 +21,9 @@ pub const DONE: &[u8] = b"[DONE]";
 pub const HEADER_CREDITS_CONSUMED: &str = "x-credits-consumed";
 pub const HEADER_CREDITS_REMAINING: &str = "x-credits-remaining";
 pub const HEADER_CONVERSATION_ID: &str = "x-conversation-id";
+/// The wait a 429 asks for: whole seconds in `Retry-After`, milliseconds in `retry-after-ms`.
+pub const HEADER_RETRY_AFTER: &str = "retry-after";
+pub const HEADER_RETRY_AFTER_MS: &str = "retry-after-ms";
 
 /// The range of `temperature`, as the API documents it.
 pub const TEMPERATURE: RangeInclusive<f64> = 0.0..=2.0;

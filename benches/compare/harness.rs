@@ -877,7 +877,7 @@ fn latency(events: usize) -> (Duration, Duration, Duration) {
     let mut sent = Vec::with_capacity(events);
     {
         let headers = [("Content-Type", "text/event-stream".to_string())];
-        let mut body = Stream::start(&mut out, &headers, false).unwrap();
+        let mut body = Stream::start(&mut out, 200, &headers, false).unwrap();
         body.send(&[b"data: {\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\n\n"])
             .unwrap();
         body.flush().unwrap();

@@ -65,6 +65,16 @@ impl FromStr for RateLimit {
     }
 }
 
+/// As `--rate-limit` and `bnx`'s `BLUENEXUS_RATE_LIMIT` take it.
+impl std::fmt::Display for RateLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.requests == 0 {
+            return f.write_str("0");
+        }
+        write!(f, "{}/{}", self.requests, self.window.as_secs())
+    }
+}
+
 #[derive(Debug)]
 struct Account {
     scopes: Vec<String>,
@@ -90,14 +100,23 @@ pub enum Admission {
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Charge {
-    /// The answer may be sent: its conversation id, credits consumed and remaining.
-    Granted {
-        conversation: String,
-        consumed: u64,
-        remaining: u64,
-    },
+    /// The answer may be sent.
+    Granted(Granted),
     UnknownConversation,
     NoCredits,
+}
+
+/// What a paid answer tells its client: its conversation id, credits consumed and remaining.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Granted {
+    pub conversation: String,
+    pub consumed: u64,
+    pub remaining: u64,
+}
+
+/// The mock's price of an answer: 1 credit, and 1 more per 1000 completion tokens.
+pub fn price(completion_tokens: u64) -> u64 {
+    1 + completion_tokens / 1000
 }
 
 #[derive(Debug)]
@@ -161,14 +180,14 @@ impl Accounts {
         Admission::Admitted
     }
 
-    /// Opens or continues a conversation and charges for the answer (at least 1 credit). Call it
-    /// under the same lock as `next_turn`, whose turn the answer shows.
+    /// Opens or continues a conversation and charges `cost` for the answer. Call it under the
+    /// same lock as `next_turn`, whose turn the answer shows.
     pub fn charge(
         &mut self,
         token: &str,
         agent: &str,
         conversation: Option<&str>,
-        completion_tokens: u64,
+        cost: u64,
     ) -> Charge {
         let id = match conversation {
             Some(id) => match self.conversations.get(id) {
@@ -181,7 +200,6 @@ impl Accounts {
             .accounts
             .get_mut(token)
             .expect("admitted before charged");
-        let cost = 1 + completion_tokens / 1000;
         if account.credits < cost {
             return Charge::NoCredits;
         }
@@ -199,11 +217,32 @@ impl Accounts {
                 turns: 0,
             });
         entry.turns += 1;
-        Charge::Granted {
+        Charge::Granted(Granted {
             conversation: id,
             consumed: cost,
             remaining,
-        }
+        })
+    }
+
+    /// Takes `cost` from the balance of `token` for an answer that opens no conversation of the
+    /// mock's own (a recorded one); the credits remaining, or `None` when it cannot pay.
+    pub fn pay(&mut self, token: &str, cost: u64) -> Option<u64> {
+        let account = self.accounts.get_mut(token)?;
+        account.credits = account.credits.checked_sub(cost)?;
+        Some(account.credits)
+    }
+
+    /// Makes the conversation `id`, which a reply named, known to this caller as being at
+    /// `turn`, so that the requests continuing it are accepted.
+    pub fn register(&mut self, token: &str, agent: &str, id: &str, turn: u64) {
+        self.conversations.insert(
+            id.to_string(),
+            Conversation {
+                token: token.to_string(),
+                agent: agent.to_string(),
+                turns: turn,
+            },
+        );
     }
 
     /// The turn the next answer in `conversation` would have, if it exists for this caller.
@@ -244,6 +283,9 @@ mod tests {
         assert_eq!(parsed("0"), Ok((0, Duration::from_secs(60))));
         for bad in ["", "x", "-1", "+1/", "3/0", "3/1.5", "3/x"] {
             assert!(bad.parse::<RateLimit>().is_err(), "{bad}");
+        }
+        for (spec, shown) in [("30", "30/60"), ("3/2", "3/2"), ("0/9", "0")] {
+            assert_eq!(spec.parse::<RateLimit>().unwrap().to_string(), shown);
         }
     }
 
@@ -288,18 +330,18 @@ mod tests {
     fn conversations_count_turns_and_belong_to_their_caller() {
         let mut a = accounts(0);
         assert_eq!(a.next_turn("good", "default", None), Some(1));
-        let Charge::Granted {
+        let Charge::Granted(Granted {
             conversation,
             consumed: 1,
             remaining: 2,
-        } = a.charge("good", "default", None, 10)
+        }) = a.charge("good", "default", None, price(10))
         else {
             panic!()
         };
         assert_eq!(a.next_turn("good", "default", Some(&conversation)), Some(2));
         assert!(matches!(
-            a.charge("good", "default", Some(&conversation), 10),
-            Charge::Granted { remaining: 1, .. }
+            a.charge("good", "default", Some(&conversation), price(10)),
+            Charge::Granted(Granted { remaining: 1, .. })
         ));
         assert_eq!(a.next_turn("good", "default", Some(&conversation)), Some(3));
         assert_eq!(
@@ -314,6 +356,22 @@ mod tests {
             a.charge("good", "default", Some("conv-nope"), 1),
             Charge::UnknownConversation
         );
-        assert_eq!(a.charge("good", "default", None, 5000), Charge::NoCredits);
+        assert_eq!(
+            a.charge("good", "default", None, price(5000)),
+            Charge::NoCredits
+        );
+        assert_eq!((price(0), price(999), price(1000)), (1, 1, 2));
+    }
+
+    #[test]
+    fn a_registered_conversation_continues_from_its_turn_and_pay_takes_credits() {
+        let mut a = accounts(0);
+        a.register("good", "default", "conv-rec", 2);
+        assert_eq!(a.next_turn("good", "default", Some("conv-rec")), Some(3));
+        assert_eq!(a.next_turn("user", "default", Some("conv-rec")), None);
+        assert_eq!(a.pay("good", 2), Some(1));
+        assert_eq!(a.pay("good", 2), None);
+        assert_eq!(a.pay("good", 1), Some(0));
+        assert_eq!(a.pay("nobody", 0), None);
     }
 }

@@ -28,6 +28,14 @@ impl Content {
         Content { head, len }
     }
 
+    /// `text` as it is: a scripted answer.
+    pub fn text_of(text: &str) -> Self {
+        Content {
+            head: text.to_string(),
+            len: text.len(),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }
@@ -196,6 +204,14 @@ mod tests {
         assert_eq!(joined(&content("x", 1000), Some(10)).1, 10);
         let words: Vec<_> = content("a b", 0).pieces(None).collect();
         assert_eq!(words, [(0, 6), (6, 9), (9, 11), (11, 12)]);
+    }
+
+    #[test]
+    fn a_scripted_text_is_sent_as_written_in_words() {
+        let c = Content::text_of("Here is `x`.\n```sh\nls\n```");
+        assert_eq!(c.text(), "Here is `x`.\n```sh\nls\n```");
+        let (words, n) = joined(&c, None);
+        assert_eq!((words.as_str(), n), (c.text().as_ref(), 3));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use super::accounts::{RateLimit, TokenSpec};
-use super::fault::{seconds, Fault, FAULT_HELP};
+use super::fault::{self, seconds, Fault};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -16,17 +16,42 @@ Examples:
   bnx-mock --listen 127.0.0.1:0 --log requests.jsonl   serve until Ctrl-C
   bnx-mock --rate-limit 3/2 --credits 10 -- ./pacing-test.sh
   bnx-mock --answer-size 50000000 --chunks 100000      large streams for benchmarks
+  bnx-mock --answers tests/answers.jsonl --strict -- ./pipeline.sh
+  bnx-mock --record tests/answers.jsonl --upstream https://api.bluenexus.ai -- ./pipeline.sh
 
 Answers are deterministic: \"[turn N] \" followed by the last user message, padded with
 filler to --answer-size, cut at max_tokens (4 bytes a token). Any OpenAI-compatible client
 works with base_url http://127.0.0.1:PORT/api/v1/agents/default.
 
+Scripted answers (--answers FILE): one JSON rule a line, the first that matches and is not
+used up answers; no match is the echo, or with --strict a 400 (no_matching_answer).
+  {\"match\": {\"prompt\": \"weather\"}, \"reply\": {\"content\": \"Sunny.\"}}
+  {\"match\": {}, \"reply\": {\"status\": 429, \"error\": {\"message\": \"busy\"},
+   \"headers\": {\"Retry-After\": \"1\"}}, \"times\": 1}
+  {\"reply\": {\"fault\": \"cut:3\"}}        {\"reply\": {\"tool_calls\": [...]}}
+match: agent, prompt, prompt_regex, system, turn, stream, body (a JSON object the request
+holds). reply: content [finish_reason, tool_calls, chunks, credits, delay_ms]; status with
+headers and body or events (recorded); status with error; fault. Tokens, validation, rate
+limit, credits and conversations apply first. At most 100000 rules and 512 MiB in all, a
+line at most 256 MiB.
+
+Recording (--record FILE --upstream URL): a proxy to the real API passing each client's own
+token on; every answer (errors too) is passed back as it arrives and appended to FILE as one
+rule with \"times\": 1, the token replaced by *** wherever the upstream echoed it. FILE holds
+your prompts and the answers: read it before committing it. Replay it with --answers FILE
+--strict. An upstream that cannot be reached is a 502 (upstream_error).
+
+Environment of COMMAND: BLUENEXUS_BASE_URL, BLUENEXUS_TOKEN and BLUENEXUS_RATE_LIMIT match the
+mock (while recording, only the URL: the token and the pacing are the caller's own);
+BLUENEXUS_STATE_DIR and BLUENEXUS_CACHE_DIR a temporary directory removed at exit, unless set.
+
 Limits: a request head over 16 KiB is 431, a body over 8 MiB is 413, and bodies in flight
-over 64 MiB in total are 503. Exit codes: COMMAND's own with -- COMMAND; 2 usage error;
-71 cannot listen on the address; 74 cannot write the log.";
+over 64 MiB in total are 503. Exit codes: COMMAND's own with -- COMMAND; 2 usage error (a bad
+rule names its file and line); 71 cannot listen on the address; 74 cannot write the log or
+the recording.";
 
 fn after_help() -> String {
-    format!("{FAULT_HELP}\n\n{EXAMPLES}")
+    format!("{}\n\n{EXAMPLES}", fault::help())
 }
 
 #[derive(Debug, Parser)]
@@ -94,8 +119,31 @@ pub struct MockCli {
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = timeout)]
     pub progress_timeout: Duration,
 
-    /// Run COMMAND against the mock (BLUENEXUS_BASE_URL and BLUENEXUS_TOKEN set), then exit
-    /// with its exit code
+    /// Answer requests from the rules in FILE, one JSON rule a line (see Scripted answers
+    /// below); repeatable, read in order
+    #[arg(long = "answers", value_name = "FILE")]
+    pub answers: Vec<PathBuf>,
+
+    /// Answer a request no rule matches with a 400 (no_matching_answer), not the echo
+    #[arg(long)]
+    pub strict: bool,
+
+    /// Record every chat request and its answer from --upstream as rules appended to FILE
+    /// (tokens masked): the mock becomes a proxy
+    #[arg(long, value_name = "FILE", requires = "upstream",
+          conflicts_with_all = ["answers", "strict", "faults"])]
+    pub record: Option<PathBuf>,
+
+    /// The API that --record passes requests to: https://, or http:// for a loopback host
+    #[arg(long, value_name = "URL", requires = "record", value_parser = upstream)]
+    pub upstream: Option<Upstream>,
+
+    /// Seconds the upstream may stay silent: before its answer starts, and between two reads
+    #[arg(long, value_name = "SECS", default_value = "300", value_parser = timeout)]
+    pub upstream_timeout: Duration,
+
+    /// Run COMMAND against the mock (BLUENEXUS_* set, see Environment below), then exit with
+    /// its exit code
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
 }
@@ -111,6 +159,22 @@ fn listen_address(text: &str) -> Result<String, String> {
     Ok(text.to_string())
 }
 
+/// `--upstream`: the origin (and path prefix) requests are passed to, checked as `bnx` checks
+/// its `--base-url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    pub origin: String,
+    pub loopback: bool,
+}
+
+fn upstream(text: &str) -> Result<Upstream, String> {
+    let endpoint = crate::config::endpoint(text, "default").map_err(|err| err.to_string())?;
+    Ok(Upstream {
+        origin: endpoint.origin,
+        loopback: endpoint.loopback,
+    })
+}
+
 /// A timeout option: seconds above 0 (a zero timeout would mean none for the socket).
 fn timeout(text: &str) -> Result<Duration, String> {
     let secs = seconds(text)?;
@@ -123,6 +187,7 @@ fn timeout(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mock::fault::Kind;
     use clap::CommandFactory;
 
     #[test]
@@ -148,7 +213,8 @@ mod tests {
             "exit 3",
         ])
         .unwrap();
-        assert_eq!(cli.faults, [Fault::Status(503), Fault::Cut { chunks: 2 }]);
+        let kinds: Vec<&Kind> = cli.faults.iter().map(|f| &f.kind).collect();
+        assert_eq!(kinds, [&Kind::Status(503), &Kind::Cut { chunks: 2 }]);
         assert_eq!(cli.tokens[1].scopes, ["agents-read"]);
         assert_eq!(cli.command, ["sh", "-c", "exit 3"]);
         assert!(MockCli::try_parse_from(["bnx-mock", "--fault", "teapot"]).is_err());

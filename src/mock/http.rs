@@ -19,6 +19,12 @@ pub const MAX_BODY: usize = 8 * 1024 * 1024;
 /// Request bodies held at once, across all connections; past this a request gets 503.
 pub const MAX_BODIES_IN_FLIGHT: usize = 64 * 1024 * 1024;
 
+/// Header names of HTTP itself, in lower case as `wire` gives the API's own.
+pub const CONTENT_TYPE: &str = "content-type";
+pub const CACHE_CONTROL: &str = "cache-control";
+pub const ALLOW: &str = "allow";
+pub const LOCATION: &str = "location";
+
 /// When the first byte of a request arrived: the wall clock for the log, the monotonic one for
 /// its duration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,6 +265,23 @@ pub struct Reservation<'a> {
     bytes: usize,
 }
 
+impl Reservation<'_> {
+    /// Takes `more` bytes besides, if they are left.
+    pub fn grow(&mut self, more: usize) -> bool {
+        let taken = self
+            .budget
+            .0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(more)
+            })
+            .is_ok();
+        if taken {
+            self.bytes += more;
+        }
+        taken
+    }
+}
+
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
         self.budget.0.fetch_add(self.bytes, Ordering::SeqCst);
@@ -353,13 +376,37 @@ fn write_head(
 ) -> io::Result<()> {
     write!(out, "HTTP/1.1 {status} {}\r\n", reason(status))?;
     for (name, value) in headers {
-        write!(out, "{name}: {value}\r\n")?;
+        write!(out, "{}: {value}\r\n", Canonical(name))?;
     }
     if let Some(framing) = framing {
         write!(out, "{framing}\r\n")?;
     }
     let connection = if close { "close" } else { "keep-alive" };
     write!(out, "Connection: {connection}\r\n\r\n")
+}
+
+/// A header name as most servers write it, each word capitalised (`X-Credits-Consumed`),
+/// whatever its case in the code.
+pub struct Canonical<'a>(pub &'a str);
+
+impl std::fmt::Display for Canonical<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, word) in self.0.split('-').enumerate() {
+            if i > 0 {
+                f.write_str("-")?;
+            }
+            let mut chars = word.chars();
+            if let Some(first) = chars.next() {
+                write!(
+                    f,
+                    "{}{}",
+                    first.to_ascii_uppercase(),
+                    chars.as_str().to_ascii_lowercase()
+                )?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A whole response, `body` sent with its length.
@@ -438,9 +485,14 @@ pub struct Stream<'a, W: Write> {
 }
 
 impl<'a, W: Write> Stream<'a, W> {
-    pub fn start(out: &'a mut W, headers: &[(&str, String)], http10: bool) -> io::Result<Self> {
+    pub fn start(
+        out: &'a mut W,
+        status: u16,
+        headers: &[(&str, String)],
+        http10: bool,
+    ) -> io::Result<Self> {
         let framing = (!http10).then_some("Transfer-Encoding: chunked");
-        write_head(out, 200, headers, framing, http10)?;
+        write_head(out, status, headers, framing, http10)?;
         Ok(Stream {
             out,
             chunked: !http10,
@@ -638,6 +690,9 @@ mod tests {
         let refusal = read_body(&mut input, &mut Vec::new(), request, 5, &budget).unwrap_err();
         assert_eq!(refusal.status, Some(503));
         drop(first);
+        let mut growing = budget.reserve(4).unwrap();
+        assert!(growing.grow(6) && !growing.grow(1));
+        drop(growing);
         assert!(budget.reserve(10).is_some());
     }
 
@@ -647,6 +702,15 @@ mod tests {
         let (read, out) = read(raw);
         assert!(read.is_ok());
         assert_eq!(out, b"HTTP/1.1 100 Continue\r\n\r\n");
+    }
+
+    #[test]
+    fn header_names_are_written_in_their_usual_case() {
+        let canonical = |name| Canonical(name).to_string();
+        assert_eq!(canonical("x-credits-consumed"), "X-Credits-Consumed");
+        assert_eq!(canonical("CONTENT-type"), "Content-Type");
+        assert_eq!(canonical("retry-after-ms"), "Retry-After-Ms");
+        assert_eq!(canonical("a--b-"), "A--B-");
     }
 
     #[test]
@@ -680,7 +744,7 @@ mod tests {
     #[test]
     fn chunked_stream_framing() {
         let mut out = Vec::new();
-        let mut stream = Stream::start(&mut out, &[("A", "b".into())], false).unwrap();
+        let mut stream = Stream::start(&mut out, 200, &[("a", "b".into())], false).unwrap();
         stream.send(&[b"data: x", b"\n\n"]).unwrap();
         stream.finish().unwrap();
         let text = String::from_utf8(out).unwrap();

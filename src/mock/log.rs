@@ -60,9 +60,14 @@ pub struct Exchange<'a> {
     pub request: Option<&'a Request>,
     /// `None` when no response was sent (the `drop` fault, a client gone).
     pub status: Option<u16>,
-    /// Why the request was refused or its answer not delivered.
+    /// Why the request was refused, its answer not delivered, or no scripted answer matched.
     pub reason: Option<String>,
     pub fault: Option<String>,
+    /// The scripted answer that gave the reply, as `FILE:LINE`.
+    pub rule: Option<String>,
+    /// A credential to mask besides the accepted tokens: the client's own, which a recording
+    /// mock passes on without knowing it.
+    pub secret: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -76,6 +81,8 @@ struct Line<'a> {
     status: Option<u16>,
     reason: Option<Cow<'a, str>>,
     fault: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<&'a str>,
 }
 
 impl Log {
@@ -103,22 +110,24 @@ impl Log {
 
     fn line<'a>(&self, exchange: &'a Exchange) -> Line<'a> {
         let request = exchange.request;
+        let redact = |text: &'a str| self.redact(text, exchange.secret);
         Line {
             time: rfc3339(exchange.arrived.time),
             duration_ms: exchange.arrived.instant.elapsed().as_millis(),
-            method: request.map(|r| self.redact(&r.method)),
-            path: request.map(|r| self.redact(&r.path)),
-            headers: request.map(|r| self.headers(r)),
-            body: request.map(|r| self.body(&r.body)),
+            method: request.map(|r| redact(&r.method)),
+            path: request.map(|r| redact(&r.path)),
+            headers: request.map(|r| self.headers(r, exchange.secret)),
+            body: request.map(|r| self.body(&r.body, exchange.secret)),
             status: exchange.status,
-            reason: exchange.reason.as_deref().map(|r| self.redact(r)),
+            reason: exchange.reason.as_deref().map(redact),
             fault: exchange.fault.as_deref(),
+            rule: exchange.rule.as_deref(),
         }
     }
 
     /// Every accepted token replaced by `***`, and the credentials of the Authorization headers
     /// whatever they are: a client may send a real token to the mock by mistake.
-    fn headers(&self, request: &Request) -> Map<String, serde_json::Value> {
+    fn headers(&self, request: &Request, secret: Option<&str>) -> Map<String, serde_json::Value> {
         let mut headers = Map::new();
         for (name, value) in &request.headers {
             let value = match name.as_str() {
@@ -126,10 +135,10 @@ impl Log {
                     Some((scheme, _)) => format!("{scheme} ***"),
                     None => "***".to_string(),
                 },
-                _ => self.redact(value).into_owned(),
+                _ => self.redact(value, secret).into_owned(),
             };
             // Repeated fields combine as RFC 9110 (5.3) says a recipient may combine them.
-            match headers.entry(self.redact(name).into_owned()) {
+            match headers.entry(self.redact(name, secret).into_owned()) {
                 Entry::Vacant(entry) => {
                     entry.insert(value.into());
                 }
@@ -148,9 +157,9 @@ impl Log {
     /// would cost many times its size as a parsed tree), else as a string. Tokens are masked in
     /// the text, in whatever form a JSON string gives them (`\/`, `\u0074`), keys included, so
     /// the body need not be parsed for it.
-    fn body(&self, body: &[u8]) -> Body {
+    fn body(&self, body: &[u8], secret: Option<&str>) -> Body {
         let text = String::from_utf8_lossy(body);
-        let text = self.redact(&text);
+        let text = self.redact(&text, secret);
         // Raw CR and LF can only be whitespace between JSON tokens: spaces keep the line one line.
         match RawValue::from_string(text.replace(['\r', '\n'], " ")) {
             Ok(json) => Body::Json(json),
@@ -158,8 +167,12 @@ impl Log {
         }
     }
 
-    fn redact<'t>(&self, text: &'t str) -> Cow<'t, str> {
-        self.secrets.redact(text)
+    fn redact<'t>(&self, text: &'t str, secret: Option<&str>) -> Cow<'t, str> {
+        let text = self.secrets.redact(text);
+        match secret.map(|secret| redact::mask(secret, &text).into_owned()) {
+            Some(masked) if masked != *text => Cow::Owned(masked),
+            _ => text,
+        }
     }
 }
 
@@ -195,6 +208,8 @@ mod tests {
             status: Some(200),
             reason: reason.map(str::to_string),
             fault: Some("cut:1".into()),
+            rule: None,
+            secret: Some("client-own"),
         };
         let line = serde_json::to_string(&log.line(&exchange)).unwrap();
         assert!(!line.contains('\n'));
@@ -211,8 +226,9 @@ mod tests {
                 ("x-api-key", "s3cret-longer"),
                 ("cookie", "session=s3cret; other=1"),
                 ("user-agent", "t"),
+                ("x-client", "client-own"),
             ],
-            br#"{"a": 1, "key": "s3cret", "q": "q\"uote",
+            br#"{"a": 1, "key": "s3cret", "q": "q\"uote", "own": "client-own",
                 "nested": ["s3cret-longer"]}"#,
         );
         let e = entry(&log, Some(&request), None);
@@ -225,10 +241,14 @@ mod tests {
         assert_eq!(e["body"]["key"], "***");
         assert_eq!(e["body"]["q"], "***");
         assert_eq!(e["body"]["nested"][0], "***");
+        assert_eq!(e["headers"]["x-client"], "***");
+        assert_eq!(e["body"]["own"], "***");
+        assert_eq!(e.get("rule"), None);
         assert_eq!(e["fault"], "cut:1");
         assert_eq!(e["reason"], serde_json::Value::Null);
         let text = e.to_string();
         assert!(!text.contains("s3cret") && !text.contains("uote"), "{text}");
+        assert!(!text.contains("client-own"), "{text}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,7 @@ use crate::util::*;
 use serde_json::{json, Value};
 
 /// A raw HTTP/1.1 exchange: the full response as text (the connection is closed by us asking).
-fn raw(mock: &Mock, request: &[u8]) -> String {
+pub fn raw(mock: &Mock, request: &[u8]) -> String {
     let mut stream = TcpStream::connect(&mock.addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -32,26 +33,26 @@ pub fn content_length(head: &str) -> usize {
         .unwrap()
 }
 
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
 }
 
 impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
 
-    fn json(&self) -> Value {
+    pub fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
     }
 
     /// The SSE data payloads, in order.
-    fn events(&self) -> Vec<String> {
+    pub fn events(&self) -> Vec<String> {
         self.body
             .split("\n\n")
             .filter_map(|e| e.strip_prefix("data: "))
@@ -61,7 +62,7 @@ impl Reply {
 }
 
 /// A request with ureq, which de-chunks the body for us. No proxy, no redirects.
-fn call(mock: &Mock, method: &str, path: &str, token: Option<&str>, body: &str) -> Reply {
+pub fn call(mock: &Mock, method: &str, path: &str, token: Option<&str>, body: &str) -> Reply {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
@@ -90,13 +91,13 @@ fn call(mock: &Mock, method: &str, path: &str, token: Option<&str>, body: &str) 
     }
 }
 
-const CHAT: &str = "/api/v1/agents/default/chat/completions";
+pub const CHAT: &str = "/api/v1/agents/default/chat/completions";
 
-fn chat(mock: &Mock, body: Value) -> Reply {
+pub fn chat(mock: &Mock, body: Value) -> Reply {
     call(mock, "POST", CHAT, Some(TOKEN), &body.to_string())
 }
 
-fn user(text: &str) -> Value {
+pub fn user(text: &str) -> Value {
     json!({"messages": [{"role": "user", "content": text}]})
 }
 
@@ -1217,4 +1218,83 @@ fn a_repeated_header_is_logged_with_every_value() {
     let line = mock.only_request();
     assert_eq!(line["headers"]["x-trace"], "one, two", "{line}");
     assert_eq!(line["headers"]["accept"], "a", "{line}");
+}
+
+#[test]
+fn exec_mode_exports_its_rate_limit_and_a_scratch_state_removed_after() {
+    let home = tempfile::tempdir().unwrap();
+    let script = "echo \"$BLUENEXUS_RATE_LIMIT $BLUENEXUS_STATE_DIR $BLUENEXUS_CACHE_DIR\"; \
+                  i=0; while [ $i -lt 7 ]; do bnx -q \"run $i\" || exit $?; i=$((i+1)); done";
+    let bin = Path::new(BNX).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log.jsonl");
+    let output = Command::new(BNX_MOCK)
+        .env_clear()
+        .env("HOME", home.path())
+        .env("PATH", path)
+        .arg("--log")
+        .arg(&log)
+        .args(["--rate-limit", "3/2", "--", "sh", "-c", script])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let stdout = stdout_of(&output);
+    let first: Vec<&str> = stdout.lines().next().unwrap().split(' ').collect();
+    assert_eq!(first[0], "3/2", "{stdout}");
+    let (state, cache) = (Path::new(first[1]), Path::new(first[2]));
+    assert_eq!(
+        state.parent(),
+        cache.parent(),
+        "one scratch directory: {stdout}"
+    );
+    assert!(
+        !state.parent().unwrap().exists(),
+        "removed when COMMAND exited"
+    );
+    let statuses: Vec<u64> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["status"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(statuses, [200; 7], "bnx paced to the mock's limit: no 429");
+    assert_eq!(
+        std::fs::read_dir(home.path()).unwrap().count(),
+        0,
+        "no pacing or conversation file left in the user's home"
+    );
+
+    let mine = tempfile::tempdir().unwrap();
+    let kept = Command::new(BNX_MOCK)
+        .env("BLUENEXUS_STATE_DIR", mine.path())
+        .args(["--", "sh", "-c", "echo \"$BLUENEXUS_STATE_DIR\""])
+        .output()
+        .unwrap();
+    assert_eq!(
+        stdout_of(&kept).trim_end(),
+        mine.path().to_str().unwrap(),
+        "the caller's own"
+    );
+}
+
+#[test]
+fn a_log_file_that_cannot_be_written_is_named() {
+    let output = Command::new(BNX_MOCK)
+        .args(["--log", "/proc/x/y", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(74));
+    assert!(
+        stderr_of(&output).starts_with("bnx-mock: error: cannot write the log file /proc/x/y: "),
+        "{}",
+        stderr_of(&output)
+    );
 }

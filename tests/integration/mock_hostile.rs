@@ -251,6 +251,18 @@ fn stalled_uploads_are_bounded_in_memory_and_dropped_without_progress() {
         .any(|l| l["reason"] == "the request body stopped arriving"));
 }
 
+/// Sends a request for a streamed answer on `stream`, and reads nothing of it.
+fn ask_for_a_stream(mut stream: TcpStream) -> TcpStream {
+    let body = r#"{"messages": [{"role": "user", "content": "hi"}], "stream": true}"#;
+    write!(
+        stream,
+        "POST {CHAT} HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    stream
+}
+
 #[test]
 fn a_client_that_stops_reading_its_answer_is_dropped() {
     let mock = Mock::start(&[
@@ -262,14 +274,7 @@ fn a_client_that_stops_reading_its_answer_is_dropped() {
         "1000",
     ]);
     let (_, threads_before) = costs(&mock);
-    let mut stream = connect(&mock);
-    let body = r#"{"messages": [{"role": "user", "content": "hi"}], "stream": true}"#;
-    write!(
-        stream,
-        "POST {CHAT} HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
+    let stream = ask_for_a_stream(connect(&mock));
     let line = mock.only_request();
     assert_eq!(line["reason"], "the client stopped reading the answer");
     assert_eq!(line["status"], Value::Null);
@@ -279,4 +284,86 @@ fn a_client_that_stops_reading_its_answer_is_dropped() {
     });
     let received = read_all(stream).len();
     assert!(received < 50_000_000, "{received}");
+}
+
+/// Makes `stream`'s receive buffer as small as the kernel allows near `bytes`.
+fn shrink_receive_buffer(stream: &TcpStream, bytes: libc::c_int) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: setsockopt(2) with a pointer to an int and its size, on a socket we own.
+    let done = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&bytes as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(done, 0);
+}
+
+#[test]
+fn a_client_that_stops_reading_a_huge_stream_is_dropped_within_a_second_of_the_deadline() {
+    let mock = Mock::start(&[
+        "--progress-timeout",
+        "2",
+        "--answer-size",
+        "200000000",
+        "--chunks",
+        "20000",
+    ]);
+    let stream = connect(&mock);
+    shrink_receive_buffer(&stream, 16 * 1024);
+    let _stream = ask_for_a_stream(stream);
+    let line = mock.only_request();
+    assert_eq!(line["reason"], "the client stopped reading the answer");
+    let held = line["duration_ms"].as_u64().unwrap();
+    eprintln!("a client reading nothing of a 200 MB stream was held {held} ms (deadline 2000)");
+    assert!((2000..3000).contains(&held), "{held} ms");
+}
+
+#[test]
+fn hundreds_of_heads_dripping_a_byte_a_second_are_all_closed_within_a_second_of_the_deadline() {
+    let mock = Mock::start(&["--header-timeout", "2", "--max-connections", "400"]);
+    // All connected at once, from one thread, as fast as it can: more than the kernel's usual
+    // queue of connections not yet accepted.
+    let mut open: Vec<(TcpStream, Instant)> = (0..300)
+        .map(|_| {
+            let started = Instant::now();
+            let stream = TcpStream::connect(&mock.addr).unwrap();
+            stream.set_nonblocking(true).unwrap();
+            (stream, started)
+        })
+        .collect();
+    let head = format!("POST {CHAT} HTTP/1.1\r\nX-Drip: {}", "a".repeat(20));
+    let mut held = Vec::new();
+    let mut reply = [0; 256];
+    let until = Instant::now() + Duration::from_secs(10);
+    for tick in 0.. {
+        if open.is_empty() || Instant::now() > until {
+            break;
+        }
+        if tick % 20 == 0 {
+            let byte = [head.as_bytes()[(tick / 20) % head.len()]];
+            for (stream, _) in &mut open {
+                let _ = stream.write(&byte);
+            }
+        }
+        open.retain_mut(|(stream, started)| match stream.read(&mut reply) {
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => true,
+            _ => {
+                held.push(started.elapsed());
+                false
+            }
+        });
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let longest = held.iter().max().unwrap();
+    let late = held.iter().filter(|h| **h > Duration::from_secs(3)).count() + open.len();
+    eprintln!("300 dripping heads, deadline 2 s: the longest held {longest:?}, {late} past 3 s");
+    assert_eq!(
+        late, 0,
+        "every connection closed within a second of its deadline"
+    );
+    assert_eq!(mock.requests(300).len(), 300, "each one logged");
 }

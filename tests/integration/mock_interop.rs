@@ -55,24 +55,20 @@ seen["auth"] = failure(lambda: ask(wrong))
 print(json.dumps(seen))
 "#;
 
-fn python_with_openai() -> bool {
+pub fn python_with_openai() -> bool {
     Command::new("python3")
         .args(["-c", "import openai"])
         .output()
         .is_ok_and(|output| output.status.success())
 }
 
-#[test]
-fn the_official_openai_python_sdk_works_against_the_mock() {
-    if !python_with_openai() {
-        println!("skipped: python3 cannot import openai (python3 -m pip install openai)");
-        return;
-    }
-    let mock = Mock::start(&["--fault", "402"]);
+/// Runs `script` with MOCK_URL and MOCK_TOKEN set, and no OpenAI or proxy setting of the
+/// machine's; what it printed, as JSON.
+pub fn python(script: &str, url: &str, token: &str) -> Value {
     let output = Command::new("python3")
-        .args(["-c", SCRIPT])
-        .env("MOCK_URL", &mock.url)
-        .env("MOCK_TOKEN", TOKEN)
+        .args(["-c", script])
+        .env("MOCK_URL", url)
+        .env("MOCK_TOKEN", token)
         .env_remove("OPENAI_API_KEY")
         .env_remove("OPENAI_BASE_URL")
         .env_remove("HTTP_PROXY")
@@ -84,7 +80,17 @@ fn the_official_openai_python_sdk_works_against_the_mock() {
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", stderr_of(&output));
-    let seen: Value = serde_json::from_str(&stdout_of(&output)).unwrap();
+    serde_json::from_str(&stdout_of(&output)).unwrap()
+}
+
+#[test]
+fn the_official_openai_python_sdk_works_against_the_mock() {
+    if !python_with_openai() {
+        println!("skipped: python3 cannot import openai (python3 -m pip install openai)");
+        return;
+    }
+    let mock = Mock::start(&["--fault", "402"]);
+    let seen = python(SCRIPT, &mock.url, TOKEN);
     assert_eq!(
         seen["fault"],
         json!({"class": "APIStatusError", "status": 402, "type": "insufficient_credits"})

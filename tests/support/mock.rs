@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -21,6 +22,9 @@ const SENTINEL: &str = "/bnx-test-sentinel";
 
 pub struct Mock {
     child: Child,
+    /// What the mock wrote to stderr after its first line, read as it comes so that the mock
+    /// never waits on a full pipe.
+    stderr: Arc<Mutex<String>>,
     /// The origin, e.g. `http://127.0.0.1:41234`.
     pub url: String,
     pub addr: String,
@@ -41,9 +45,19 @@ impl Mock {
             .spawn()
             .expect("bnx-mock starts");
         let mut line = String::new();
-        BufReader::new(child.stderr.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut reader = BufReader::new(child.stderr.take().unwrap());
+        reader.read_line(&mut line).unwrap();
+        let stderr = Arc::new(Mutex::new(String::new()));
+        std::thread::spawn({
+            let stderr = Arc::clone(&stderr);
+            move || {
+                for line in reader.lines().map_while(Result::ok) {
+                    let mut stderr = stderr.lock().unwrap();
+                    stderr.push_str(&line);
+                    stderr.push('\n');
+                }
+            }
+        });
         let url = line
             .trim()
             .strip_prefix("bnx-mock: listening on ")
@@ -55,6 +69,7 @@ impl Mock {
         }
         Mock {
             child,
+            stderr,
             url,
             addr,
             dir,
@@ -67,6 +82,11 @@ impl Mock {
         cmd.env("BLUENEXUS_BASE_URL", &self.url)
             .env("BLUENEXUS_TOKEN", TOKEN);
         cmd
+    }
+
+    /// The lines the mock wrote to stderr after its first, so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
     }
 
     /// The mock's process id, to read its costs from `/proc`.
