@@ -327,16 +327,14 @@ fn hundreds_of_heads_dripping_a_byte_a_second_are_all_closed_within_a_second_of_
     let mock = Mock::start(&["--header-timeout", "2", "--max-connections", "400"]);
     // All connected at once, from one thread, as fast as it can: more than the kernel's usual
     // queue of connections not yet accepted.
-    let mut open: Vec<(TcpStream, Instant)> = (0..300)
+    let mut open: Vec<TcpStream> = (0..300)
         .map(|_| {
-            let started = Instant::now();
             let stream = TcpStream::connect(&mock.addr).unwrap();
             stream.set_nonblocking(true).unwrap();
-            (stream, started)
+            stream
         })
         .collect();
     let head = format!("POST {CHAT} HTTP/1.1\r\nX-Drip: {}", "a".repeat(20));
-    let mut held = Vec::new();
     let mut reply = [0; 256];
     let until = Instant::now() + Duration::from_secs(10);
     for tick in 0.. {
@@ -345,25 +343,33 @@ fn hundreds_of_heads_dripping_a_byte_a_second_are_all_closed_within_a_second_of_
         }
         if tick % 20 == 0 {
             let byte = [head.as_bytes()[(tick / 20) % head.len()]];
-            for (stream, _) in &mut open {
+            for stream in &mut open {
                 let _ = stream.write(&byte);
             }
         }
-        open.retain_mut(|(stream, started)| match stream.read(&mut reply) {
-            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => true,
-            _ => {
-                held.push(started.elapsed());
-                false
-            }
+        open.retain_mut(|stream| {
+            matches!(stream.read(&mut reply), Err(err) if err.kind() == std::io::ErrorKind::WouldBlock)
         });
         std::thread::sleep(Duration::from_millis(50));
     }
+    assert!(
+        open.is_empty(),
+        "{} connections still open after 10 s",
+        open.len()
+    );
+    // How long each was held, as the mock measured it from its accept: this test's own polling
+    // of 300 sockets lags on a loaded machine, the mock's clock does not.
+    let lines = mock.requests(300);
+    assert_eq!(lines.len(), 300, "each one logged");
+    let held: Vec<u64> = lines
+        .iter()
+        .map(|l| l["duration_ms"].as_u64().unwrap())
+        .collect();
     let longest = held.iter().max().unwrap();
-    let late = held.iter().filter(|h| **h > Duration::from_secs(3)).count() + open.len();
-    eprintln!("300 dripping heads, deadline 2 s: the longest held {longest:?}, {late} past 3 s");
+    let late = held.iter().filter(|&&ms| ms >= 3000).count();
+    eprintln!("300 dripping heads, deadline 2 s: the longest held {longest} ms, {late} past 3 s");
     assert_eq!(
         late, 0,
         "every connection closed within a second of its deadline"
     );
-    assert_eq!(mock.requests(300).len(), 300, "each one logged");
 }

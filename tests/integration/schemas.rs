@@ -705,7 +705,8 @@ fn hostile_answers_end_with_exit_3_in_bounded_time_and_memory() {
         assert_eq!(run.code, Some(3), "{message}: {}", run.stderr);
         assert!(run.stderr.contains(message), "{}", run.stderr);
         assert!(
-            run.elapsed < Duration::from_secs(30),
+            // Bounded, not fast: a debug build on a loaded 2-core machine took 31 s here.
+            run.elapsed < Duration::from_secs(120),
             "{message}: {:?}",
             run.elapsed
         );
