@@ -38,6 +38,7 @@ pub mod exit;
 pub mod extract;
 pub mod interrupt;
 pub mod ledger;
+pub mod lock;
 pub mod mock;
 pub mod mode;
 pub mod output;

@@ -5,12 +5,12 @@
 //! `flock` locks belong to an open file, not a process, so two workers of one batch asking the
 //! same thing are one flight too.
 
-use std::fs::{File, TryLockError};
+use std::fs::File;
 use std::io;
-use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use crate::duration::secs;
+use crate::lock;
 use crate::printer::Printer;
 
 /// The longest pause between two looks at a lock held by another.
@@ -36,41 +36,32 @@ pub fn take(lock: io::Result<File>, patience: Duration, printer: &Printer) -> Fl
             };
         }
     };
-    let started = Instant::now();
-    let mut pause = Duration::from_millis(1);
     let mut waited = false;
-    loop {
-        match file.try_lock() {
-            Ok(()) => {
-                return Flight {
-                    _held: Some(file),
-                    waited,
-                }
+    let deadline = Instant::now() + patience;
+    let locked = lock::until(&file, deadline, MOST_BETWEEN_LOOKS, || {
+        printer.verbose("waiting for another bnx asking the same thing");
+        waited = true;
+    });
+    match locked {
+        Ok(true) => Flight {
+            _held: Some(file),
+            waited,
+        },
+        Ok(false) => {
+            printer.notice(&format!(
+                "waited {}s (--timeout) for another bnx asking the same thing; sending it too",
+                secs(patience)
+            ));
+            Flight {
+                _held: None,
+                waited: true,
             }
-            Err(TryLockError::WouldBlock) if started.elapsed() < patience => {
-                if !waited {
-                    printer.verbose("waiting for another bnx asking the same thing");
-                }
-                waited = true;
-                sleep(pause);
-                pause = (pause * 2).min(MOST_BETWEEN_LOOKS);
-            }
-            Err(TryLockError::WouldBlock) => {
-                printer.notice(&format!(
-                    "waited {}s (--timeout) for another bnx asking the same thing; sending it too",
-                    secs(patience)
-                ));
-                return Flight {
-                    _held: None,
-                    waited: true,
-                };
-            }
-            Err(TryLockError::Error(why)) => {
-                printer.verbose(&format!("the cache's lock cannot be used ({why})"));
-                return Flight {
-                    _held: None,
-                    waited,
-                };
+        }
+        Err(why) => {
+            printer.verbose(&format!("the cache's lock cannot be used ({why})"));
+            Flight {
+                _held: None,
+                waited,
             }
         }
     }

@@ -8,16 +8,16 @@
 //! lock-then-check). The first lock creates an empty file, which is therefore an empty book:
 //! no book of ours is ever empty, since every one is written whole by a rename.
 
-use std::fs::{self, File, OpenOptions, TryLockError};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::thread::sleep;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::book::{self, Book, Boot, Millis, MAX_BYTES};
 use super::Trouble;
+use crate::lock;
 
 /// The longest a change waits for another process to let go of the lock.
 const LOCK_WAIT: Duration = Duration::from_secs(2);
@@ -116,7 +116,6 @@ impl FileLedger {
     /// [`LOCK_WAIT`], so that a process stopped while holding it cannot freeze every other.
     fn lock(&self) -> io::Result<File> {
         let deadline = Instant::now() + LOCK_WAIT;
-        let mut pause = Duration::from_micros(200);
         loop {
             let file = OpenOptions::new()
                 .read(true)
@@ -126,21 +125,15 @@ impl FileLedger {
                 .mode(0o600)
                 .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
                 .open(self.path())?;
-            match file.try_lock() {
-                // Still the book, not one a rename replaced while this waited for it.
-                Ok(()) if same_file(&file, &self.path())? => return Ok(file),
-                Ok(()) => continue,
-                Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
-                    sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(20));
-                }
-                Err(TryLockError::WouldBlock) => {
-                    return Err(io::Error::other(format!(
-                        "another process has held its lock for over {}s",
-                        LOCK_WAIT.as_secs()
-                    )))
-                }
-                Err(TryLockError::Error(e)) => return Err(e),
+            if !lock::until(&file, deadline, Duration::from_millis(20), || {})? {
+                return Err(io::Error::other(format!(
+                    "another process has held its lock for over {}s",
+                    LOCK_WAIT.as_secs()
+                )));
+            }
+            // Still the book, not one a rename replaced while this waited for it.
+            if same_file(&file, &self.path())? {
+                return Ok(file);
             }
         }
     }

@@ -1,17 +1,17 @@
 //! This machine's pacing store: one small JSON file per (origin, token) key, read and replaced
 //! under an exclusive lock, so every `bnx` process of the user shares it.
 
-use std::fs::{self, File, OpenOptions, TryLockError};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use super::rule::{self, ms, now_ms, reserve, Millis, Slots};
 use super::Store;
 use crate::duration::secs;
+use crate::lock;
 use crate::rate::Rate;
 
 /// A state file holds at most `--rate-limit`'s N times; past this it is not ours to read.
@@ -107,27 +107,21 @@ impl FileStore {
 
 /// Takes `file`'s exclusive lock, waiting at most `limit` for whoever holds it.
 fn lock_within(file: &File, limit: Duration) -> io::Result<()> {
-    let deadline = Instant::now() + limit;
-    let mut pause = Duration::from_millis(1);
-    loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(()),
-            Err(TryLockError::Error(e)) => return Err(e),
-            Err(TryLockError::WouldBlock) if Instant::now() >= deadline => {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!(
-                        "another process has held the pacing state's lock for over {}s",
-                        secs(limit)
-                    ),
-                ))
-            }
-            Err(TryLockError::WouldBlock) => {
-                sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(20));
-            }
-        }
+    if lock::until(
+        file,
+        Instant::now() + limit,
+        Duration::from_millis(20),
+        || {},
+    )? {
+        return Ok(());
     }
+    Err(io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!(
+            "another process has held the pacing state's lock for over {}s",
+            secs(limit)
+        ),
+    ))
 }
 
 /// The slots a state file holds: none when it is empty (just created).
